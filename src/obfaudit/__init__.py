@@ -1,0 +1,1 @@
+from obfaudit._version import __version__

@@ -1,0 +1,84 @@
+"""Image folders in the ImageNette layout (``train/<class>/*.jpg``, ``val/<class>/*.jpg``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from obfaudit.data.base import ImageSet
+from obfaudit.errors import DataError
+
+IMAGE_SIZE = 224
+#: torchvision's ResNet preprocessing constants (ImageNet mean and std, RGB).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+SPLIT_DIRS = {"train": ("train",), "test": ("val", "test")}
+
+
+def _split_dir(root: Path, split: str) -> Path:
+    for name in SPLIT_DIRS[split]:
+        if (root / name).is_dir():
+            return root / name
+    raise DataError(
+        f"no {'/'.join(SPLIT_DIRS[split])}/ folder under {root}: an image folder needs "
+        "train/<class>/*.jpg and val/<class>/*.jpg (the ImageNette layout)"
+    )
+
+
+def image_folder_dataset(root: str | Path, split: str, *, size: int = IMAGE_SIZE) -> Dataset:
+    """A lazily loading dataset of (image in [0, 1] of shape (3, size, size), class index).
+
+    Images are resized and centre-cropped as for ResNet; the mean/std normalisation of
+    ResNet preprocessing is applied by :func:`resnet_preprocess`, so stored images stay
+    in [0, 1] like every other dataset.
+    """
+    from torchvision import datasets, transforms
+
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"image folder {root} does not exist")
+    folder = _split_dir(root, split)
+    tf = transforms.Compose(
+        [
+            transforms.Resize(round(size * 256 / 224)),
+            transforms.CenterCrop(size),
+            transforms.ToTensor(),
+        ]
+    )
+    try:
+        return datasets.ImageFolder(str(folder), transform=tf)
+    except (FileNotFoundError, RuntimeError) as e:
+        raise DataError(f"{folder}: {e}") from None
+
+
+def resnet_preprocess(x: torch.Tensor) -> torch.Tensor:
+    """ResNet preprocessing of images in [0, 1]: subtract the ImageNet mean, divide by std."""
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def load_image_folder(
+    root: str | Path, split: str, *, n: int | None = None, size: int = IMAGE_SIZE, seed: int = 0
+) -> ImageSet:
+    """Up to ``n`` images of a split (a seeded sample when ``n`` is smaller) in memory."""
+    ds = image_folder_dataset(root, split, size=size)
+    index = torch.arange(len(ds))
+    if n is not None and n < len(ds):
+        index = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n]
+    images, labels = [], []
+    for i in index.tolist():
+        try:
+            img, label = ds[i]
+        except OSError as e:
+            raise DataError(f"{ds.samples[i][0]}: unreadable image ({e})") from None
+        images.append(img)
+        labels.append(label)
+    if not images:
+        raise DataError(f"no images found under {Path(root) / SPLIT_DIRS[split][0]}")
+    x = torch.stack(images)
+    return ImageSet(
+        x, {"class": torch.tensor(labels)}, "imagefolder", split, {"class": tuple(ds.classes)}
+    )
