@@ -22,7 +22,11 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subpro
     env = {**os.environ, "OBFAUDIT_NO_PROGRESS": "1", "OMP_NUM_THREADS": "2"}
     return subprocess.run(
         [sys.executable, "-m", "obfaudit.cli", *map(str, args)],
-        capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=timeout,
     )
 
 

@@ -1,8 +1,6 @@
 import json
 import struct
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 

@@ -79,6 +79,4 @@ def load_image_folder(
     if not images:
         raise DataError(f"no images found under {Path(root) / SPLIT_DIRS[split][0]}")
     x = torch.stack(images)
-    return ImageSet(
-        x, {"class": torch.tensor(labels)}, "imagefolder", split, {"class": tuple(ds.classes)}
-    )
+    return ImageSet(x, {"class": torch.tensor(labels)}, "imagefolder", split, {"class": tuple(ds.classes)})

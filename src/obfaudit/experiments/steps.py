@@ -1,0 +1,71 @@
+"""Train-and-evaluate steps shared by the CLI and the reproduction (no printing here)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+from torch import nn
+
+from obfaudit.data import ImageSet
+from obfaudit.models import create_model
+from obfaudit.train import TrainConfig, accuracy, predict, train_classifier, train_obfnet
+
+INFNET_ARCHS = {"cnn": "infnet_cnn", "mlp": "infnet_mlp"}
+OBFNET_ARCHS = {"mlp": "obfnet_mlp", "cnn": "obfnet_cnn"}
+
+
+def digit_accuracy(forward, data: ImageSet, device: str | torch.device = "cpu") -> float:
+    """InfNet digit accuracy of ``forward`` on ``data``."""
+    return accuracy(predict(forward, data.x, device=device), data.labels["digit"].to(device))
+
+
+def fit_infnet(arch: str, train: ImageSet, test: ImageSet, config: TrainConfig) -> tuple[nn.Module, dict]:
+    """Train an InfNet on the clean digit task; return it and its metrics."""
+    torch.manual_seed(config.seed)
+    infnet = create_model(INFNET_ARCHS[arch], input_shape=train.shape, classes=len(train.classes["digit"]))
+    fit = train_classifier(infnet, train.x, train.labels["digit"], replace(config, desc=f"infnet-{arch}"))
+    metrics = {"clean_test_acc": digit_accuracy(infnet, test, config.device), "fit": fit.to_dict()}
+    return infnet.cpu(), metrics
+
+
+def check_infnet_fits(infnet_info: dict, data: ImageSet) -> None:
+    """Refuse an InfNet whose input shape is not the data's, before any training."""
+    from obfaudit.errors import ObfauditError
+
+    shape = list(infnet_info.get("input_shape", []))
+    if shape != list(data.shape):
+        raise ObfauditError(
+            f"the InfNet takes inputs of shape {tuple(shape)} but {data.source} images are "
+            f"{tuple(data.shape)}: train the InfNet on the same dataset"
+        )
+
+
+def fit_obfnet(
+    arch: str,
+    bottleneck: int,
+    infnet: nn.Module,
+    train: ImageSet,
+    test: ImageSet,
+    config: TrainConfig,
+    *,
+    infnet_dropout: bool = False,
+) -> tuple[nn.Module, dict]:
+    """Train an ObfNet through the frozen InfNet; return it and its utility metrics."""
+    torch.manual_seed(config.seed)
+    obfnet = create_model(OBFNET_ARCHS[arch], input_shape=train.shape, bottleneck=bottleneck)
+    fit = train_obfnet(
+        obfnet,
+        infnet,
+        train.x,
+        train.labels["digit"],
+        replace(config, desc=f"obfnet-{arch}-b{bottleneck}"),
+        infnet_dropout=infnet_dropout,
+    )
+    metrics = {
+        "obfuscated_test_acc": digit_accuracy(lambda x: infnet(obfnet(x)), test, config.device),
+        "clean_test_acc": digit_accuracy(infnet, test, config.device),
+        "infnet_mode_during_training": "dropout active (reference Keras)" if infnet_dropout else "eval",
+        "fit": fit.to_dict(),
+    }
+    return obfnet.cpu(), metrics

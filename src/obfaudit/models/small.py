@@ -1,0 +1,174 @@
+"""The study's networks for small images (MNIST, Colored-MNIST), any input shape.
+
+Layer lists follow the original ObfNet Keras code (github ntu-aiot/ObfNet,
+``mnist/main.py``): 3x3 convolutions with valid padding, ReLU activations, logits out
+(Keras' softmax + categorical cross-entropy is the same objective as logits + CE here).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from obfaudit.models._registry import register_model
+
+Shape = tuple[int, int, int]
+
+
+def _numel(shape: Shape) -> int:
+    return math.prod(shape)
+
+
+def channels_last(x: torch.Tensor) -> torch.Tensor:
+    """NHWC memory layout for the convolutions and max-pooling that follow.
+
+    On CPU, PyTorch's NCHW max-pool kernel is ~18x slower than its channels-last one
+    (19 ms vs 1 ms for a batch of 128x64x24x24 here); with bfloat16 autocast this layout
+    doubles ObfNet training speed (see benchmarks/train_speed.py). The values and the
+    logical (N, C, H, W) order are unchanged.
+    """
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+class Obfuscator(nn.Module):
+    """Base for obfuscators: :meth:`obfuscate` is what the edge device transmits."""
+
+    input_shape: Shape
+    output_shape: Shape
+
+    def obfuscate(self, x: torch.Tensor) -> torch.Tensor:
+        return self(x)
+
+
+class InfNetCNN(nn.Module):
+    """Conv(32) -> Conv(64) -> MaxPool(2) -> Dropout(.25) -> Dense(128) -> Dropout(.5) -> Dense."""
+
+    def __init__(self, input_shape: Shape, classes: int) -> None:
+        super().__init__()
+        c, h, w = input_shape
+        self.input_shape = tuple(input_shape)
+        self.features = nn.Sequential(
+            nn.Conv2d(c, 32, 3),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 3),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Dropout(0.25),
+            nn.Flatten(),
+        )
+        flat = 64 * ((h - 4) // 2) * ((w - 4) // 2)
+        self.head = nn.Sequential(nn.Linear(flat, 128), nn.ReLU(), nn.Dropout(0.5), nn.Linear(128, classes))
+        self.to(memory_format=torch.channels_last)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(channels_last(x)))
+
+
+class InfNetMLP(nn.Module):
+    """Flatten -> Dense(512) x 3 -> Dense(classes). ColorNet is this with k colour outputs."""
+
+    def __init__(self, input_shape: Shape, classes: int, width: int = 512) -> None:
+        super().__init__()
+        self.input_shape = tuple(input_shape)
+        self.net = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(_numel(input_shape), width),
+            nn.ReLU(),
+            nn.Linear(width, width),
+            nn.ReLU(),
+            nn.Linear(width, width),
+            nn.ReLU(),
+            nn.Linear(width, classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class ObfNetMLP(Obfuscator):
+    """Flatten -> Dense(N) -> Dense(prod(output_shape), ReLU) -> reshape.
+
+    ``output_shape`` defaults to the input shape (an ObfNet); RecNet uses it to map a
+    transformed tensor of any shape back to the image shape.
+    """
+
+    def __init__(self, input_shape: Shape, bottleneck: int, output_shape: Shape | None = None):
+        super().__init__()
+        if bottleneck <= 0:
+            raise ValueError(f"bottleneck must be positive, got {bottleneck}")
+        self.input_shape = tuple(input_shape)
+        self.output_shape = tuple(output_shape or input_shape)
+        self.net = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(_numel(self.input_shape), bottleneck),
+            nn.ReLU(),
+            nn.Linear(bottleneck, _numel(self.output_shape)),
+            nn.ReLU(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).view(-1, *self.output_shape)
+
+
+class ObfNetCNN(Obfuscator):
+    """Conv(32) -> MaxPool(2) -> Flatten -> Dense(N) -> Dense(C*H*W, ReLU) -> reshape."""
+
+    def __init__(self, input_shape: Shape, bottleneck: int) -> None:
+        super().__init__()
+        if bottleneck <= 0:
+            raise ValueError(f"bottleneck must be positive, got {bottleneck}")
+        c, h, w = input_shape
+        self.input_shape = self.output_shape = tuple(input_shape)
+        flat = 32 * ((h - 2) // 2) * ((w - 2) // 2)
+        self.net = nn.Sequential(
+            nn.Conv2d(c, 32, 3),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(flat, bottleneck),
+            nn.ReLU(),
+            nn.Linear(bottleneck, _numel(input_shape)),
+            nn.ReLU(),
+        )
+        self.to(memory_format=torch.channels_last)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(channels_last(x)).view(-1, *self.output_shape)
+
+
+RECNET_BOTTLENECK = 1024
+
+
+@register_model("infnet_cnn")
+def infnet_cnn(*, input_shape: Shape = (1, 28, 28), classes: int = 10) -> InfNetCNN:
+    return InfNetCNN(tuple(input_shape), classes)
+
+
+@register_model("infnet_mlp")
+def infnet_mlp(*, input_shape: Shape = (1, 28, 28), classes: int = 10) -> InfNetMLP:
+    return InfNetMLP(tuple(input_shape), classes)
+
+
+@register_model("obfnet_mlp")
+def obfnet_mlp(*, input_shape: Shape = (1, 28, 28), bottleneck: int = 512) -> ObfNetMLP:
+    return ObfNetMLP(tuple(input_shape), bottleneck)
+
+
+@register_model("obfnet_cnn")
+def obfnet_cnn(*, input_shape: Shape = (1, 28, 28), bottleneck: int = 512) -> ObfNetCNN:
+    return ObfNetCNN(tuple(input_shape), bottleneck)
+
+
+@register_model("recnet")
+def recnet(*, input_shape: Shape = (1, 28, 28), output_shape: Shape | None = None) -> ObfNetMLP:
+    """The reconstruction attack's network: ObfNet-MLP with N fixed at 1024."""
+    out = tuple(output_shape) if output_shape else None
+    return ObfNetMLP(tuple(input_shape), RECNET_BOTTLENECK, out)
+
+
+@register_model("colornet")
+def colornet(*, input_shape: Shape = (3, 28, 28), classes: int = 7) -> InfNetMLP:
+    """The attribute attack's network: InfNet-MLP with k attribute outputs."""
+    return InfNetMLP(tuple(input_shape), classes)

@@ -1,0 +1,264 @@
+"""Training: one fit loop shared by every network, and the ObfNet objective.
+
+Batches are sliced from tensors in memory (the datasets are small), in a seeded order.
+On CPU, bfloat16 autocast is the default: on this class of machine it trains these
+networks 1.6-1.9x faster than float32 with the same accuracy (see benchmarks/). Weights,
+optimiser state and every reported metric stay in float32.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from obfaudit._io import resolve_device
+
+PRECISIONS = ("bf16", "fp32")
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training run."""
+
+    epochs: int = 10
+    """Maximum number of passes over the training data."""
+    batch_size: int = 128
+    """Images per optimiser step (the study's 128)."""
+    lr: float = 1e-3
+    """Adam learning rate."""
+    seed: int = 0
+    """Seeds initial weights, the validation split and the batch order."""
+    device: str = "cpu"
+    """cpu, cuda, cuda:N or auto."""
+    precision: str = "bf16"
+    """bf16: bfloat16 autocast for the forward pass; fp32: plain float32."""
+    val_fraction: float = 0.1
+    """Share of the training data held out for early stopping (0 disables it)."""
+    patience: int | None = 3
+    """Stop after this many epochs without a better validation loss; None: never."""
+    progress: bool = False
+    """Show a progress bar on stderr."""
+    desc: str = "train"
+    """Label of the progress bar."""
+
+    def __post_init__(self) -> None:
+        if self.epochs <= 0 or self.batch_size <= 0 or not self.lr > 0:
+            raise ValueError("epochs, batch_size and lr must be positive")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError("val_fraction must be in [0, 1)")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("progress")
+        d.pop("desc")
+        return d
+
+
+@dataclass
+class FitResult:
+    """What a training run did: epochs, losses, the best epoch and throughput."""
+
+    epochs_run: int = 0
+    best_epoch: int = 0
+    train_loss: float = math.nan
+    val_loss: float = math.nan
+    val_metric: float | None = None
+    seconds: float = 0.0
+    samples_per_s: float = 0.0
+    history: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def _split(n: int, val_fraction: float, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    perm = torch.randperm(n, generator=g)
+    n_val = int(round(n * val_fraction))
+    return perm[n_val:], perm[:n_val]
+
+
+def fit(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    config: TrainConfig,
+    *,
+    forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    metric: Callable[[torch.Tensor, torch.Tensor], float] | None = None,
+    set_mode: Callable[[bool], None] | None = None,
+) -> FitResult:
+    """Train ``model``'s parameters with Adam to minimise ``loss_fn(forward(x), y)``.
+
+    Args:
+        model: the module whose parameters are trained (moved to the device).
+        x, y: training inputs and targets, in memory.
+        loss_fn: loss of a batch of outputs against targets.
+        config: the run's settings.
+        forward: maps a batch to outputs; defaults to ``model``. The ObfNet objective
+            passes ``infnet(obfnet(x))`` here.
+        metric: a score of outputs against targets, reported on the validation split.
+        set_mode: called with True before training epochs and False before validation,
+            for modules other than ``model`` whose mode must follow (e.g. a frozen InfNet).
+
+    Returns:
+        The run's summary. With early stopping, ``model`` ends with its best weights.
+    """
+    device = resolve_device(config.device)
+    model.to(device)
+    forward = forward or model
+    g = torch.Generator().manual_seed(config.seed)
+    train_idx, val_idx = _split(len(x), config.val_fraction if config.patience else 0.0, g)
+    x_val, y_val = x[val_idx].to(device), y[val_idx].to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=config.lr)
+    result = FitResult()
+    best_state, best_loss, stale = None, math.inf, 0
+    steps_per_epoch = math.ceil(len(train_idx) / config.batch_size)
+    bar = tqdm(
+        total=config.epochs * steps_per_epoch,
+        desc=config.desc,
+        disable=not config.progress,
+        leave=False,
+        unit="step",
+        dynamic_ncols=True,
+    )
+    t0 = time.perf_counter()
+    seen = 0
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        if set_mode:
+            set_mode(True)
+        order = train_idx[torch.randperm(len(train_idx), generator=g)]
+        total, count = 0.0, 0
+        for start in range(0, len(order), config.batch_size):
+            idx = order[start : start + config.batch_size]
+            xb, yb = x[idx].to(device, non_blocking=True), y[idx].to(device, non_blocking=True)
+            with autocast(device, config.precision):
+                out = forward(xb)
+            loss = loss_fn(out.float(), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(idx)
+            count += len(idx)
+            bar.update(1)
+        seen += count
+        entry = {"epoch": epoch, "train_loss": total / max(count, 1)}
+        if len(val_idx):
+            model.eval()
+            if set_mode:
+                set_mode(False)
+            out = predict(forward, x_val, device=device)
+            entry["val_loss"] = float(loss_fn(out, y_val))
+            if metric:
+                entry["val_metric"] = metric(out, y_val)
+            if entry["val_loss"] < best_loss - 1e-6:
+                best_loss, stale = entry["val_loss"], 0
+                best_state = copy.deepcopy(model.state_dict())
+                result.best_epoch = epoch
+            else:
+                stale += 1
+        else:
+            result.best_epoch = epoch
+        result.history.append(entry)
+        bar.set_postfix({k: f"{v:.4f}" for k, v in entry.items() if k != "epoch"})
+        if config.patience and stale >= config.patience:
+            break
+    bar.close()
+    opt.zero_grad(set_to_none=True)  # free the last step's gradients
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    if set_mode:
+        set_mode(False)
+    result.seconds = time.perf_counter() - t0
+    result.epochs_run = len(result.history)
+    result.samples_per_s = seen / max(result.seconds, 1e-9)
+    best = result.history[result.best_epoch - 1] if result.history else {}
+    result.train_loss = best.get("train_loss", math.nan)
+    result.val_loss = best.get("val_loss", math.nan)
+    result.val_metric = best.get("val_metric")
+    return result
+
+
+@torch.no_grad()
+def predict(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    *,
+    device: torch.device | str = "cpu",
+    batch_size: int = 1000,
+) -> torch.Tensor:
+    """Outputs of ``forward`` for every row of ``x``, in float32, on ``device``."""
+    device = torch.device(device)
+    outs = [forward(x[i : i + batch_size].to(device)).float() for i in range(0, len(x), batch_size)]
+    return torch.cat(outs) if outs else torch.empty(0)
+
+
+def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
+    """Share of rows whose arg-max matches the label."""
+    return float((logits.argmax(dim=1) == y).float().mean()) if len(y) else math.nan
+
+
+def train_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig) -> FitResult:
+    """Cross-entropy training of a classifier (InfNet, ColorNet)."""
+    return fit(model, x, y, F.cross_entropy, config, metric=accuracy)
+
+
+def freeze(model: nn.Module) -> nn.Module:
+    """Eval mode and no gradients into the weights: the InfNet as ObfNet training sees it."""
+    model.eval()
+    model.requires_grad_(False)
+    return model
+
+
+def train_obfnet(
+    obfnet: nn.Module,
+    infnet: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    config: TrainConfig,
+    *,
+    infnet_dropout: bool = False,
+) -> FitResult:
+    """Train ``obfnet`` to minimise the frozen ``infnet``'s cross-entropy on obfnet(x).
+
+    InfNet's weights never receive a gradient. By default InfNet runs in eval mode; with
+    ``infnet_dropout`` its dropout stays active during training, as in the reference Keras
+    code (Keras does not switch dropout off for frozen layers inside ``fit``).
+    """
+    device = resolve_device(config.device)
+    freeze(infnet).to(device)
+
+    def forward(xb: torch.Tensor) -> torch.Tensor:
+        return infnet(obfnet(xb))
+
+    def set_mode(training: bool) -> None:
+        infnet.train(training and infnet_dropout)
+
+    return fit(obfnet, x, y, F.cross_entropy, config, forward=forward, metric=accuracy, set_mode=set_mode)
+
+
+def train_reconstructor(
+    recnet: nn.Module, z: torch.Tensor, x: torch.Tensor, config: TrainConfig
+) -> FitResult:
+    """Pixel (MSE) training of a reconstruction network from transformed z to originals x."""
+    return fit(recnet, z, x, F.mse_loss, config)

@@ -1,0 +1,96 @@
+import pytest
+import torch
+
+from obfaudit.data import load_colored_mnist, load_mnist
+from obfaudit.models import create_model
+from obfaudit.train import TrainConfig, accuracy, predict, train_classifier, train_obfnet
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return load_mnist("train", seed=0).subset(slice(0, 2000)), load_mnist("test", seed=0)
+
+
+@pytest.fixture(scope="module")
+def infnet(mnist):
+    train, _ = mnist
+    torch.manual_seed(0)
+    m = create_model("infnet_mlp", input_shape=(1, 28, 28))
+    train_classifier(m, train.x, train.labels["digit"], TrainConfig(epochs=3, patience=None, val_fraction=0))
+    return m
+
+
+def test_classifier_learns(mnist, infnet):
+    _, test = mnist
+    assert accuracy(predict(infnet, test.x), test.labels["digit"]) > 0.85
+
+
+def test_obfnet_learns_and_infnet_is_untouched(mnist, infnet):
+    train, test = mnist
+    before = {k: v.clone() for k, v in infnet.state_dict().items()}
+    torch.manual_seed(0)
+    obf = create_model("obfnet_mlp", input_shape=(1, 28, 28), bottleneck=64)
+    train_obfnet(
+        obf,
+        infnet,
+        train.x,
+        train.labels["digit"],
+        TrainConfig(epochs=2, patience=None, val_fraction=0),
+    )
+    after = infnet.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # bit-identical
+    assert all(p.grad is None for p in infnet.parameters())
+    acc = accuracy(predict(lambda x: infnet(obf(x)), test.x), test.labels["digit"])
+    assert acc > 0.6  # far above 10% chance
+
+
+def test_reference_dropout_mode_also_leaves_infnet_untouched(mnist):
+    train, _ = mnist
+    inf = create_model("infnet_cnn", input_shape=(1, 28, 28))
+    before = {k: v.clone() for k, v in inf.state_dict().items()}
+    obf = create_model("obfnet_cnn", input_shape=(1, 28, 28), bottleneck=8)
+    seen = []
+    orig = inf.forward
+    inf.forward = lambda x: (seen.append(inf.training), orig(x))[1]
+    train_obfnet(
+        obf,
+        inf,
+        train.x[:256],
+        train.labels["digit"][:256],
+        TrainConfig(epochs=1, patience=None, val_fraction=0),
+        infnet_dropout=True,
+    )
+    assert all(seen) and not inf.training  # dropout on while training, eval afterwards
+    assert all(torch.equal(before[k], v) for k, v in inf.state_dict().items())
+
+
+def test_early_stopping_restores_best(mnist):
+    train, _ = mnist
+    m = create_model("infnet_mlp", input_shape=(1, 28, 28))
+    # a learning rate so large that validation loss gets worse: training stops early
+    r = train_classifier(m, train.x, train.labels["digit"], TrainConfig(epochs=8, lr=0.5, patience=1))
+    assert r.epochs_run < 8
+    assert r.val_loss == min(h["val_loss"] for h in r.history)
+
+
+def test_same_seed_same_result():
+    data = load_colored_mnist("train").subset(slice(0, 512))
+    outs = []
+    for _ in range(2):
+        torch.manual_seed(1)
+        m = create_model("colornet", input_shape=(3, 28, 28))
+        train_classifier(
+            m,
+            data.x,
+            data.labels["colour"],
+            TrainConfig(epochs=1, seed=1, patience=None, val_fraction=0),
+        )
+        outs.append(predict(m, data.x[:16]))
+    assert torch.equal(outs[0], outs[1])
+
+
+def test_config_validation():
+    with pytest.raises(ValueError):
+        TrainConfig(epochs=0)
+    with pytest.raises(ValueError):
+        TrainConfig(precision="fp8")
