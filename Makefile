@@ -18,9 +18,8 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	@for d in colored-mnist noisy path; do \
-		$(VENV)/bin/obfaudit data show $$d --out $(OUT)/figures/$$d.png || exit 1; done
-	$(VENV)/bin/obfaudit data stats colored-mnist
+	$(VENV)/bin/obfaudit reproduce --out $(OUT)
+	@echo "report: $(OUT)/report.html"
 
 test: $(STAMP)
 	$(PY) -m pytest

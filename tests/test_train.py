@@ -70,7 +70,9 @@ def test_early_stopping_restores_best(mnist):
     # a learning rate so large that validation loss gets worse: training stops early
     r = train_classifier(m, train.x, train.labels["digit"], TrainConfig(epochs=8, lr=0.5, patience=1))
     assert r.epochs_run < 8
-    assert r.val_loss == min(h["val_loss"] for h in r.history)
+    # classifiers keep the epoch with the best validation accuracy
+    assert r.val_metric == max(h["val_metric"] for h in r.history)
+    assert r.best_epoch == 1 + max(range(r.epochs_run), key=lambda i: r.history[i]["val_metric"])
 
 
 def test_same_seed_same_result():

@@ -152,6 +152,7 @@ def audit_transform(
     result = AuditResult(subject)
     has_attr = ATTRIBUTE in test.labels
     k = len(test.classes[ATTRIBUTE]) if has_attr else 0
+    result.artifacts["originals"] = test.x[: config.samples]
     result.artifacts["transformed"] = observe(test)[: config.samples]
     for name in config.attacks:
         t0 = time.perf_counter()

@@ -19,6 +19,7 @@ from torch import nn
 
 from obfaudit.data import ImageSet
 from obfaudit.errors import ThreatModelError
+from obfaudit.train import as_float
 
 #: A transformation under audit: any callable from a batch of images to a batch of tensors.
 Transform = Callable[[torch.Tensor], torch.Tensor]
@@ -105,7 +106,7 @@ def apply_transform(
         transform.eval()
     out = []
     for i in range(0, len(x), batch_size):
-        z = transform(x[i : i + batch_size].to(device))
+        z = transform(as_float(x[i : i + batch_size].to(device)))
         if not isinstance(z, torch.Tensor) or len(z) != len(x[i : i + batch_size]):
             raise ValueError("a transform must map a batch of n images to a batch of n tensors")
         out.append(z.detach().float().cpu())

@@ -39,8 +39,13 @@ def tsne_2d(
 ) -> np.ndarray:
     """2-D t-SNE of rows of ``z`` (flattened), after PCA to 50 dimensions when wider.
 
-    ``opentsne`` uses FFT-accelerated gradients and approximate neighbours (fast for many
-    points); ``sklearn`` uses Barnes-Hut. Both start from PCA, both are seeded.
+    ``opentsne`` (the default) is tuned by measurement on a 2-core CPU (benchmarks/
+    tsne_speed.py): Barnes-Hut gradients below 5,000 points; above, FFT gradients on a
+    coarser grid (``ints_in_interval=2``), since numpy's FFT makes openTSNE's default grid
+    cost ~20 ms an iteration whatever the number of points. Both run 250 early-exaggeration
+    and 250 normal iterations instead of 250 + 500: the embedding's k-NN digit accuracy is
+    the same (0.82-0.83 at 10,000 points) in half the time. ``sklearn`` is scikit-learn's
+    Barnes-Hut t-SNE with its defaults. Both start from PCA, both are seeded.
     """
     x = np.ascontiguousarray(z.reshape(len(z), -1), dtype=np.float32)
     if len(x) < 4 or not np.any(x.max(axis=0) > x.min(axis=0)):
@@ -55,15 +60,21 @@ def tsne_2d(
     if backend == "opentsne":
         from openTSNE import TSNE
 
+        method = (
+            {"negative_gradient_method": "bh"}
+            if len(x) < 5000
+            else {"negative_gradient_method": "fft", "ints_in_interval": 2}
+        )
         emb = TSNE(
             n_components=2,
             perplexity=perplexity,
             initialization="pca",
             random_state=seed,
-            negative_gradient_method="fft",
+            n_iter=250,
             neighbors="auto",
             n_jobs=n_jobs,
             verbose=False,
+            **method,
         ).fit(x)
         return np.asarray(emb, dtype=np.float32)
     if backend == "sklearn":

@@ -26,8 +26,11 @@ class Preset:
     obfnet_epochs: int = 14
     attack_epochs: int = 15
     proxy_epochs: int = 4
-    patience: int | None = 2
-    """Early stopping on a 10% validation split; None trains every epoch (the study's way)."""
+    model_patience: int | None = None
+    """Early stopping of InfNets and ObfNets; None trains every epoch on all the training data.
+    On the 4,000-image data, holding out 10% to stop early cost 2-5 points of accuracy."""
+    attack_patience: int | None = 3
+    """Early stopping of the attack networks on a 10% validation split of their own data."""
     proxy_n: int = 30_000
     n_train: int | None = None
     n_test: int | None = None
@@ -52,9 +55,9 @@ PRESETS: dict[str, Preset] = {
     "default": Preset(
         name="default",
         description="the whole sweep on the embedded 5,000-image MNIST subset, fast on a CPU",
-        obfnet_epochs=12,
-        attack_epochs=12,
-        proxy_epochs=3,
+        obfnet_epochs=8,
+        attack_epochs=15,
+        proxy_epochs=2,
     ),
     "paper": Preset(
         name="paper",
@@ -64,7 +67,7 @@ PRESETS: dict[str, Preset] = {
         obfnet_epochs=14,
         attack_epochs=14,
         proxy_epochs=14,
-        patience=None,
+        attack_patience=None,
         precision="fp32",
         tsne_points=10_000,
     ),
@@ -77,7 +80,7 @@ PRESETS: dict[str, Preset] = {
         obfnet_epochs=2,
         attack_epochs=2,
         proxy_epochs=1,
-        patience=None,
+        attack_patience=None,
         proxy_n=1400,
         n_train=600,
         n_test=210,

@@ -19,7 +19,7 @@ from __future__ import annotations
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -53,6 +53,7 @@ class RunContext:
     progress: bool
     log: Log
     cache: StageCache = field(init=False)
+    resnet_weights: Path | None = None
     data: dict[str, tuple[ImageSet, ImageSet]] = field(default_factory=dict)
     proxies: dict[str, ImageSet] = field(default_factory=dict)
 
@@ -67,15 +68,14 @@ class RunContext:
     def artifacts(self) -> Path:
         return self.out / "artifacts"
 
-    def train_config(self, epochs: int, **kw) -> TrainConfig:
-        p = self.preset
+    def train_config(self, epochs: int, *, patience: int | None = None, **kw) -> TrainConfig:
         return TrainConfig(
             epochs=epochs,
             seed=self.seed,
             device=self.device,
-            precision=p.precision,
-            patience=p.patience,
-            val_fraction=0.1 if p.patience else 0.0,
+            precision=self.preset.precision,
+            patience=patience,
+            val_fraction=0.1 if patience else 0.0,
             progress=self.progress,
             **kw,
         )
@@ -146,11 +146,13 @@ def stage_infnet(ctx: RunContext, ds: str) -> dict:
         "arch": "cnn",
         "epochs": p.infnet_epochs,
         "precision": p.precision,
-        "patience": p.patience,
+        "patience": p.model_patience,
     }
 
     def compute() -> dict:
-        model, metrics = fit_infnet("cnn", train, test, ctx.train_config(p.infnet_epochs))
+        model, metrics = fit_infnet(
+            "cnn", train, test, ctx.train_config(p.infnet_epochs, patience=p.model_patience)
+        )
         save_model(model, path, dataset=ds, seed=ctx.seed, metrics=metrics)
         return {"model": str(path.relative_to(ctx.out)) + ".safetensors", **metrics}
 
@@ -168,7 +170,7 @@ def stage_obfnet(ctx: RunContext, ds: str, arch: str, n: int, infnet_record: dic
         "bottleneck": n,
         "epochs": p.obfnet_epochs,
         "precision": p.precision,
-        "patience": p.patience,
+        "patience": p.model_patience,
         "infnet_dropout": p.infnet_dropout,
     }
 
@@ -180,7 +182,7 @@ def stage_obfnet(ctx: RunContext, ds: str, arch: str, n: int, infnet_record: dic
             infnet,
             train,
             test,
-            ctx.train_config(p.obfnet_epochs),
+            ctx.train_config(p.obfnet_epochs, patience=p.model_patience),
             infnet_dropout=p.infnet_dropout,
         )
         save_model(model, path, dataset=ds, seed=ctx.seed, metrics=metrics)
@@ -199,8 +201,8 @@ def _attacks_for(ds: str, arch: str | None, n: int | None, preset: Preset) -> tu
 def _audit_config(ctx: RunContext, attacks: tuple[str, ...]) -> AuditConfig:
     p = ctx.preset
     return AuditConfig(
-        train=ctx.train_config(p.attack_epochs),
-        proxy_train=replace(ctx.train_config(p.proxy_epochs), patience=1 if p.patience else None),
+        train=ctx.train_config(p.attack_epochs, patience=p.attack_patience),
+        proxy_train=ctx.train_config(p.proxy_epochs, patience=1 if p.attack_patience else None),
         attacks=attacks,
         tsne_points=p.tsne_points,
         seed=ctx.seed,
@@ -210,7 +212,7 @@ def _audit_config(ctx: RunContext, attacks: tuple[str, ...]) -> AuditConfig:
 
 def _save_artifacts(path: Path, result) -> None:
     tensors = {}
-    for key in ("transformed", "reconstructions"):
+    for key in ("originals", "transformed", "reconstructions"):
         if key in result.artifacts:
             tensors[key] = result.artifacts[key].contiguous()
     if "embedding" in result.artifacts:
@@ -322,6 +324,7 @@ def reproduce(
     download: bool = False,
     progress: bool = False,
     log: Log = lambda msg: None,
+    resnet_weights: str | Path | None = None,
 ) -> dict:
     """Run (or resume) every stage of ``preset`` into ``out``; rebuild results and report.
 

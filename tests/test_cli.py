@@ -1,0 +1,170 @@
+"""The CLI end to end, in subprocesses, as a user runs it."""
+
+import json
+import textwrap
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from tests.conftest import run_cli
+
+    d = tmp_path_factory.mktemp("models")
+    r = run_cli(
+        "train",
+        "infnet",
+        "--arch",
+        "mlp",
+        "--data",
+        "colored-mnist",
+        "--epochs",
+        "1",
+        "--patience",
+        "0",
+        "--out",
+        d,
+        "--json",
+    )
+    assert r.returncode == 0, r.stderr
+    infnet = json.loads(r.stdout)["model"]
+    r = run_cli(
+        "train",
+        "obfnet",
+        "--arch",
+        "mlp",
+        "--bottleneck",
+        "8",
+        "--infnet",
+        infnet,
+        "--epochs",
+        "1",
+        "--patience",
+        "0",
+        "--out",
+        d,
+        "--json",
+    )
+    assert r.returncode == 0, r.stderr
+    return d, infnet, json.loads(r.stdout)
+
+
+def test_train_writes_models_with_sidecars(trained):
+    d, infnet, obf = trained
+    side = json.loads((d / "obfnet-mlp-b8-colored-mnist.json").read_text())
+    assert side["arch"] == "obfnet_mlp" and side["kwargs"]["bottleneck"] == 8
+    assert side["dataset"] == "colored-mnist" and "obfuscated_test_acc" in side["metrics"]
+    assert 0.1 < obf["obfuscated_test_acc"] <= 1.0
+
+
+def test_obfuscate_grid(trained, cli, tmp_path):
+    d, _, obf = trained
+    out = tmp_path / "grid.png"
+    r = cli("obfuscate", "--obfnet", obf["model"], "--out", out, "--n", "6")
+    assert r.returncode == 0, r.stderr
+    assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_train_refuses_bad_arguments_before_training(trained, cli, tmp_path):
+    d, infnet, _ = trained
+    for args in (["--bottleneck", "0"], ["--bottleneck", "-3"], ["--arch", "rnn", "--bottleneck", "8"]):
+        r = cli("train", "obfnet", "--infnet", infnet, "--out", tmp_path, *args)
+        assert r.returncode == 2 and "Traceback" not in r.stderr
+    # an InfNet trained on Colored-MNIST (3 channels) cannot serve MNIST (1 channel)
+    r = cli("train", "obfnet", "--infnet", infnet, "--bottleneck", "8", "--data", "mnist", "--out", tmp_path)
+    assert r.returncode == 1 and "shape" in r.stderr and r.stderr.count("\n") == 1
+    assert not list(tmp_path.glob("*.safetensors"))
+
+
+def test_corrupt_model_is_one_line(trained, cli, tmp_path):
+    d, _, obf = trained
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\0" * 10)
+    (tmp_path / "bad.json").write_text((d / "obfnet-mlp-b8-colored-mnist.json").read_text())
+    r = cli("obfuscate", "--obfnet", bad, "--out", tmp_path / "x.png")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize(
+    "kind,extra",
+    [
+        ("reconstruct", []),
+        ("attribute", ["--attacker", "server"]),
+        ("attribute", ["--attacker", "path", "--proxy-n", "700"]),
+        ("tsne", ["--tsne-points", "120"]),
+    ],
+)
+def test_attack_commands(trained, cli, tmp_path, kind, extra):
+    _, _, obf = trained
+    r = cli(
+        "attack",
+        kind,
+        "--obfnet",
+        obf["model"],
+        "--out",
+        tmp_path,
+        "--json",
+        "--epochs",
+        "2",
+        "--n-train",
+        "500",
+        "--n-test",
+        "140",
+        *extra,
+    )
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    subjects = {rec["subject"] for rec in out["records"]}
+    assert subjects == {"obfnet-mlp-b8-colored-mnist", "identity", "null"}
+    saved = json.loads((tmp_path / f"{kind}.json").read_text())
+    assert len(saved["records"]) == 3
+    assert (tmp_path / f"{kind}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_attack_your_own_transform(cli, tmp_path, monkeypatch):
+    (tmp_path / "mytransform.py").write_text(
+        textwrap.dedent("""
+        import torch
+
+        def blur(x):
+            return torch.nn.functional.avg_pool2d(x, 4)
+    """)
+    )
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    r = cli(
+        "attack",
+        "attribute",
+        "--transform",
+        "mytransform:blur",
+        "--out",
+        tmp_path / "o",
+        "--json",
+        "--epochs",
+        "2",
+        "--n-train",
+        "500",
+        "--n-test",
+        "140",
+        "--no-controls",
+    )
+    assert r.returncode == 0, r.stderr
+    rec = json.loads(r.stdout)["records"][0]
+    assert rec["subject"] == "blur" and rec["metrics"]["feature_accuracy"] > 0.5  # blurring keeps colour
+    r = cli("attack", "attribute", "--transform", "mytransform:nothing", "--out", tmp_path / "o")
+    assert r.returncode == 1 and "cannot import" in r.stderr
+
+
+def test_cost_json(cli):
+    r = cli("cost", "--input", "224x224x3", "--json")
+    assert r.returncode == 0, r.stderr
+    rows = {row["model"]: row for row in json.loads(r.stdout)["rows"]}
+    assert abs(rows["ObfNet-MLP"]["params_vs_study"]) < 0.01
+    assert abs(rows["ObfNet-CNN"]["params_vs_study"]) < 0.01
+    assert abs(rows["LightNet"]["params_vs_study"]) < 0.02
+    assert abs(rows["DenseNet"]["params_vs_study"]) < 0.02
+    for m in ("ObfNet-MLP", "ObfNet-CNN", "LightNet"):
+        assert abs(rows[m]["flops_vs_study"]) < 0.05, m
+    r = cli("cost", "--input", "32x32x3")
+    assert r.returncode == 0 and "ObfNet-MLP" in r.stdout
+    r = cli("cost", "--input", "224x224")
+    assert r.returncode == 2 and "224x224x3" in r.stderr

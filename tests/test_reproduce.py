@@ -1,0 +1,183 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from obfaudit.experiments.cache import StageCache
+
+EXPECTED_FIGURES = (
+    "fig7_mnist_mlp_reconstructions.png",
+    "fig8_colored-mnist_mlp_reconstructions.png",
+    "fig8b_colored-mnist_cnn_reconstructions.png",
+    "fig9_colornet_fa.png",
+    "fig10a_noisynet_fa.png",
+    "fig10b_pathnet_fa.png",
+    "fig11a_tsne_mlp_b64.png",
+    "fig_privacy_utility.png",
+)
+
+
+def reproduce_cmd(out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "obfaudit.cli", "reproduce", "--preset", "smoke", "--out", str(out), *extra]
+
+
+def env():
+    return {**os.environ, "OBFAUDIT_NO_PROGRESS": "1", "OMP_NUM_THREADS": "2"}
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "smoke"
+    r = subprocess.run(reproduce_cmd(out, "--json"), capture_output=True, text=True, env=env(), timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out, json.loads(r.stdout)
+
+
+def test_smoke_run_writes_every_output(smoke_run):
+    out, summary = smoke_run
+    for name in ("config.json", "results.json", "results.csv", "report.html"):
+        assert (out / name).stat().st_size > 0, name
+    for fig in EXPECTED_FIGURES:
+        assert (out / "figures" / fig).read_bytes()[:4] == b"\x89PNG", fig
+    results = json.loads((out / "results.json").read_text())
+    attacks = {
+        (e["arch"], e["bottleneck"], e["attack"])
+        for e in results["experiments"]
+        if e["kind"] == "attack" and e["dataset"] == "colored-mnist"
+    }
+    for arch in ("mlp", "cnn"):
+        for n in (8, 64):
+            for a in ("recnet", "colornet", "noisynet", "pathnet"):
+                assert (arch, n, a) in attacks
+    assert ("mlp", 64, "tsne") in attacks
+    controls = {(e["subject"], e["attack"]) for e in results["experiments"] if e["kind"] == "control"}
+    assert ("identity", "colornet") in controls and ("null", "pathnet") in controls
+    assert any(e["kind"] == "cost" for e in results["experiments"])
+    assert results["findings"] and all("evidence" in f for f in results["findings"])
+    csv_lines = (out / "results.csv").read_text().splitlines()
+    assert len(csv_lines) == len(results["experiments"]) + 1
+    models = list((out / "models").glob("*.safetensors"))
+    assert len(models) == 2 + 1 + 4  # two InfNets, one MNIST ObfNet, four Colored-MNIST ObfNets
+    assert summary["stages_skipped"] == []
+
+
+def test_report_is_self_contained(smoke_run):
+    out, _ = smoke_run
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") >= len(EXPECTED_FIGURES)
+    assert "http://" not in page and "https://" not in page and "<script" not in page
+    assert "embedded 5,000-image MNIST subset" in page
+    assert "verdict" in page and "Controls" in page and "Table 1" in page
+
+
+def test_rerun_skips_everything(smoke_run):
+    out, _ = smoke_run
+    before = {p.name: p.read_bytes() for p in (out / "stages").iterdir()}
+    r = subprocess.run(reproduce_cmd(out, "--json"), capture_output=True, text=True, env=env(), timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads(r.stdout)
+    assert summary["stages_run"] == []
+    assert {p.name: p.read_bytes() for p in (out / "stages").iterdir()} == before
+
+
+def test_killed_run_resumes_with_identical_results(smoke_run, tmp_path):
+    full_out, _ = smoke_run
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(
+        reproduce_cmd(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env()
+    )
+    stages = out / "stages"
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list(stages.glob("*.json"))) < 4 and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = {p.name: p.read_bytes() for p in stages.glob("*.json")}
+    assert 4 <= len(finished) < len(list((full_out / "stages").glob("*.json")))
+    assert not (out / "report.html").exists()
+    r = subprocess.run(reproduce_cmd(out, "--json"), capture_output=True, text=True, env=env(), timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads(r.stdout)
+    assert set(summary["stages_skipped"]) >= {Path(n).stem for n in finished}
+    for name, blob in finished.items():  # finished work is kept, not redone
+        assert (stages / name).read_bytes() == blob
+
+    # same seed, same machine: the resumed run's results equal the uninterrupted run's
+    def metrics(run):
+        exps = json.loads((run / "results.json").read_text())["experiments"]
+        return {e["id"]: e["metrics"] for e in exps if e["kind"] in ("attack", "obfnet", "infnet", "control")}
+
+    full, resumed = metrics(full_out), metrics(out)
+    assert full.keys() == resumed.keys()
+    for key in full:
+        a, b = full[key], resumed[key]
+        for m in ("feature_accuracy", "obfuscated_test_acc", "clean_test_acc", "ssim"):
+            if m in a:
+                assert a[m] == pytest.approx(b[m], abs=1e-6), (key, m)
+
+
+def test_corrupt_stage_is_recomputed(smoke_run, tmp_path):
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(smoke_run[0], out)
+    (out / "stages" / "obfnet-colored-mnist-mlp-b8.json").write_text("{ truncated")
+    r = subprocess.run(reproduce_cmd(out, "--json"), capture_output=True, text=True, env=env(), timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout)["stages_run"] == ["obfnet-colored-mnist-mlp-b8"]  # its key is unchanged
+
+
+def test_report_command_rebuilds_without_training(smoke_run):
+    out, _ = smoke_run
+    (out / "report.html").unlink()
+    r = subprocess.run(
+        [sys.executable, "-m", "obfaudit.cli", "report", str(out)],
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert (out / "report.html").exists()
+
+
+def test_changing_a_setting_recomputes_only_what_depends_on_it(tmp_path):
+    cache = StageCache(tmp_path)
+    calls = []
+
+    def run(a_setting, b_setting):
+        a = cache.run("a", {"x": a_setting}, lambda: calls.append("a") or {"v": a_setting})
+        cache.run("b", {"a": a["key"], "y": b_setting}, lambda: calls.append("b") or {"v": b_setting})
+
+    run(1, 1)
+    run(1, 1)
+    assert calls == ["a", "b"]
+    run(1, 2)  # only b's own setting changed
+    assert calls == ["a", "b", "b"]
+    run(2, 2)  # a changed: b depends on it
+    assert calls == ["a", "b", "b", "a", "b"]
+
+
+@pytest.mark.parametrize(
+    "args,code,text",
+    [
+        (["--preset", "nope"], 2, "invalid choice"),
+        (["--preset", "paper"], 1, "--data-root"),
+        (["--preset", "smoke", "--device", "tpu"], 2, "unknown device"),
+    ],
+)
+def test_bad_arguments_fail_before_work(tmp_path, args, code, text):
+    r = subprocess.run(
+        [sys.executable, "-m", "obfaudit.cli", "reproduce", "--out", str(tmp_path / "x"), *args],
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=60,
+    )
+    assert r.returncode == code and text in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "x" / "stages").exists()
