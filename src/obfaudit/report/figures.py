@@ -70,9 +70,12 @@ def image_rows(
                 ax.set_title(col_labels[j], fontsize=7)
         if row_labels:
             axes[i][0].set_ylabel(row_labels[i], rotation=0, ha="right", va="center", fontsize=8)
+    height = fig.get_figheight()
     if title:
-        fig.suptitle(title, fontsize=10)
-    fig.subplots_adjust(wspace=0.05, hspace=0.05)
+        fig.suptitle(title, fontsize=10, y=1 - 0.08 / height)
+    # A fixed margin in inches for the title: the default (a fraction of the height)
+    # leaves a wide blank band above tall figures such as fig8.
+    fig.subplots_adjust(wspace=0.05, hspace=0.05, top=1 - (0.45 if title else 0.05) / height)
     return _save(fig, path)
 
 
