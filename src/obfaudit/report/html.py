@@ -187,7 +187,12 @@ def write_report(run_dir: Path, results: dict, records: dict) -> Path:
                     "epochs: InfNet / ObfNet / attacks / proxy attacks",
                     f"{preset.get('infnet_epochs')} / {preset.get('obfnet_epochs')} / {preset.get('attack_epochs')} / {preset.get('proxy_epochs')}",
                 ),
-                ("early stopping patience", preset.get("patience") or "off (every epoch runs)"),
+                (
+                    "early stopping (10% hold-out)",
+                    f"InfNet/ObfNet: {preset.get('model_patience') or 'off, every epoch runs'}; attack networks: "
+                    f"{preset.get('attack_patience') or 'off'}"
+                    + (" (proxy-trained: 1)" if preset.get("attack_patience") else ""),
+                ),
                 ("precision", preset.get("precision")),
                 ("InfNet while training ObfNets", infmode),
                 (
