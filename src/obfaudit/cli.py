@@ -59,6 +59,11 @@ def add_common(p: argparse.ArgumentParser, *, out_help: str, out_required: bool 
     p.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
 
 
+def add_digits_dataset(p: argparse.ArgumentParser, *, default: str | None, help: str) -> None:
+    """--data over the two digit datasets (the ones with digit labels for an InfNet)."""
+    p.add_argument("--data", choices=("mnist", "colored-mnist"), default=default, help=help)
+
+
 def add_data_source(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data-root",
@@ -312,12 +317,7 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
         default="cnn",
         help="InfNet-CNN or InfNet-MLP (default: cnn)",
     )
-    p.add_argument(
-        "--data",
-        choices=("mnist", "colored-mnist"),
-        default="colored-mnist",
-        help="dataset (default: colored-mnist)",
-    )
+    add_digits_dataset(p, default="colored-mnist", help="dataset (default: colored-mnist)")
     add_training(p, epochs=20)
     add_data_source(p)
     add_common(p, out_help="directory for the saved model (required)", out_required=True)
@@ -336,12 +336,7 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--bottleneck", type=positive_int, required=True, help="bottleneck width N (> 0)")
     p.add_argument("--infnet", type=Path, required=True, help="saved InfNet (.safetensors with its .json)")
-    p.add_argument(
-        "--data",
-        choices=("mnist", "colored-mnist"),
-        default=None,
-        help="dataset (default: the one the InfNet was trained on)",
-    )
+    add_digits_dataset(p, default=None, help="dataset (default: the one the InfNet was trained on)")
     p.add_argument(
         "--infnet-dropout",
         action="store_true",
@@ -388,12 +383,7 @@ def add_obfuscate_command(sub: argparse._SubParsersAction) -> None:
         description="Write a PNG: test originals above, their obfuscations below.",
     )
     p.add_argument("--obfnet", type=Path, required=True, help="saved ObfNet (.safetensors with its .json)")
-    p.add_argument(
-        "--data",
-        choices=("mnist", "colored-mnist"),
-        default=None,
-        help="dataset (default: the one the ObfNet was trained on)",
-    )
+    add_digits_dataset(p, default=None, help="dataset (default: the one the ObfNet was trained on)")
     p.add_argument("--n", type=positive_int, default=10, help="number of images (default: 10)")
     add_data_source(p)
     add_common(p, out_help="PNG file to write (default: obfuscated.png)")
@@ -596,12 +586,7 @@ def add_attack_commands(sub: argparse._SubParsersAction) -> None:
                 default="opentsne",
                 help="t-SNE implementation (default: opentsne, the faster here)",
             )
-        p.add_argument(
-            "--data",
-            choices=("mnist", "colored-mnist"),
-            default=None,
-            help="dataset (default: the ObfNet's, else colored-mnist)",
-        )
+        add_digits_dataset(p, default=None, help="dataset (default: the ObfNet's, else colored-mnist)")
         p.add_argument(
             "--infnet",
             type=Path,

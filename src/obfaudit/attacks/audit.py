@@ -102,7 +102,7 @@ def run_reconstruction(
     config: AuditConfig,
     *,
     infnet: nn.Module | None,
-) -> tuple[dict, dict, torch.Tensor]:
+) -> tuple[Reconstruction, dict, dict, torch.Tensor]:
     attack = Reconstruction(config=replace(config.train, seed=config.seed, device=config.device))
     fit = attack.fit(observe, ServerKnowledge(train))
     recon = attack.infer(observe(test))
@@ -122,7 +122,7 @@ def run_reconstruction(
             threshold=compromise_threshold(k),
             verdict=verdict(fa, k),
         )
-    return metrics, fit, recon
+    return attack, metrics, fit, recon
 
 
 def audit_transform(
@@ -157,9 +157,8 @@ def audit_transform(
     for name in config.attacks:
         t0 = time.perf_counter()
         if name == "recnet":
-            metrics, fit, recon = run_reconstruction(observe, train, test, config, infnet=infnet)
+            attack, metrics, fit, recon = run_reconstruction(observe, train, test, config, infnet=infnet)
             result.artifacts["reconstructions"] = recon[: config.samples]
-            attack = Reconstruction(config=config.train)
         elif name in ("colornet", "noisynet", "pathnet"):
             if not has_attr:
                 continue

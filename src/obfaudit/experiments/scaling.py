@@ -14,7 +14,7 @@ from torch import nn
 
 from obfaudit.cost import cost_table
 from obfaudit.data import load_image_folder, resnet_preprocess
-from obfaudit.models import create_model, load_model, save_model
+from obfaudit.models import create_model, save_model
 from obfaudit.models.scaling import load_imagenet_weights
 from obfaudit.report.figures import image_rows
 from obfaudit.train import accuracy, fit, predict, train_obfnet
@@ -160,4 +160,4 @@ def stage_scaling(ctx) -> dict:
     return ctx.cache.run("scaling", settings, compute, valid=valid)
 
 
-__all__ = ["EdgePipeline", "load_model", "stage_cost", "stage_scaling"]
+__all__ = ["EdgePipeline", "stage_cost", "stage_scaling"]
