@@ -31,6 +31,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/train_speed.py
 	$(PY) benchmarks/tsne_speed.py
+	$(PY) benchmarks/cost.py
 	$(PY) benchmarks/reproduce.py
 
 clean:

@@ -772,5 +772,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def run() -> None:
+    """Console entry point: :func:`main`, then leave without tearing the interpreter down.
+
+    Everything obfaudit writes is closed by the time :func:`main` returns, so what
+    remains of an ordinary exit is torch's shared libraries (CUDA build) running their
+    destructors. Measured here, that teardown alone touches ~190 MB more than the work
+    did (``obfaudit cost``: 1.12 GB peak with it, 0.93 GB without).
+    """
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed early, e.g. piped into `head`
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
