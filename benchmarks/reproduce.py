@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from obfaudit._io import keep_freed_memory
 from obfaudit.experiments.presets import get_preset
 from obfaudit.experiments.reproduce import reproduce
 
@@ -30,6 +31,7 @@ def main() -> None:
     ap.add_argument("--run-dir", type=Path, default=None, help="keep the run here (default: a temp dir)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/reproduce.json"))
     args = ap.parse_args()
+    keep_freed_memory()  # as the CLI does
     run_dir = args.run_dir or Path(tempfile.mkdtemp(prefix="obfaudit-bench-"))
     if run_dir.exists():
         shutil.rmtree(run_dir)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 import obfaudit.models.small as small
+from obfaudit._io import keep_freed_memory
 from obfaudit.data import load_colored_mnist
 from obfaudit.models import create_model
 from obfaudit.train import (
@@ -148,6 +149,7 @@ def main() -> None:
     ap.add_argument("--skip-throughput", action="store_true", help="only run the accuracy check")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/train_speed.json"))
     args = ap.parse_args()
+    keep_freed_memory()  # as the CLI does
     torch.set_num_threads(2)
     rows = []
     for shape in () if args.skip_throughput else ((1, 28, 28), (3, 28, 28)):

@@ -134,7 +134,10 @@ def fit(
     train_idx, val_idx = _split(len(x), config.val_fraction if config.patience else 0.0, g)
     x_val, y_val = x[val_idx], y[val_idx].to(device)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=config.lr)
+    # The fused kernel updates each tensor in one pass: 2.9 ms per step instead of 25 ms
+    # for RecNet's 4.8M parameters on this 2-core CPU, where the per-op default spent
+    # ~40% of an audit in the optimiser (benchmarks/train_speed.py).
+    opt = torch.optim.Adam(params, lr=config.lr, fused=device.type in ("cpu", "cuda") or None)
     result = FitResult()
     best_state, best_loss, stale = None, math.inf, 0
     steps_per_epoch = math.ceil(len(train_idx) / config.batch_size)
