@@ -37,6 +37,8 @@ def trained(tmp_path_factory):
         "8",
         "--infnet",
         infnet,
+        "--shift",
+        "1",
         "--epochs",
         "1",
         "--patience",
@@ -54,6 +56,7 @@ def test_train_writes_models_with_sidecars(trained):
     side = json.loads((d / "obfnet-mlp-b8-colored-mnist.json").read_text())
     assert side["arch"] == "obfnet_mlp" and side["kwargs"]["bottleneck"] == 8
     assert side["dataset"] == "colored-mnist" and "obfuscated_test_acc" in side["metrics"]
+    assert side["train_config"]["shift"] == 1
     assert 0.1 < obf["obfuscated_test_acc"] <= 1.0
 
 
@@ -67,7 +70,12 @@ def test_obfuscate_grid(trained, cli, tmp_path):
 
 def test_train_refuses_bad_arguments_before_training(trained, cli, tmp_path):
     d, infnet, _ = trained
-    for args in (["--bottleneck", "0"], ["--bottleneck", "-3"], ["--arch", "rnn", "--bottleneck", "8"]):
+    for args in (
+        ["--bottleneck", "0"],
+        ["--bottleneck", "-3"],
+        ["--arch", "rnn", "--bottleneck", "8"],
+        ["--bottleneck", "8", "--shift", "-1"],
+    ):
         r = cli("train", "obfnet", "--infnet", infnet, "--out", tmp_path, *args)
         assert r.returncode == 2 and "Traceback" not in r.stderr
     # an InfNet trained on Colored-MNIST (3 channels) cannot serve MNIST (1 channel)

@@ -3,7 +3,15 @@ import torch
 
 from obfaudit.data import load_colored_mnist, load_mnist
 from obfaudit.models import create_model
-from obfaudit.train import TrainConfig, accuracy, predict, train_classifier, train_obfnet
+from obfaudit.train import (
+    TrainConfig,
+    accuracy,
+    predict,
+    random_shift,
+    train_classifier,
+    train_obfnet,
+    train_reconstructor,
+)
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +104,30 @@ def test_config_validation():
         TrainConfig(epochs=0)
     with pytest.raises(ValueError):
         TrainConfig(precision="fp8")
+    with pytest.raises(ValueError):
+        TrainConfig(shift=-1)
+    # a shift would move RecNet's inputs away from its pixel targets
+    with pytest.raises(ValueError, match="shift"):
+        train_reconstructor(
+            create_model("recnet", input_shape=(1, 28, 28)),
+            *[torch.zeros(4, 1, 28, 28)] * 2,
+            TrainConfig(shift=1),
+        )
+
+
+def test_random_shift_moves_each_image_by_its_own_offset():
+    x = torch.zeros(300, 2, 9, 9)
+    x[:, :, 4, 4] = 1.0  # one bright pixel in the centre of both channels
+    out = random_shift(x, 2, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and out.sum() == x.sum()  # nothing falls off a 9x9 image
+    ys, xs = (out[:, 0] == 1).nonzero()[:, 1:].T
+    assert torch.equal(out[:, 0], out[:, 1])  # channels move together
+    assert len(ys) == len(x)  # one bright pixel per image, moved, not duplicated
+    offsets = set(zip((ys - 4).tolist(), (xs - 4).tolist(), strict=True))
+    assert offsets == {(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)}  # all 25, none beyond
+    again = random_shift(x, 2, torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
+    # at the border the uncovered pixels are zero, not wrapped around
+    edge = torch.zeros(200, 1, 5, 5)
+    edge[:, :, 0, 0] = 1.0
+    assert random_shift(edge, 1, torch.Generator().manual_seed(1)).sum() < edge.sum()

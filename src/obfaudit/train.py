@@ -46,6 +46,10 @@ class TrainConfig:
     patience: int | None = 3
     """Stop after this many epochs without a better validation score (accuracy for
     classifiers, else loss); None: never."""
+    shift: int = 0
+    """Random translation of each training input by up to this many pixels in x and y
+    (zero-filled, drawn per image and epoch); 0: none, as in the study. For classifiers
+    and ObfNets only: their targets are labels, which a shift does not change."""
     progress: bool = False
     """Show a progress bar on stderr."""
     desc: str = "train"
@@ -58,11 +62,15 @@ class TrainConfig:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError("val_fraction must be in [0, 1)")
+        if self.shift < 0:
+            raise ValueError(f"shift must be 0 or more pixels, got {self.shift}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d.pop("progress")
         d.pop("desc")
+        if not d["shift"]:  # runs recorded before the setting existed keep their keys
+            d.pop("shift")
         return d
 
 
@@ -160,6 +168,8 @@ def fit(
         for start in range(0, len(order), config.batch_size):
             idx = order[start : start + config.batch_size]
             xb = as_float(x[idx].to(device, non_blocking=True))
+            if config.shift:
+                xb = random_shift(xb, config.shift, g)
             yb = as_float(y[idx].to(device, non_blocking=True))
             with autocast(device, config.precision):
                 out = forward(xb)
@@ -212,6 +222,21 @@ def fit(
     result.val_loss = best.get("val_loss", math.nan)
     result.val_metric = best.get("val_metric")
     return result
+
+
+def random_shift(x: torch.Tensor, pixels: int, generator: torch.Generator) -> torch.Tensor:
+    """Translate each image of ``x`` (N, C, H, W) by its own random offset of up to
+    ``pixels`` in each direction, filling the uncovered border with zeros."""
+    n, _, h, w = x.shape
+    span = 2 * pixels + 1
+    offset = torch.randint(0, span * span, (n,), generator=generator).to(x.device)
+    padded = F.pad(x, (pixels, pixels, pixels, pixels))
+    out = torch.empty_like(x)
+    for k in offset.unique().tolist():
+        rows = offset == k
+        dy, dx = divmod(k, span)
+        out[rows] = padded[rows, :, dy : dy + h, dx : dx + w]
+    return out
 
 
 @torch.no_grad()
@@ -276,4 +301,6 @@ def train_reconstructor(
     recnet: nn.Module, z: torch.Tensor, x: torch.Tensor, config: TrainConfig
 ) -> FitResult:
     """Pixel (MSE) training of a reconstruction network from transformed z to originals x."""
+    if config.shift:
+        raise ValueError("shift moves inputs but not targets: not for reconstruction networks")
     return fit(recnet, z, x, F.mse_loss, config)
