@@ -60,6 +60,16 @@ def test_train_writes_models_with_sidecars(trained):
     assert 0.1 < obf["obfuscated_test_acc"] <= 1.0
 
 
+def test_obfnet_uses_the_infnet_split_whatever_its_seed(trained, cli, tmp_path):
+    d, infnet, _ = trained
+    args = ("--arch", "mlp", "--bottleneck", "4", "--epochs", "1", "--out", tmp_path, "--json")
+    r = cli("train", "obfnet", "--infnet", infnet, "--seed", "3", *args)
+    assert r.returncode == 0, r.stderr
+    inf_side = json.loads((d / "infnet-mlp-colored-mnist.json").read_text())
+    # the InfNet scored on its own test split: a seed-3 split would contain its training images
+    assert json.loads(r.stdout)["clean_test_acc"] == inf_side["metrics"]["clean_test_acc"]
+
+
 def test_obfuscate_grid(trained, cli, tmp_path):
     d, _, obf = trained
     out = tmp_path / "grid.png"

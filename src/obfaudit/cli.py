@@ -246,10 +246,11 @@ def train_config(args: argparse.Namespace):
     )
 
 
-def load_split_pair(args: argparse.Namespace, dataset: str):
+def load_split_pair(args: argparse.Namespace, dataset: str, *, split_seed: int | None = None):
     from obfaudit.data import load_dataset
 
-    kw = {"seed": args.seed, "data_root": args.data_root, "download": args.download}
+    seed = args.seed if split_seed is None else split_seed
+    kw = {"seed": seed, "data_root": args.data_root, "download": args.download}
     return load_dataset(dataset, split="train", **kw), load_dataset(dataset, split="test", **kw)
 
 
@@ -290,7 +291,8 @@ def cmd_train_obfnet(args: argparse.Namespace) -> None:
     dataset = args.data or info.get("dataset")
     if dataset not in ("mnist", "colored-mnist"):
         raise ObfauditError(f"--infnet {args.infnet} names no dataset; pass --data mnist|colored-mnist")
-    train, test = load_split_pair(args, dataset)
+    # The InfNet's own split: with another seed, its training images would be in the test split.
+    train, test = load_split_pair(args, dataset, split_seed=info.get("seed"))
     check_infnet_fits(info, train)
     infnet, _ = load_model(args.infnet)
     model, metrics = fit_obfnet(
@@ -354,7 +356,12 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
         help="ObfNet-MLP or ObfNet-CNN (default: mlp)",
     )
     p.add_argument("--bottleneck", type=positive_int, required=True, help="bottleneck width N (> 0)")
-    p.add_argument("--infnet", type=Path, required=True, help="saved InfNet (.safetensors with its .json)")
+    p.add_argument(
+        "--infnet",
+        type=Path,
+        required=True,
+        help="saved InfNet (.safetensors with its .json); the train/test split is the InfNet's (its seed)",
+    )
     add_digits_dataset(p, default=None, help="dataset (default: the one the InfNet was trained on)")
     p.add_argument(
         "--infnet-dropout",
