@@ -144,7 +144,7 @@ def fit(
     params = [p for p in model.parameters() if p.requires_grad]
     # The fused kernel updates each tensor in one pass: 2.9 ms per step instead of 25 ms
     # for RecNet's 4.8M parameters on this 2-core CPU, where the per-op default spent
-    # ~40% of an audit in the optimiser (benchmarks/train_speed.py).
+    # ~40% of an audit in the optimiser (cProfile of one ObfNet-CNN audit).
     opt = torch.optim.Adam(params, lr=config.lr, fused=device.type in ("cpu", "cuda") or None)
     result = FitResult()
     best_state, best_loss, stale = None, math.inf, 0
