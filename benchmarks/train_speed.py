@@ -146,7 +146,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=150, help="timed optimiser steps per measurement")
     ap.add_argument("--epochs", type=int, default=10, help="ObfNet epochs for the accuracy check")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="seeds of the accuracy check")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="accuracy check seeds")
     ap.add_argument("--skip-throughput", action="store_true", help="only run the accuracy check")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/train_speed.json"))
     args = ap.parse_args()
