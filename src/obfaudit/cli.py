@@ -20,34 +20,24 @@ from obfaudit.errors import ObfauditError
 DATASET_CHOICES = ("mnist", "colored-mnist", "noisy", "path", "imagefolder")
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def _number_arg(kind: Callable[[str], float], accept: Callable[[float], bool], expected: str):
+    """An argparse type: ``kind(text)`` if ``accept`` holds, else one line saying what was expected."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
+        return value
+
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer of 0 or more, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer of 0 or more, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
+positive_int = _number_arg(int, lambda v: v > 0, "a positive integer")
+non_negative_int = _number_arg(int, lambda v: v >= 0, "an integer of 0 or more")
+positive_float = _number_arg(float, lambda v: v > 0, "a positive number")
 
 
 def device_arg(text: str) -> str:
