@@ -21,13 +21,14 @@ from pathlib import Path
 import torch
 
 from obfaudit._io import keep_freed_memory
-from obfaudit.experiments.presets import get_preset
+from obfaudit.experiments.context import RunSettings
 from obfaudit.experiments.reproduce import reproduce
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="default")
+    ap.add_argument("--device", default="cpu")
     ap.add_argument("--run-dir", type=Path, default=None, help="keep the run here (default: a temp dir)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/reproduce.json"))
     args = ap.parse_args()
@@ -37,14 +38,13 @@ def main() -> None:
         shutil.rmtree(run_dir)
     t0 = time.perf_counter()
     summary = reproduce(
-        get_preset(args.preset),
-        out=run_dir,
+        RunSettings(preset=args.preset, out=run_dir, device=args.device),
         log=lambda m: print(f"[{time.perf_counter() - t0:7.1f} s] {m}", file=sys.stderr, flush=True),
     )
     wall = time.perf_counter() - t0
     by_kind: dict[str, float] = defaultdict(float)
     for stage, sec in summary["stage_seconds"].items():
-        by_kind[stage.split("-")[0]] += sec
+        by_kind[stage.split("-")[0]] += sec  # stage names start with their kind
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result = {
         "preset": args.preset,
@@ -54,6 +54,7 @@ def main() -> None:
         "stage_seconds": summary["stage_seconds"],
         "findings": summary["findings"],
         "threads": torch.get_num_threads(),
+        "device": args.device,
         "torch": torch.__version__,
         "run_dir": str(run_dir),
     }

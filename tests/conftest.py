@@ -17,11 +17,20 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run ``obfaudit ARGS`` in a subprocess, as a user would."""
-    env = {**os.environ, "OBFAUDIT_NO_PROGRESS": "1", "OMP_NUM_THREADS": "2"}
+def run_cli(
+    *args: str, cwd: Path | None = None, timeout: float = 300, script: bool = False, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """Run ``obfaudit ARGS`` in a subprocess, as a user would.
+
+    ``script`` runs the installed console script instead of ``python -m`` (which, unlike
+    the script, puts the working directory on the import path).
+    """
+    env = {**os.environ, "OBFAUDIT_NO_PROGRESS": "1", "OMP_NUM_THREADS": "2", **(env or {})}
+    command = (
+        [str(Path(sys.executable).parent / "obfaudit")] if script else [sys.executable, "-m", "obfaudit.cli"]
+    )
     return subprocess.run(
-        [sys.executable, "-m", "obfaudit.cli", *map(str, args)],
+        [*command, *map(str, args)],
         capture_output=True,
         text=True,
         cwd=cwd,

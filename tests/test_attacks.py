@@ -8,25 +8,22 @@ import obfaudit.attacks.attribute as attribute_mod
 from obfaudit.attacks import (
     AdversaryKnowledge,
     AuditConfig,
-    IdentityTransform,
-    NullTransform,
-    Observer,
     ServerKnowledge,
+    attack_class,
     audit,
     audit_transform,
     chance_level,
-    colornet,
     compromise_threshold,
     feature_accuracy,
     image_quality,
-    leakage_scores,
-    proxy_net,
     read_colour,
     verdict,
 )
+from obfaudit.attacks.embedding import leakage_scores
 from obfaudit.data import load_colored_mnist, make_noisy, make_path
 from obfaudit.errors import ThreatModelError
 from obfaudit.train import TrainConfig
+from obfaudit.transforms import IdentityTransform, NullTransform
 
 
 @pytest.mark.parametrize("k,threshold", [(2, 0.75), (3, 0.7), (5, 0.4), (7, 0.3), (10, 0.2), (100, 0.1)])
@@ -71,15 +68,17 @@ def test_image_quality_on_known_images():
 def test_adversary_refuses_private_data():
     train = load_colored_mnist("train").subset(slice(0, 50))
     with pytest.raises(ThreatModelError):
-        AdversaryKnowledge(train)
+        AdversaryKnowledge(IdentityTransform(), {"stolen": train})
     noisy = make_noisy(70, seed=0)
-    AdversaryKnowledge(noisy)  # a proxy is fine
-    # the adversary's networks refuse server knowledge, and the server's refuse proxies
-    cfg = TrainConfig(epochs=1)
+    AdversaryKnowledge(IdentityTransform(), {"noisy": noisy})  # a proxy is fine
+    # the adversary's networks refuse server knowledge, and the server's refuse the adversary's
+    config = AuditConfig(train=TrainConfig(epochs=1), proxy_train=TrainConfig(epochs=1))
     with pytest.raises(ThreatModelError):
-        proxy_net("noisy", cfg).fit(Observer(IdentityTransform()), ServerKnowledge(train))
+        attack_class("noisynet")(config).fit(ServerKnowledge(IdentityTransform(), train))
     with pytest.raises(ThreatModelError):
-        colornet(cfg).fit(Observer(IdentityTransform()), AdversaryKnowledge(noisy))
+        attack_class("colornet")(config).fit(AdversaryKnowledge(IdentityTransform(), {"noisy": noisy}))
+    with pytest.raises(ThreatModelError):
+        ServerKnowledge(IdentityTransform(), noisy)  # the server's knowledge is the private split
 
 
 @pytest.fixture(scope="module")
@@ -110,19 +109,19 @@ def control_results(small_data):
 
 
 def _by_attack(result):
-    return {r["attack"]: r for r in result.records}
+    return {r.attack: {"metrics": r.metrics, "verdict": r.verdict, "party": r.party} for r in result.records}
 
 
 def test_identity_control_is_compromised(control_results):
     ident = _by_attack(control_results["identity"])
     assert ident["colornet"]["metrics"]["feature_accuracy"] > 0.9
     assert ident["noisynet"]["metrics"]["feature_accuracy"] > 0.5
-    assert ident["recnet"]["metrics"]["colour_recovered"] > 0.9
+    assert ident["recnet"]["metrics"]["attribute_recovered"] > 0.9
     # raw-pixel neighbours follow digit shape first, yet colour is far above the threshold
-    assert ident["tsne"]["metrics"]["raw"]["knn_colour_acc"] > 0.5
+    assert ident["tsne"]["metrics"]["raw"]["knn_attribute_acc"] > 0.5
     assert ident["tsne"]["verdict"] == "compromised"
     assert control_results["identity"].verdict == "compromised"
-    assert {r["party"] for r in control_results["identity"].records} == {
+    assert {r.party for r in control_results["identity"].records} == {
         "server",
         "adversary",
         "third-party",
@@ -146,13 +145,13 @@ def test_adversary_only_ever_trains_on_proxies(small_data, monkeypatch):
     """Spy on every attribute attack: an adversary fit on a private split fails this test."""
     train, test, proxies = small_data
     seen = []
-    original = attribute_mod.AttributeInference.fit
+    original = attribute_mod.AttributeClassifier._train
 
-    def spy(self, observe, knowledge):
-        seen.append((str(self.party), knowledge.data.source, knowledge.data.split))
-        return original(self, observe, knowledge)
+    def spy(self, z, data, config):
+        seen.append((str(self.party), data.source, data.split))
+        return original(self, z, data, config)
 
-    monkeypatch.setattr(attribute_mod.AttributeInference, "fit", spy)
+    monkeypatch.setattr(attribute_mod.AttributeClassifier, "_train", spy)
     cfg = AuditConfig(
         train=TrainConfig(epochs=1, patience=None, val_fraction=0),
         proxy_train=TrainConfig(epochs=1, patience=None, val_fraction=0),
@@ -163,6 +162,91 @@ def test_adversary_only_ever_trains_on_proxies(small_data, monkeypatch):
     assert len(adversary) == 2
     assert all(src in ("noisy", "path") and split == "proxy" for _, src, split in adversary)
     assert ("server", "colored-mnist", "train") in seen
+
+
+def _reachable_tensors(root, max_depth: int = 12) -> list[torch.Tensor]:
+    """Every tensor reachable from ``root`` through attributes, containers and modules.
+
+    Modules, functions and classes are not entered through their globals: a knowledge
+    object's own state is what an attack receives.
+    """
+    import types
+    from dataclasses import fields, is_dataclass
+
+    found, seen, stack = [], set(), [(root, 0)]
+    while stack:
+        obj, depth = stack.pop()
+        if id(obj) in seen or depth > max_depth:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, torch.Tensor):
+            found.append(obj)
+            continue
+        if isinstance(
+            obj, types.ModuleType | type | types.FunctionType | types.BuiltinFunctionType | str | bytes
+        ):
+            continue
+        children = []
+        if isinstance(obj, dict | types.MappingProxyType):
+            children = list(obj.keys()) + list(obj.values())
+        elif isinstance(obj, list | tuple | set | frozenset):
+            children = list(obj)
+        else:
+            if is_dataclass(obj):
+                children += [getattr(obj, f.name) for f in fields(obj)]
+            children += list(getattr(obj, "__dict__", {}).values())
+        stack += [(c, depth + 1) for c in children]
+    return found
+
+
+def test_nothing_private_is_reachable_from_the_adversary(small_data):
+    """The adversary's knowledge holds the transform and proxies: no private split, no test label."""
+    train, test, proxies = small_data
+    cfg = AuditConfig(
+        train=TrainConfig(epochs=1, patience=None, val_fraction=0),
+        proxy_train=TrainConfig(epochs=1, patience=None, val_fraction=0),
+        attacks=("colornet", "noisynet", "pathnet", "recnet"),
+    )
+    captured = {}
+    original = attribute_mod.ProxyColorNet.fit
+
+    def capture(self, knowledge):
+        captured[self.name] = knowledge
+        return original(self, knowledge)
+
+    attribute_mod.ProxyColorNet.fit = capture
+    try:
+        # the server's attacks run first: their views of the training split must not leak across
+        audit_transform("obf", torch.nn.Conv2d(3, 3, 1), train=train, test=test, proxies=proxies, config=cfg)
+    finally:
+        attribute_mod.ProxyColorNet.fit = original
+    private = [train.x, test.x, *train.labels.values(), *test.labels.values()]
+    for knowledge in captured.values():
+        assert isinstance(knowledge, AdversaryKnowledge)
+        tensors = _reachable_tensors(knowledge)
+        assert tensors, "the walk found nothing: it is not looking"
+        for t in tensors:
+            for p in private:
+                assert t.untyped_storage().data_ptr() != p.untyped_storage().data_ptr()
+                assert t.shape != p.shape or not torch.equal(t, p)
+        # and what the adversary saw through the transform is its proxies only
+        assert set(knowledge._observer._views) <= {"proxy:noisy", "proxy:path"}
+
+
+def test_transform_follows_the_device():
+    """Every model follows the audit's device (here the meta device, which needs no GPU).
+
+    The ObfNet loaded on the CPU used to stay there while its inputs went to cuda.
+    """
+    from obfaudit.train import predict
+    from obfaudit.transforms import Observer
+
+    module = torch.nn.Linear(4, 2)
+    Observer(module, device="meta")
+    assert all(p.device.type == "meta" for p in module.parameters())
+    judge = torch.nn.Linear(4, 3)
+    out = predict(judge, torch.zeros(5, 4), device="meta")
+    assert out.device.type == "meta" and out.shape == (5, 3)
 
 
 def test_any_callable_is_a_transform(small_data):
@@ -189,7 +273,7 @@ def test_leakage_scores_see_colour_subclusters():
     offsets = rng.normal(0, 1.5, (7, 2))
     emb = centres[digit] + offsets[colour] + rng.normal(0, 0.2, (210, 2))
     scores = leakage_scores(emb, emb, digit, colour)
-    assert scores["embedding"]["knn_colour_acc_within_digit"] > 0.9
-    assert scores["embedding"]["knn_digit_acc"] > 0.9
+    assert scores["embedding"]["knn_attribute_acc_within_class"] > 0.9
+    assert scores["embedding"]["knn_class_acc"] > 0.9
     shuffled = leakage_scores(emb, emb, digit, rng.permutation(colour))
-    assert shuffled["embedding"]["knn_colour_acc_within_digit"] < 0.4
+    assert shuffled["embedding"]["knn_attribute_acc_within_class"] < 0.4

@@ -104,19 +104,20 @@ def test_corrupt_model_is_one_line(trained, cli, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "kind,extra",
+    "attacks,extra,figure",
     [
-        ("reconstruct", []),
-        ("attribute", ["--attacker", "server"]),
-        ("attribute", ["--attacker", "path", "--proxy-n", "700"]),
-        ("tsne", ["--tsne-points", "120"]),
+        (["recnet"], [], "reconstructions.png"),
+        (["colornet"], [], "feature_accuracy.png"),
+        (["pathnet"], ["--proxy-n", "700"], "feature_accuracy.png"),
+        (["tsne"], ["--tsne-points", "120"], "tsne.png"),
     ],
 )
-def test_attack_commands(trained, cli, tmp_path, kind, extra):
+def test_attack_command(trained, cli, tmp_path, attacks, extra, figure):
     _, _, obf = trained
     r = cli(
         "attack",
-        kind,
+        "--attack",
+        *attacks,
         "--obfnet",
         obf["model"],
         "--out",
@@ -134,12 +135,13 @@ def test_attack_commands(trained, cli, tmp_path, kind, extra):
     out = json.loads(r.stdout)
     subjects = {rec["subject"] for rec in out["records"]}
     assert subjects == {"obfnet-mlp-b8-colored-mnist", "identity", "null"}
-    saved = json.loads((tmp_path / f"{kind}.json").read_text())
-    assert len(saved["records"]) == 3
-    assert (tmp_path / f"{kind}.png").read_bytes()[:4] == b"\x89PNG"
+    saved = json.loads((tmp_path / "attack.json").read_text())
+    assert len(saved["records"]) == 3 and {r["attack"] for r in saved["records"]} == set(attacks)
+    assert len((tmp_path / "attack.csv").read_text().splitlines()) == 4
+    assert (tmp_path / figure).read_bytes()[:4] == b"\x89PNG"
 
 
-def test_attack_your_own_transform(cli, tmp_path, monkeypatch):
+def test_attack_your_own_transform(cli, tmp_path):
     (tmp_path / "mytransform.py").write_text(
         textwrap.dedent("""
         import torch
@@ -148,10 +150,11 @@ def test_attack_your_own_transform(cli, tmp_path, monkeypatch):
             return torch.nn.functional.avg_pool2d(x, 4)
     """)
     )
-    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    # run from the folder that holds the module, with nothing on PYTHONPATH: it is found
     r = cli(
         "attack",
-        "attribute",
+        "--attack",
+        "colornet",
         "--transform",
         "mytransform:blur",
         "--out",
@@ -164,12 +167,29 @@ def test_attack_your_own_transform(cli, tmp_path, monkeypatch):
         "--n-test",
         "140",
         "--no-controls",
+        cwd=tmp_path,
+        script=True,
     )
     assert r.returncode == 0, r.stderr
     rec = json.loads(r.stdout)["records"][0]
     assert rec["subject"] == "blur" and rec["metrics"]["feature_accuracy"] > 0.5  # blurring keeps colour
-    r = cli("attack", "attribute", "--transform", "mytransform:nothing", "--out", tmp_path / "o")
+    r = cli(
+        "attack",
+        "--attack",
+        "colornet",
+        "--transform",
+        "mytransform:nothing",
+        "--out",
+        tmp_path / "o",
+        cwd=tmp_path,
+    )
     assert r.returncode == 1 and "cannot import" in r.stderr
+
+
+def test_attack_without_the_attribute_has_no_verdict(cli, tmp_path):
+    """MNIST has no colour: an attribute attack cannot run, and the command says so."""
+    r = cli("attack", "--attack", "colornet", "--control", "identity", "--data", "mnist", "--out", tmp_path)
+    assert r.returncode == 1 and "no verdict" in r.stderr and "attribute" in r.stderr
 
 
 def test_cost_json(cli):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from obfaudit.experiments.cache import StageCache
+from obfaudit.experiments.stages import SerialExecutor, Stage, stage_keys
 
 EXPECTED_FIGURES = (
     "fig7_mnist_mlp_reconstructions.png",
@@ -20,6 +20,10 @@ EXPECTED_FIGURES = (
     "fig11a_tsne_mlp_b64.png",
     "fig_privacy_utility.png",
 )
+
+
+def refuse(constant: str):
+    raise ValueError(f"not strict JSON: {constant}")
 
 
 def reproduce_cmd(out: Path, *extra: str) -> list[str]:
@@ -44,7 +48,7 @@ def test_smoke_run_writes_every_output(smoke_run):
         assert (out / name).stat().st_size > 0, name
     for fig in EXPECTED_FIGURES:
         assert (out / "figures" / fig).read_bytes()[:4] == b"\x89PNG", fig
-    results = json.loads((out / "results.json").read_text())
+    results = json.loads((out / "results.json").read_text(), parse_constant=refuse)
     attacks = {
         (e["arch"], e["bottleneck"], e["attack"])
         for e in results["experiments"]
@@ -146,13 +150,60 @@ def test_report_command_rebuilds_without_training(smoke_run):
     assert (out / "report.html").exists()
 
 
+def test_every_json_file_is_strict(smoke_run):
+    """null, never NaN or Infinity: a browser's JSON.parse reads every file obfaudit writes."""
+    out, _ = smoke_run
+    files = [*out.glob("*.json"), *(out / "stages").glob("*.json"), *(out / "models").glob("*.json")]
+    assert len(files) > 10
+    for path in files:
+        json.loads(path.read_text(), parse_constant=refuse)
+    # non-finite numbers (an identical reconstruction's PSNR, an undefined silhouette) become null
+    import numpy as np
+
+    from obfaudit._io import dumps
+
+    assert json.loads(dumps({"a": float("nan"), "b": np.float32("inf"), "c": [1.5]})) == {
+        "a": None,
+        "b": None,
+        "c": [1.5],
+    }
+
+
+def test_results_carry_typed_settings(smoke_run):
+    out, _ = smoke_run
+    results = json.loads((out / "results.json").read_text())
+    attack = next(e for e in results["experiments"] if e["id"] == "audit-colored-mnist-cnn-b64/pathnet")
+    assert (attack["dataset"], attack["arch"], attack["bottleneck"], attack["attribute"]) == (
+        "colored-mnist",
+        "cnn",
+        64,
+        "colour",
+    )
+    assert attack["party"] == "adversary" and attack["output"] == "attribute"
+    assert {n["part"].split(" (")[0] for n in results["not_run"]} == {"scaling study"}
+    page = (out / "report.html").read_text()
+    assert 'id="not-run"' in page and "scaling study" in page and "<nav>" in page
+    assert "above 50.0%" in page  # the adversary checked against the study's own number
+
+
+def _stage(name, setting, calls, deps=(), version=1):
+    def fn(ctx, stage, inputs):
+        calls.append(name)
+        return {"v": setting}
+
+    return Stage(name, fn, settings={"x": setting}, deps=deps, version=version)
+
+
 def test_changing_a_setting_recomputes_only_what_depends_on_it(tmp_path):
-    cache = StageCache(tmp_path)
+    from types import SimpleNamespace
+
+    ctx = SimpleNamespace(out=tmp_path)
     calls = []
 
-    def run(a_setting, b_setting):
-        a = cache.run("a", {"x": a_setting}, lambda: calls.append("a") or {"v": a_setting})
-        cache.run("b", {"a": a["key"], "y": b_setting}, lambda: calls.append("b") or {"v": b_setting})
+    def run(a, b, version=1):
+        SerialExecutor().run(
+            [_stage("a", a, calls, version=version), _stage("b", b, calls, deps=("a",))], ctx
+        )
 
     run(1, 1)
     run(1, 1)
@@ -161,6 +212,25 @@ def test_changing_a_setting_recomputes_only_what_depends_on_it(tmp_path):
     assert calls == ["a", "b", "b"]
     run(2, 2)  # a changed: b depends on it
     assert calls == ["a", "b", "b", "a", "b"]
+    run(2, 2, version=2)  # a's code changed what it computes: a and everything after it
+    assert calls == ["a", "b", "b", "a", "b", "a", "b"]
+
+
+def test_a_plan_must_list_dependencies_first():
+    calls = []
+    with pytest.raises(ValueError, match="not before it"):
+        stage_keys([_stage("b", 1, calls, deps=("a",)), _stage("a", 1, calls)])
+
+
+def test_a_record_of_the_wrong_shape_is_recomputed(tmp_path):
+    from types import SimpleNamespace
+
+    ctx, calls = SimpleNamespace(out=tmp_path), []
+    plan = [_stage("a", 1, calls)]
+    SerialExecutor().run(plan, ctx)
+    (tmp_path / "stages" / "a.json").write_text("[]")
+    records = SerialExecutor().run(plan, ctx)
+    assert calls == ["a", "a"] and records["a"]["result"] == {"v": 1}
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ import pytest
 from torch import nn
 
 from obfaudit.cost import cost_table, model_cost
+from obfaudit.experiments.context import RunSettings
 from obfaudit.experiments.presets import get_preset
 from obfaudit.experiments.reproduce import reproduce
 from obfaudit.models import register_model
@@ -54,7 +55,9 @@ def test_cost_needs_no_memory():
 
 def test_scaling_study_on_a_tiny_folder(image_folder, tmp_path):
     preset = get_preset("imagenette", scaling_size=64, scaling_epochs=1)
-    summary = reproduce(preset, out=tmp_path / "run", data_root=image_folder)
+    summary = reproduce(
+        RunSettings(preset="imagenette", out=tmp_path / "run", data_root=image_folder), preset=preset
+    )
     assert "scaling" in summary["stages_run"]
     import json
 
@@ -71,4 +74,24 @@ def test_scaling_needs_a_folder(tmp_path):
     from obfaudit.errors import ObfauditError
 
     with pytest.raises(ObfauditError, match="data-root"):
-        reproduce(get_preset("imagenette"), out=tmp_path / "run")
+        reproduce(RunSettings(preset="imagenette", out=tmp_path / "run"))
+
+
+def test_resnet_weights_are_used(image_folder, tmp_path):
+    """--resnet-weights reaches the scaling stage: a file that is not ResNet50 weights is refused.
+
+    (It was silently ignored: the run context never received it.)
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    from obfaudit.errors import ModelFileError
+
+    bogus = tmp_path / "not-resnet.safetensors"
+    save_file({"layer.weight": torch.zeros(3, 3)}, str(bogus))
+    preset = get_preset("imagenette", scaling_size=32, scaling_epochs=1)
+    settings = RunSettings(
+        preset="imagenette", out=tmp_path / "run", data_root=image_folder, resnet_weights=bogus
+    )
+    with pytest.raises(ModelFileError, match="not-resnet.safetensors"):
+        reproduce(settings, preset=preset)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
 import random
 import tempfile
@@ -40,7 +42,15 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def to_jsonable(obj: Any) -> Any:
-    """Convert numpy/torch scalars and arrays (and paths) to plain JSON types."""
+    """Convert numpy/torch scalars and arrays, paths and dataclasses to plain JSON types.
+
+    Non-finite floats (NaN, +-inf) become ``None``: strict JSON has no such numbers, and
+    ``JSON.parse`` in a browser (or any strict reader) refuses a file that holds them.
+    """
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return to_jsonable({f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)})
     if isinstance(obj, dict):
         return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
@@ -52,14 +62,19 @@ def to_jsonable(obj: Any) -> Any:
     if isinstance(obj, np.integer):
         return int(obj)
     if isinstance(obj, np.floating):
-        return float(obj)
+        return to_jsonable(float(obj))
     if isinstance(obj, Path):
         return str(obj)
     return obj
 
 
+def dumps(obj: Any, *, indent: int | None = 2) -> str:
+    """Strict JSON text of ``obj`` (see :func:`to_jsonable`); never NaN or Infinity."""
+    return json.dumps(to_jsonable(obj), indent=indent, allow_nan=False)
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(to_jsonable(obj), indent=2, sort_keys=False) + "\n")
+    atomic_write_text(path, dumps(obj) + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -44,8 +44,8 @@ class TrainConfig:
     val_fraction: float = 0.1
     """Share of the training data held out for early stopping (0 disables it)."""
     patience: int | None = 3
-    """Stop after this many epochs without a better validation score (accuracy for
-    classifiers, else loss); None: never."""
+    """Early stopping: stop after this many epochs without a better score on a 10% hold-out
+    (accuracy for classifiers, else loss); 0 or None: never."""
     shift: int = 0
     """Random translation of each training input by up to this many pixels in x and y
     (zero-filled, drawn per image and epoch); 0: none, as in the study. For classifiers
@@ -247,8 +247,14 @@ def predict(
     device: torch.device | str = "cpu",
     batch_size: int = 1000,
 ) -> torch.Tensor:
-    """Outputs of ``forward`` for every row of ``x``, in float32, on ``device``."""
+    """Outputs of ``forward`` for every row of ``x``, in float32, on ``device``.
+
+    A module is moved to ``device`` first (in place); a plain function must hold its
+    modules there itself.
+    """
     device = torch.device(device)
+    if isinstance(forward, nn.Module):
+        forward.to(device)
     outs = [forward(as_float(x[i : i + batch_size].to(device))).float() for i in range(0, len(x), batch_size)]
     return torch.cat(outs) if outs else torch.empty(0)
 

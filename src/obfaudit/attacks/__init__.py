@@ -1,32 +1,12 @@
-"""Attacks and privacy metrics; every attack takes a transform, not only an ObfNet."""
+"""Attacks and privacy metrics: a registry of attacks, each run under its party's knowledge.
 
-from obfaudit.attacks.attribute import AttributeInference, colornet, proxy_net
-from obfaudit.attacks.audit import (
-    ATTACKS,
-    AuditConfig,
-    AuditResult,
-    audit,
-    audit_transform,
-    records_table,
-)
-from obfaudit.attacks.base import (
-    CONTROLS,
-    AdversaryKnowledge,
-    Attack,
-    IdentityTransform,
-    NullTransform,
-    Observer,
-    Party,
-    ServerKnowledge,
-    Transform,
-    apply_transform,
-)
-from obfaudit.attacks.embedding import (
-    EmbeddingAnalysis,
-    ThirdPartyKnowledge,
-    leakage_scores,
-    tsne_2d,
-)
+Add an attack by writing one module with an :class:`Attack` subclass decorated with
+``@register_attack("name")``; the auditor, results, report and CLI pick it up.
+"""
+
+from obfaudit.attacks.audit import STUDY_ATTACKS, AuditConfig, AuditResult, audit, audit_transform
+from obfaudit.attacks.base import NEEDS, Attack, Output, Party
+from obfaudit.attacks.knowledge import AdversaryKnowledge, ServerKnowledge, ThirdPartyKnowledge
 from obfaudit.attacks.metrics import (
     attribute_summary,
     chance_level,
@@ -36,38 +16,42 @@ from obfaudit.attacks.metrics import (
     read_colour,
     verdict,
 )
-from obfaudit.attacks.reconstruct import Reconstruction
+from obfaudit.attacks.registry import (
+    attack_class,
+    attack_names,
+    attacks_table,
+    load_plugins,
+    register_attack,
+    unregister_attack,
+)
+from obfaudit.attacks.scoring import Score, Scorer
 
 __all__ = [
-    "ATTACKS",
-    "CONTROLS",
+    "NEEDS",
+    "STUDY_ATTACKS",
     "AdversaryKnowledge",
     "Attack",
-    "AttributeInference",
     "AuditConfig",
     "AuditResult",
-    "EmbeddingAnalysis",
-    "IdentityTransform",
-    "NullTransform",
-    "Observer",
+    "Output",
     "Party",
-    "Reconstruction",
+    "Score",
+    "Scorer",
     "ServerKnowledge",
     "ThirdPartyKnowledge",
-    "Transform",
-    "apply_transform",
+    "attack_class",
+    "attack_names",
+    "attacks_table",
     "attribute_summary",
     "audit",
     "audit_transform",
     "chance_level",
-    "colornet",
     "compromise_threshold",
     "feature_accuracy",
     "image_quality",
-    "leakage_scores",
-    "proxy_net",
+    "load_plugins",
     "read_colour",
-    "records_table",
-    "tsne_2d",
+    "register_attack",
+    "unregister_attack",
     "verdict",
 ]

@@ -1,4 +1,4 @@
-"""Attribute inference: a ColorNet learns the attribute (colour) from transformed images.
+"""Attribute inference: a ColorNet learns the sensitive attribute from transformed images.
 
 The server's ColorNet trains on the transformed original training split; the adversary's
 NoisyNet and PathNet train on transformed proxy data it generated (Noisy, Path).
@@ -10,56 +10,73 @@ from dataclasses import replace
 
 import torch
 
-from obfaudit.attacks.base import (
-    AdversaryKnowledge,
-    Attack,
-    Knowledge,
-    Observer,
-    Party,
-    ServerKnowledge,
-)
-from obfaudit.errors import ThreatModelError
+from obfaudit.attacks.base import Attack, Output, Party
+from obfaudit.attacks.knowledge import AdversaryKnowledge, ServerKnowledge, expect
+from obfaudit.attacks.registry import register_attack
+from obfaudit.data import ImageSet
+from obfaudit.errors import ObfauditError
 from obfaudit.models import create_model
 from obfaudit.train import TrainConfig, predict, train_classifier
 
 
-class AttributeInference(Attack):
+class AttributeClassifier(Attack):
     """A ColorNet (InfNet-MLP with k outputs) trained on transformed images -> attribute."""
 
-    def __init__(self, name: str, party: Party, *, config: TrainConfig, attribute: str = "colour"):
-        self.name = name
-        self.party = party
-        self.config = config
-        self.attribute = attribute
-        self.net: torch.nn.Module | None = None
+    output = Output.ATTRIBUTE
+    net: torch.nn.Module | None = None
 
-    def fit(self, observe: Observer, knowledge: Knowledge) -> dict:
-        expected = ServerKnowledge if self.party is Party.SERVER else AdversaryKnowledge
-        if not isinstance(knowledge, expected):
-            raise ThreatModelError(f"{self.name} runs as the {self.party}: it takes {expected.__name__}")
-        data = knowledge.data
-        if self.attribute not in data.labels:
-            raise ValueError(f"{data.name} has no {self.attribute!r} labels to learn from")
-        z = observe(data)
-        classes = len(data.classes[self.attribute])
-        torch.manual_seed(self.config.seed)
+    def _train(self, z: torch.Tensor, data: ImageSet, config: TrainConfig) -> dict:
+        attribute = self.config.attribute
+        if attribute not in data.labels:
+            raise ObfauditError(f"{data.name} has no {attribute!r} labels for {self.name} to learn from")
+        cfg = replace(config, seed=self.config.seed, device=self.config.device, desc=self.name)
+        torch.manual_seed(cfg.seed)
+        classes = len(data.classes[attribute])
         self.net = create_model("colornet", input_shape=tuple(z.shape[1:]), classes=classes)
-        result = train_classifier(
-            self.net, z, data.labels[self.attribute], replace(self.config, desc=self.name)
-        )
+        result = train_classifier(self.net, z, data.labels[attribute], cfg)
         return {"trained_on": data.name, "n_train": len(data), **result.to_dict()}
 
-    def infer(self, z: torch.Tensor) -> torch.Tensor:
+    def infer(self, traffic: torch.Tensor) -> torch.Tensor:
         if self.net is None:
             raise RuntimeError(f"{self.name}: call fit() before infer()")
-        return predict(self.net, z, device=self.config.device).argmax(dim=1).cpu()
+        return predict(self.net, traffic, device=self.config.device).argmax(dim=1).cpu()
 
 
-def colornet(config: TrainConfig) -> AttributeInference:
-    """The server's ColorNet."""
-    return AttributeInference("colornet", Party.SERVER, config=config)
+@register_attack("colornet")
+class ColorNet(AttributeClassifier):
+    """The server's ColorNet, trained on the transformed training split with its labels."""
+
+    party = Party.SERVER
+    needs = ("train", "attribute")
+    description = "server: ColorNet (InfNet-MLP) trained on the transformed training split"
+
+    def fit(self, knowledge: ServerKnowledge) -> dict:
+        expect(knowledge, self.party, self.name)
+        return self._train(knowledge.observed_train(), knowledge.train, self.config.train)
 
 
-def proxy_net(proxy: str, config: TrainConfig) -> AttributeInference:
-    """The adversary's NoisyNet or PathNet (a ColorNet trained on a proxy dataset)."""
-    return AttributeInference(f"{proxy}net", Party.ADVERSARY, config=config)
+class ProxyColorNet(AttributeClassifier):
+    """The adversary's ColorNet, trained on its own transformed proxy data only."""
+
+    party = Party.ADVERSARY
+    proxy: str = ""
+
+    def fit(self, knowledge: AdversaryKnowledge) -> dict:
+        expect(knowledge, self.party, self.name)
+        return self._train(
+            knowledge.observed_proxy(self.proxy), knowledge.proxy(self.proxy), self.config.proxy_train
+        )
+
+
+@register_attack("noisynet")
+class NoisyNet(ProxyColorNet):
+    proxy = "noisy"
+    needs = ("proxy:noisy", "attribute")
+    description = "adversary: ColorNet trained on transformed Noisy proxy images it generated"
+
+
+@register_attack("pathnet")
+class PathNet(ProxyColorNet):
+    proxy = "path"
+    needs = ("proxy:path", "attribute")
+    description = "adversary: ColorNet trained on transformed Path proxy images it generated"

@@ -1,139 +1,107 @@
-"""The auditor: runs each attack on a transform and scores it with the true labels.
+"""The auditor: runs registered attacks on a transform, each under its own party.
 
-Attacks see only what their party knows; this module alone holds the test labels. Every
-audit can also run the two controls, the identity transform (leaks everything) and the
-null transform (keeps nothing), so a reader sees the scale beside the subject.
+For every requested attack the auditor checks that its needs are met, hands its ``fit``
+the knowledge object of its party only (:mod:`.knowledge`), asks it to infer from the
+traffic (the transformed test images), and scores the output with the scorer of its
+output kind (:mod:`.scoring`), which alone holds the test labels. It never branches on an
+attack's name. Every audit can also run the two controls beside the subject.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from obfaudit.attacks.attribute import colornet, proxy_net
-from obfaudit.attacks.base import (
-    CONTROLS,
-    AdversaryKnowledge,
-    Observer,
-    ServerKnowledge,
-    Transform,
-)
-from obfaudit.attacks.embedding import (
-    EmbeddingAnalysis,
-    ThirdPartyKnowledge,
-    embedding_summary,
-    leakage_scores,
-)
-from obfaudit.attacks.metrics import (
-    COMPROMISED,
-    NOT_COMPROMISED,
-    attribute_summary,
-    chance_level,
-    compromise_threshold,
-    feature_accuracy,
-    image_quality,
-    read_colour,
-    verdict,
-)
-from obfaudit.attacks.reconstruct import Reconstruction
-from obfaudit.data import ImageSet
-from obfaudit.train import TrainConfig, accuracy, predict
+from obfaudit._io import resolve_device
+from obfaudit.attacks.base import Party
+from obfaudit.attacks.knowledge import AdversaryKnowledge, ServerKnowledge, ThirdPartyKnowledge
+from obfaudit.attacks.registry import attack_class, attack_names
+from obfaudit.attacks.scoring import Scorer
+from obfaudit.data import ImageSet, ProxySet
+from obfaudit.records import AttackRecord, overall_verdict
+from obfaudit.train import TrainConfig
+from obfaudit.transforms import CONTROLS, Transform, apply_transform, to_device
 
-ATTACKS = ("recnet", "colornet", "noisynet", "pathnet", "tsne")
-ATTRIBUTE = "colour"
+#: The study's attacks, run when none are named.
+STUDY_ATTACKS = ("recnet", "colornet", "noisynet", "pathnet", "tsne")
 
 
 @dataclass
 class AuditConfig:
     """Settings of an audit."""
 
+    attacks: tuple[str, ...] = STUDY_ATTACKS
+    """Registered attacks to run, in this order; one whose needs are not met is skipped, with the reason."""
+    attribute: str = "colour"
+    """The sensitive attribute: the label name the attribute attacks learn and are scored on."""
+    task: str = "digit"
+    """The task label (what the InfNet classifies), used to read reconstructions and embeddings."""
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=15, patience=2))
     """Training of the server's networks (RecNet, ColorNet)."""
     proxy_train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=5, patience=1))
-    """Training of the adversary's NoisyNet and PathNet (30,000 proxy images per epoch)."""
-    attacks: tuple[str, ...] = ATTACKS
+    """Training of the adversary's networks on proxy data (30,000 proxy images per epoch)."""
     tsne_points: int = 1000
+    """Transformed test images the t-SNE embeds."""
     perplexity: float = 15.0
+    """t-SNE perplexity (the study's 15)."""
     tsne_backend: str = "opentsne"
+    """t-SNE implementation: opentsne (faster here) or sklearn."""
     seed: int = 0
+    """Seeds every attack network, the t-SNE and the scores' folds."""
     device: str = "cpu"
+    """Where the transform, the attack networks and the judge run: cpu, cuda, cuda:N or auto."""
     samples: int = 10
-    """Test images whose reconstructions are kept for figures."""
+    """Test images whose attack outputs are kept for figures."""
 
     def __post_init__(self) -> None:
-        unknown = set(self.attacks) - set(ATTACKS)
-        if unknown:
-            raise ValueError(f"unknown attacks {sorted(unknown)}; choose from {ATTACKS}")
+        for name in self.attacks:
+            attack_class(name)  # an unknown name is one clear error, before any work
 
 
 @dataclass
 class AuditResult:
-    """One record per attack (plain JSON-able dicts) and arrays kept for figures."""
+    """One typed record per attack that ran, why others did not, and arrays for figures."""
 
     subject: str
-    records: list[dict] = field(default_factory=list)
-    artifacts: dict = field(default_factory=dict)
+    records: list[AttackRecord] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    """Attack name -> why it did not run (its unmet needs)."""
+    artifacts: dict[str, torch.Tensor] = field(default_factory=dict)
+    """``originals``, ``transformed`` and ``ATTACK/output`` (and ``ATTACK/labels/...``)."""
 
     @property
-    def verdict(self) -> str:
-        verdicts = [r["verdict"] for r in self.records if r.get("verdict")]
-        return COMPROMISED if COMPROMISED in verdicts else NOT_COMPROMISED
+    def verdict(self) -> str | None:
+        """compromised if any attack says so; None when no attack gave a verdict."""
+        return overall_verdict([r.verdict for r in self.records])
 
 
-def _record(subject: str, attack, metrics: dict, fit: dict | None = None, seconds: float = 0.0) -> dict:
-    return {
-        "subject": subject,
-        "attack": attack.name,
-        "party": str(attack.party),
-        "verdict": metrics.get("verdict"),
-        "metrics": metrics,
-        "fit": fit or {},
-        "seconds": round(seconds, 3),
-    }
-
-
-def run_reconstruction(
-    observe: Observer,
-    train: ImageSet,
-    test: ImageSet,
-    config: AuditConfig,
-    *,
-    infnet: nn.Module | None,
-) -> tuple[Reconstruction, dict, dict, torch.Tensor]:
-    attack = Reconstruction(config=replace(config.train, seed=config.seed, device=config.device))
-    fit = attack.fit(observe, ServerKnowledge(train))
-    recon = attack.infer(observe(test))
-    metrics = image_quality(recon, test.x)
-    if infnet is not None and "digit" in test.labels:
-        metrics["digit_acc_on_reconstructions"] = accuracy(
-            predict(infnet, recon, device=config.device).cpu(), test.labels["digit"]
-        )
-    if ATTRIBUTE in test.labels and recon.shape[1] == 3:
-        k = len(test.classes[ATTRIBUTE])
-        colour = read_colour(recon)
-        fa = feature_accuracy(colour, test.labels[ATTRIBUTE])
-        metrics.update(
-            colour_recovered=fa,
-            feature_accuracy=fa,
-            chance=chance_level(k),
-            threshold=compromise_threshold(k),
-            verdict=verdict(fa, k),
-        )
-    return attack, metrics, fit, recon
+def available_needs(
+    train: ImageSet | None, test: ImageSet, proxies: Mapping[str, ProxySet], attribute: str
+) -> set[str]:
+    """What this audit can offer attacks (see :data:`obfaudit.attacks.base.NEEDS`)."""
+    have = {"traffic", "transform"}
+    if train is not None:
+        have.add("train")
+    if attribute in test.labels:
+        have.add("attribute")
+    have |= {f"proxy:{n}" for n, p in proxies.items() if attribute in p.labels}
+    return have
 
 
 def audit_transform(
     subject: str,
     transform: Transform,
     *,
-    train: ImageSet,
+    train: ImageSet | None,
     test: ImageSet,
-    proxies: dict[str, ImageSet] | None = None,
+    proxies: Mapping[str, ProxySet] | None = None,
     infnet: nn.Module | None = None,
     config: AuditConfig | None = None,
+    on_attack: Callable[[str], None] | None = None,
 ) -> AuditResult:
     """Run the configured attacks on ``transform`` and score them on ``test``.
 
@@ -143,60 +111,62 @@ def audit_transform(
         train: the original training split (the server's knowledge).
         test: the test split whose transformed images are attacked and scored.
         proxies: the adversary's proxy datasets by name ("noisy", "path").
-        infnet: the clean InfNet, to score digits on reconstructions.
+        infnet: the clean InfNet, the judge of reconstructions.
         config: the audit's settings.
+        on_attack: called with each attack's name as it starts (for progress).
     """
     config = config or AuditConfig()
-    proxies = proxies or {}
-    observe = Observer(transform, device=config.device)
+    proxies = dict(proxies or {})
+    device = str(resolve_device(config.device))
+    transform = to_device(transform, device)
+    traffic = apply_transform(transform, test.x, device=device)
+    scorer = Scorer(
+        test,
+        config.attribute,
+        config.task,
+        judge=infnet,
+        device=device,
+        samples=config.samples,
+        seed=config.seed,
+    )
+    builders: dict[Party, Callable[[], object]] = {
+        Party.SERVER: lambda: ServerKnowledge(transform, train, device),
+        Party.ADVERSARY: lambda: AdversaryKnowledge(transform, proxies, device),
+        Party.THIRD_PARTY: lambda: ThirdPartyKnowledge(traffic),
+    }
+    knowledge: dict[Party, object] = {}
+    available = available_needs(train, test, proxies, config.attribute)
     result = AuditResult(subject)
-    has_attr = ATTRIBUTE in test.labels
-    k = len(test.classes[ATTRIBUTE]) if has_attr else 0
     result.artifacts["originals"] = test.x[: config.samples]
-    result.artifacts["transformed"] = observe(test)[: config.samples]
+    result.artifacts["transformed"] = traffic[: config.samples]
     for name in config.attacks:
+        cls = attack_class(name)
+        missing = cls.unmet(available)
+        if missing:
+            result.skipped[name] = f"needs {', '.join(missing)}"
+            continue
+        if on_attack:
+            on_attack(name)
         t0 = time.perf_counter()
-        if name == "recnet":
-            attack, metrics, fit, recon = run_reconstruction(observe, train, test, config, infnet=infnet)
-            result.artifacts["reconstructions"] = recon[: config.samples]
-        elif name in ("colornet", "noisynet", "pathnet"):
-            if not has_attr:
-                continue
-            if name == "colornet":
-                attack = colornet(replace(config.train, seed=config.seed, device=config.device))
-                knowledge = ServerKnowledge(train)
-            else:
-                proxy = name.removesuffix("net")
-                if proxy not in proxies:
-                    raise ValueError(f"{name} needs the {proxy!r} proxy dataset")
-                attack = proxy_net(proxy, replace(config.proxy_train, seed=config.seed, device=config.device))
-                knowledge = AdversaryKnowledge(proxies[proxy])
-            fit = attack.fit(observe, knowledge)
-            metrics = attribute_summary(attack.infer(observe(test)), test.labels[ATTRIBUTE], k)
-        else:  # tsne
-            if not has_attr:
-                continue
-            sub = test.subset(slice(0, config.tsne_points))
-            attack = EmbeddingAnalysis(
-                perplexity=config.perplexity, seed=config.seed, backend=config.tsne_backend
+        if cls.party not in knowledge:
+            knowledge[cls.party] = builders[cls.party]()
+        attack = cls(config)
+        fit = attack.fit(knowledge[cls.party])
+        score = scorer.score(cls.output, attack.infer(traffic), traffic)
+        for key, value in score.artifacts.items():
+            result.artifacts[f"{name}/{key}"] = value
+        result.records.append(
+            AttackRecord(
+                subject=subject,
+                attack=name,
+                party=str(cls.party),
+                output=str(cls.output),
+                metrics=score.metrics,
+                verdict=score.verdict,
+                fit=fit,
+                seconds=round(time.perf_counter() - t0, 3),
             )
-            traffic = observe(test)[: config.tsne_points]
-            fit = attack.fit(None, ThirdPartyKnowledge(traffic))
-            emb = attack.infer(traffic).numpy()
-            scores = leakage_scores(
-                traffic.numpy(),
-                emb,
-                sub.labels["digit"].numpy(),
-                sub.labels[ATTRIBUTE].numpy(),
-                seed=config.seed,
-            )
-            metrics = {**embedding_summary(scores, k), **scores}
-            result.artifacts["embedding"] = emb
-            result.artifacts["embedding_labels"] = {
-                "digit": sub.labels["digit"].numpy(),
-                ATTRIBUTE: sub.labels[ATTRIBUTE].numpy(),
-            }
-        result.records.append(_record(subject, attack, metrics, fit, time.perf_counter() - t0))
+        )
     return result
 
 
@@ -211,27 +181,9 @@ def audit(
     results = {subject: audit_transform(subject, transform, **kwargs)}
     if controls:
         for name, make in CONTROLS.items():
-            results[name] = audit_transform(name, make(), **kwargs)
+            if name != subject:
+                results[name] = audit_transform(name, make(), **kwargs)
     return results
 
 
-def records_table(results: dict[str, AuditResult]) -> list[dict]:
-    """Flat rows (subject, attack, party, score, verdict) for printing or CSV."""
-    rows = []
-    for res in results.values():
-        for r in res.records:
-            m = r["metrics"]
-            rows.append(
-                {
-                    "subject": r["subject"],
-                    "attack": r["attack"],
-                    "party": r["party"],
-                    "feature_accuracy": m.get("feature_accuracy"),
-                    "threshold": m.get("threshold"),
-                    "verdict": r["verdict"],
-                    "mse": m.get("mse"),
-                    "psnr_db": m.get("psnr_db"),
-                    "ssim": m.get("ssim"),
-                }
-            )
-    return rows
+__all__ = ["STUDY_ATTACKS", "AuditConfig", "AuditResult", "attack_names", "audit", "audit_transform"]

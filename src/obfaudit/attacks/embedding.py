@@ -1,32 +1,25 @@
 """Embedding analysis (trusted-third-party case): structure in the transformed data alone.
 
 The third party sees only transformed tensors. A 2-D t-SNE (perplexity 15, as the study)
-shows whether they form digit clusters with colour sub-clusters; the auditor then turns
-the picture into numbers with the true labels: k-NN colour accuracy and silhouette by
-colour, in the raw transformed space and in the embedding, overall and within each digit.
+shows whether they form class clusters (digits) with attribute sub-clusters (colours); the
+scorer then turns the picture into numbers with the true labels: k-NN accuracy and
+silhouette of the attribute, in the raw transformed space and in the embedding, overall
+and within each class.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from obfaudit.attacks.base import Attack, Observer, Party
-from obfaudit.attacks.metrics import chance_level, compromise_threshold, verdict
+from obfaudit.attacks.base import Attack, Output, Party
+from obfaudit.attacks.knowledge import ThirdPartyKnowledge, expect
+from obfaudit.attacks.registry import register_attack
 
 TSNE_BACKENDS = ("opentsne", "sklearn")
 PCA_DIMS = 50
-
-
-@dataclass(frozen=True)
-class ThirdPartyKnowledge:
-    """Only transformed tensors: no images, no labels, no transform."""
-
-    traffic: torch.Tensor
-    party = Party.THIRD_PARTY
 
 
 def tsne_2d(
@@ -125,66 +118,58 @@ def _within(fn, x: np.ndarray, y: np.ndarray, groups: np.ndarray, **kw) -> float
 
 
 def leakage_scores(
-    raw: np.ndarray, emb: np.ndarray, digit: np.ndarray, colour: np.ndarray, *, seed: int = 0
+    raw: np.ndarray, emb: np.ndarray, task: np.ndarray, attribute: np.ndarray, *, seed: int = 0
 ) -> dict:
-    """k-NN colour accuracy and colour silhouette, raw and embedded, overall and per digit."""
+    """k-NN accuracy and silhouette of the attribute, raw and embedded, overall and within
+    each task class (e.g. colour within each digit); and the same for the task class."""
     raw = raw.reshape(len(raw), -1).astype(np.float32)
     out = {}
     for space, x in (("raw", raw), ("embedding", emb)):
         out[space] = {
-            "knn_colour_acc": knn_accuracy(x, colour, seed=seed),
-            "knn_colour_acc_within_digit": _within(knn_accuracy, x, colour, digit, seed=seed),
-            "silhouette_colour": silhouette(x, colour, seed=seed),
-            "silhouette_colour_within_digit": _within(silhouette, x, colour, digit, seed=seed),
-            "knn_digit_acc": knn_accuracy(x, digit, seed=seed),
-            "silhouette_digit": silhouette(x, digit, seed=seed),
+            "knn_attribute_acc": knn_accuracy(x, attribute, seed=seed),
+            "knn_attribute_acc_within_class": _within(knn_accuracy, x, attribute, task, seed=seed),
+            "silhouette_attribute": silhouette(x, attribute, seed=seed),
+            "silhouette_attribute_within_class": _within(silhouette, x, attribute, task, seed=seed),
+            "knn_class_acc": knn_accuracy(x, task, seed=seed),
+            "silhouette_class": silhouette(x, task, seed=seed),
         }
     return out
 
 
-class EmbeddingAnalysis(Attack):
-    """t-SNE of the transformed traffic, fitted by a party that sees nothing else."""
+@register_attack("tsne")
+class TSNE(Attack):
+    """t-SNE of the transformed traffic, fitted by a party that sees nothing else.
 
-    name = "tsne"
+    It embeds the first ``tsne_points`` transformed test images; the scorer then measures,
+    with the true labels, how well neighbours share the attribute (overall, within each
+    class) in the raw transformed space and in the embedding.
+    """
+
     party = Party.THIRD_PARTY
+    needs = ("traffic", "attribute")
+    output = Output.EMBEDDING
+    description = "third party: 2-D t-SNE of the traffic alone (perplexity 15), scored by k-NN"
 
-    def __init__(self, *, perplexity: float = 15.0, seed: int = 0, backend: str = "opentsne") -> None:
-        self.perplexity = perplexity
-        self.seed = seed
-        self.backend = backend
-        self.embedding: np.ndarray | None = None
-        self._traffic: torch.Tensor | None = None
+    embedding: np.ndarray | None = None
+    _traffic: torch.Tensor | None = None
 
-    def fit(self, observe: Observer | None, knowledge: ThirdPartyKnowledge) -> dict:
-        if not isinstance(knowledge, ThirdPartyKnowledge):
-            raise TypeError("the embedding analysis takes ThirdPartyKnowledge (transformed tensors only)")
+    def fit(self, knowledge: ThirdPartyKnowledge) -> dict:
+        expect(knowledge, self.party, self.name)
+        c = self.config
         t0 = time.perf_counter()
-        self._traffic = knowledge.traffic
+        self._traffic = knowledge.traffic[: c.tsne_points]
         self.embedding = tsne_2d(
-            knowledge.traffic.numpy(),
-            perplexity=self.perplexity,
-            seed=self.seed,
-            backend=self.backend,
+            self._traffic.numpy(), perplexity=c.perplexity, seed=c.seed, backend=c.tsne_backend
         )
         return {
-            "points": len(knowledge.traffic),
-            "perplexity": self.perplexity,
-            "backend": self.backend,
+            "points": len(self._traffic),
+            "perplexity": c.perplexity,
+            "backend": c.tsne_backend,
             "seconds": time.perf_counter() - t0,
         }
 
-    def infer(self, z: torch.Tensor) -> torch.Tensor:
-        if self.embedding is None or self._traffic is None or not torch.equal(z, self._traffic):
+    def infer(self, traffic: torch.Tensor) -> torch.Tensor:
+        sub = traffic[: self.config.tsne_points]
+        if self.embedding is None or self._traffic is None or not torch.equal(sub, self._traffic):
             raise ValueError("t-SNE embeds the traffic it was fitted on: call fit() with it first")
         return torch.from_numpy(self.embedding)
-
-
-def embedding_summary(scores: dict, k_colour: int) -> dict:
-    """Verdict of the embedding analysis: colour readable by k-NN in the 2-D embedding."""
-    acc = scores["embedding"]["knn_colour_acc"]
-    return {
-        "feature_accuracy": acc,
-        "chance": chance_level(k_colour),
-        "threshold": compromise_threshold(k_colour),
-        "verdict": verdict(acc, k_colour),
-    }

@@ -9,9 +9,7 @@ import numpy as np
 import torch
 
 from obfaudit.data import PALETTE_TENSOR
-
-COMPROMISED = "compromised"
-NOT_COMPROMISED = "not compromised"
+from obfaudit.records import COMPROMISED, NOT_COMPROMISED
 
 
 def feature_accuracy(pred: torch.Tensor, true: torch.Tensor) -> float:
@@ -50,13 +48,11 @@ def verdict(score: float, k: int) -> str:
 
 
 def attribute_summary(pred: torch.Tensor, true: torch.Tensor, k: int) -> dict:
-    """F_a with its chance level, threshold and verdict."""
-    fa = feature_accuracy(pred, true)
+    """F_a with its chance level and threshold."""
     return {
-        "feature_accuracy": fa,
+        "feature_accuracy": feature_accuracy(pred, true),
         "chance": chance_level(k),
         "threshold": compromise_threshold(k),
-        "verdict": verdict(fa, k),
         "n_test": len(true),
     }
 

@@ -6,32 +6,34 @@ from dataclasses import replace
 
 import torch
 
-from obfaudit.attacks.base import Attack, Observer, Party, ServerKnowledge
-from obfaudit.errors import ThreatModelError
+from obfaudit.attacks.base import Attack, Output, Party
+from obfaudit.attacks.knowledge import ServerKnowledge, expect
+from obfaudit.attacks.registry import register_attack
 from obfaudit.models import create_model
-from obfaudit.train import TrainConfig, predict, train_reconstructor
+from obfaudit.train import predict, train_reconstructor
 
 
-class Reconstruction(Attack):
-    """RecNet: ObfNet-MLP with N = 1024, trained with an MSE pixel loss (server only)."""
+@register_attack("recnet")
+class RecNet(Attack):
+    """RecNet: ObfNet-MLP with N = 1024, trained with an MSE pixel loss on the training split."""
 
-    name = "recnet"
     party = Party.SERVER
+    needs = ("train",)
+    output = Output.IMAGE
+    description = "server: RecNet (ObfNet-MLP, N=1024) trained on (transform(train), train) pairs"
 
-    def __init__(self, *, config: TrainConfig) -> None:
-        self.config = config
-        self.net: torch.nn.Module | None = None
+    net: torch.nn.Module | None = None
 
-    def fit(self, observe: Observer, knowledge: ServerKnowledge) -> dict:
-        if not isinstance(knowledge, ServerKnowledge):
-            raise ThreatModelError("RecNet needs the original training data: only the server runs it")
-        z, x = observe(knowledge.train), knowledge.train.x
-        torch.manual_seed(self.config.seed)
+    def fit(self, knowledge: ServerKnowledge) -> dict:
+        expect(knowledge, self.party, self.name)
+        cfg = replace(self.config.train, seed=self.config.seed, device=self.config.device, desc=self.name)
+        z, x = knowledge.observed_train(), knowledge.train.x
+        torch.manual_seed(cfg.seed)
         self.net = create_model("recnet", input_shape=tuple(z.shape[1:]), output_shape=tuple(x.shape[1:]))
-        result = train_reconstructor(self.net, z, x, replace(self.config, desc="recnet"))
+        result = train_reconstructor(self.net, z, x, cfg)
         return {"trained_on": knowledge.train.name, "n_train": len(x), **result.to_dict()}
 
-    def infer(self, z: torch.Tensor) -> torch.Tensor:
+    def infer(self, traffic: torch.Tensor) -> torch.Tensor:
         if self.net is None:
-            raise RuntimeError("recnet: call fit() before infer()")
-        return predict(self.net, z, device=self.config.device).cpu()
+            raise RuntimeError(f"{self.name}: call fit() before infer()")
+        return predict(self.net, traffic, device=self.config.device).cpu()

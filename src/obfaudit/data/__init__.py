@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from obfaudit.data.base import COLOUR_NAMES, PALETTE, PALETTE_TENSOR, ImageSet, balanced_labels
+from obfaudit.data.base import COLOUR_NAMES, PALETTE, PALETTE_TENSOR, ImageSet, ProxySet, balanced_labels
 from obfaudit.data.imagefolder import image_folder_dataset, load_image_folder, resnet_preprocess
 from obfaudit.data.mnist import load_embedded_mnist, load_full_mnist, load_mnist
 from obfaudit.data.synthetic import (
@@ -30,7 +30,7 @@ def load_colored_mnist(
     return make_colored(mnist, seed=seed * 2 + split_offset + _COLOUR_SEED_OFFSET)
 
 
-def load_proxy(name: str, *, seed: int = 0, n: int = DEFAULT_PROXY_SIZE) -> ImageSet:
+def load_proxy(name: str, *, seed: int = 0, n: int = DEFAULT_PROXY_SIZE) -> ProxySet:
     """An adversary proxy dataset (``noisy`` or ``path``)."""
     if name == "noisy":
         return make_noisy(n, seed=seed)
@@ -73,6 +73,7 @@ __all__ = [
     "PALETTE",
     "PALETTE_TENSOR",
     "PROXY_DATASETS",
+    "ProxySet",
     "ImageSet",
     "balanced_labels",
     "colorize",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -55,14 +55,8 @@ class ImageSet:
         return f"{self.source}/{self.split}"
 
     def subset(self, index: torch.Tensor | slice) -> ImageSet:
-        """The same set restricted to ``index``."""
-        return ImageSet(
-            self.x[index],
-            {k: v[index] for k, v in self.labels.items()},
-            self.source,
-            self.split,
-            self.classes,
-        )
+        """The same set (and type) restricted to ``index``."""
+        return replace(self, x=self.x[index], labels={k: v[index] for k, v in self.labels.items()})
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Images per class, for every label."""
@@ -73,6 +67,21 @@ class ImageSet:
             bins = torch.bincount(y, minlength=k).tolist()
             out[name] = {(names[i] if names else str(i)): c for i, c in enumerate(bins)}
         return out
+
+
+@dataclass(frozen=True)
+class ProxySet(ImageSet):
+    """Images an adversary made itself (e.g. Noisy, Path): the only data it may train on.
+
+    The threat model is enforced by this type: the adversary's knowledge accepts only
+    ``ProxySet`` instances, and no loader of private data (MNIST, Colored-MNIST, image
+    folders) returns one.
+    """
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.split != "proxy":
+            raise ValueError(f"a proxy set has the split 'proxy', not {self.split!r}")
 
 
 def balanced_labels(n: int, k: int, generator: torch.Generator) -> torch.Tensor:

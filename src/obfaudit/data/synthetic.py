@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
 
-from obfaudit.data.base import COLOUR_NAMES, PALETTE_TENSOR, ImageSet, balanced_labels
+from obfaudit.data.base import COLOUR_NAMES, PALETTE_TENSOR, ImageSet, ProxySet, balanced_labels
 
 DEFAULT_PROXY_SIZE = 30_000
 
@@ -39,7 +39,7 @@ def make_noisy(n: int = DEFAULT_PROXY_SIZE, *, seed: int, size: int = 28) -> Ima
     # Linear falloff: 1 at the centre, 0 at the corners.
     falloff = (1.0 - r).clamp_(min=0.0)
     gray = torch.rand(n, 1, size, size, generator=g) * falloff
-    return ImageSet(colorize(gray, colours), {"colour": colours}, "noisy", "proxy", {"colour": COLOUR_NAMES})
+    return ProxySet(colorize(gray, colours), {"colour": colours}, "noisy", "proxy", {"colour": COLOUR_NAMES})
 
 
 def random_walks(
@@ -100,4 +100,4 @@ def make_path(n: int = DEFAULT_PROXY_SIZE, *, seed: int, steps: int = 40, size: 
     g = torch.Generator().manual_seed(seed)
     colours = balanced_labels(n, len(COLOUR_NAMES), g)
     gray = draw_strokes(random_walks(n, steps, seed=seed, size=size), size=size)
-    return ImageSet(colorize(gray, colours), {"colour": colours}, "path", "proxy", {"colour": COLOUR_NAMES})
+    return ProxySet(colorize(gray, colours), {"colour": colours}, "path", "proxy", {"colour": COLOUR_NAMES})

@@ -22,6 +22,8 @@ class Preset:
     mnist_bottlenecks: tuple[int, ...] = STUDY_BOTTLENECKS[:-1]
     """MNIST ObfNet-MLP bottlenecks (figure 7)."""
     archs: tuple[str, ...] = ("mlp", "cnn")
+    attacks: tuple[str, ...] = ("recnet", "colornet", "noisynet", "pathnet", "tsne")
+    """Registered attacks run on each ObfNet (embedding attacks only on the ``tsne`` ObfNets)."""
     infnet_epochs: int = 14
     obfnet_epochs: int = 14
     attack_epochs: int = 15
@@ -35,6 +37,7 @@ class Preset:
     n_train: int | None = None
     n_test: int | None = None
     tsne: tuple[tuple[str, int], ...] = (("mlp", 1024), ("cnn", 8))
+    """(arch, N) of the ObfNets that embedding attacks (t-SNE) run on, the study's fig11."""
     tsne_points: int = 1000
     precision: str = "bf16"
     infnet_dropout: bool = False

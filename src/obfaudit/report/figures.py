@@ -110,19 +110,37 @@ def _palette_rgb() -> list[tuple[float, float, float]]:
 
 
 def tsne_figure(
-    emb: np.ndarray, digit: np.ndarray, colour: np.ndarray, path: str | Path, *, title: str = ""
+    emb: np.ndarray,
+    task: np.ndarray,
+    attribute: np.ndarray,
+    path: str | Path,
+    *,
+    title: str = "",
+    task_name: str = "digit",
+    attribute_name: str = "colour",
+    attribute_classes: Sequence[str] | None = None,
 ) -> Path:
-    """Two panels of one t-SNE: points coloured by digit, and by their true colour."""
+    """Two panels of one t-SNE: points coloured by task class (digit), and by the attribute.
+
+    Each panel has its own legend. For the study's colours the right panel draws each point
+    in its true palette colour; for another attribute it uses a qualitative colour map.
+    """
     from obfaudit.data import COLOUR_NAMES
 
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 5.2))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11.5, 5.4))
     cmap = plt.get_cmap("tab10")
-    a.scatter(emb[:, 0], emb[:, 1], c=[cmap(d % 10) for d in digit], s=5, linewidths=0)
-    rgb = np.array(_palette_rgb())
-    b.scatter(emb[:, 0], emb[:, 1], c=rgb[colour], s=6, edgecolors=(0, 0, 0, 0.25), linewidths=0.2)
+    classes = np.unique(task)
+    a.scatter(emb[:, 0], emb[:, 1], c=[cmap(d % 10) for d in task], s=5, linewidths=0)
+    if attribute_name == "colour" and attribute_classes is None:
+        rgb = np.array(_palette_rgb())
+        names = COLOUR_NAMES
+    else:
+        names = tuple(attribute_classes or (str(i) for i in range(int(attribute.max()) + 1)))
+        rgb = np.array([plt.get_cmap("tab10")(i % 10)[:3] for i in range(len(names))])
+    b.scatter(emb[:, 0], emb[:, 1], c=rgb[attribute], s=6, edgecolors=(0, 0, 0, 0.25), linewidths=0.2)
     for ax in (a, b):
-        for d in np.unique(digit):
-            cx, cy = np.median(emb[digit == d], axis=0)
+        for d in classes:
+            cx, cy = np.median(emb[task == d], axis=0)
             ax.text(
                 cx,
                 cy,
@@ -135,13 +153,25 @@ def tsne_figure(
             )
         ax.set_xticks([])
         ax.set_yticks([])
-    a.set_title("coloured by digit (numbers: digit centres)", fontsize=9)
-    b.set_title("coloured by the image's true colour", fontsize=9)
-    handles = [
-        plt.Line2D([], [], marker="o", ls="", color=c, label=n)
-        for c, n in zip(rgb, COLOUR_NAMES, strict=True)
-    ]
-    b.legend(handles=handles, fontsize=7, loc="lower right", framealpha=0.8)
+    a.set_title(f"coloured by {task_name} (numbers: {task_name} centres)", fontsize=9)
+    b.set_title(f"coloured by the image's true {attribute_name}", fontsize=9)
+    for ax, name, colours, labels in (
+        (a, task_name, [cmap(int(d) % 10) for d in classes], [str(d) for d in classes]),
+        (b, attribute_name, list(rgb), list(names)),
+    ):
+        handles = [
+            plt.Line2D([], [], marker="o", ls="", color=c, markeredgecolor=(0, 0, 0, 0.4), label=n)
+            for c, n in zip(colours, labels, strict=True)
+        ]
+        ax.legend(
+            handles=handles,
+            title=name,
+            fontsize=7,
+            title_fontsize=7,
+            loc="center left",
+            bbox_to_anchor=(1.0, 0.5),
+            frameon=False,
+        )
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -201,33 +231,43 @@ def fa_vs_bottleneck(
 
 
 def privacy_utility(points: Sequence[dict], path: str | Path, *, chance: float, threshold: float) -> Path:
-    """Utility (digit accuracy) against leakage (F_a), one point per ObfNet."""
-    fig, ax = plt.subplots(figsize=(6.2, 4.2))
+    """Utility (task accuracy) against leakage (worst-case F_a), one point per obfuscator.
+
+    Points of one architecture are joined in bottleneck order; the N labels are placed by
+    adjustText so that they neither overlap each other nor the points.
+    """
+    from adjustText import adjust_text
+
+    fig, ax = plt.subplots(figsize=(8.0, 4.8))
     markers = {"mlp": "o", "cnn": "s"}
+    texts, xs, ys = [], [], []
     for arch in sorted({p["arch"] for p in points}):
-        ps = [p for p in points if p["arch"] == arch]
-        ax.scatter(
-            [100 * p["fa"] for p in ps],
-            [100 * p["utility"] for p in ps],
-            marker=markers.get(arch, "o"),
-            label=f"ObfNet-{arch.upper()}",
-            s=40,
-        )
-        for p in ps:
-            ax.annotate(
-                str(p["bottleneck"]),
-                (100 * p["fa"], 100 * p["utility"]),
-                fontsize=7,
-                xytext=(3, 3),
-                textcoords="offset points",
-            )
-    ax.axvline(100 * chance, color="grey", ls=":", label="chance")
-    ax.axvline(100 * threshold, color="black", ls="--", label="compromised above")
-    ax.set_xlabel("leakage: best colour feature accuracy F_a (%)  (lower is more private)")
-    ax.set_ylabel("utility: InfNet digit accuracy on obfuscated test images (%)")
+        ps = sorted((p for p in points if p["arch"] == arch), key=lambda p: p["bottleneck"])
+        x = [100 * p["fa"] for p in ps]
+        y = [100 * p["utility"] for p in ps]
+        ax.plot(x, y, marker=markers.get(arch, "o"), ms=6, lw=0.8, alpha=0.85, label=f"ObfNet-{arch.upper()}")
+        xs += x
+        ys += y
+        texts += [
+            ax.text(xi, yi, str(p["bottleneck"]), fontsize=7) for xi, yi, p in zip(x, y, ps, strict=True)
+        ]
+    ax.axvline(100 * chance, color="grey", ls=":", label=f"chance {100 * chance:.1f}%")
+    ax.axvline(100 * threshold, color="black", ls="--", label=f"compromised above {100 * threshold:.0f}%")
+    ax.set_xlabel("leakage: worst-case attribute F_a over the attacks (%), lower is more private")
+    ax.set_ylabel("utility: digit accuracy on\nobfuscated test images (%)")
     ax.set_xlim(0, 105)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower left")
+    # Outside the axes: inside, it hid the points of the least useful obfuscators.
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.set_title("privacy-utility trade-off (labels: bottleneck N)", fontsize=10)
     fig.tight_layout()
+    if texts:
+        adjust_text(
+            texts,
+            x=xs,
+            y=ys,
+            ax=ax,
+            expand=(1.3, 1.5),
+            arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.5},
+        )
     return _save(fig, path)

@@ -1,277 +1,196 @@
-"""report.html: one self-contained page (figures embedded), built from saved results."""
+"""report.html: one self-contained page (figures embedded), rendered from a packaged
+jinja2 template (``templates/report.html.j2``) with the run's typed results."""
 
 from __future__ import annotations
 
 import base64
-import html
 import math
 from pathlib import Path
 
 from obfaudit._io import atomic_write_text
 from obfaudit.cost import format_size, human
+from obfaudit.records import Experiment, overall_verdict
+from obfaudit.report.collect import attacks_by_subject, attacks_present
+from obfaudit.report.findings import Finding
 
-CSS = """
-body{font:15px/1.5 system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-h1{font-size:1.6em;margin-bottom:.2em} h2{margin-top:1.8em;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;margin:.8em 0;font-size:.9em} td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
-th{background:#f4f4f4} td.l,th.l{text-align:left}
-.bad{color:#b03a2e;font-weight:600} .ok{color:#1e8449;font-weight:600} .na{color:#888}
-figure{margin:1.2em 0} figure img{max-width:100%;border:1px solid #eee} figcaption{color:#444;font-size:.92em}
-.note{background:#f8f8f8;border-left:3px solid #999;padding:.4em .8em}
-code{background:#f4f4f4;padding:0 .2em}
-"""
-
-
-def esc(x) -> str:
-    return html.escape(str(x))
+SECTIONS = (
+    ("settings", "Data and settings"),
+    ("threat-model", "Threat model"),
+    ("findings", "The study's findings, checked"),
+    ("verdicts", "Verdicts"),
+    ("controls", "Controls"),
+    ("figures", "Figures"),
+    ("cost", "Table 1: cost at 224x224x3"),
+    ("scaling", "Scaling study"),
+    ("not-run", "Not run"),
+    ("run", "Run"),
+)
 
 
 def pct(v) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
-        return '<span class="na">n/a</span>'
+        return "n/a"
     return f"{100 * v:.1f}%"
 
 
-def verdict_cell(v: str | None) -> str:
-    if not v:
-        return '<td class="na">-</td>'
-    cls = "bad" if v == "compromised" else "ok"
-    return f'<td class="l {cls}">{esc(v)}</td>'
+def num(v, fmt: str = ".3f") -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
 
 
-def _img(path: Path) -> str:
-    data = base64.b64encode(path.read_bytes()).decode()
-    return f'<img alt="{esc(path.name)}" src="data:image/png;base64,{data}">'
+def _environment():
+    import jinja2
 
-
-def _verdict_table(exps: list[dict], dataset: str) -> str:
-    obfs = sorted(
-        (e for e in exps if e["kind"] == "obfnet" and e.get("dataset") == dataset),
-        key=lambda e: (e["arch"], e["bottleneck"]),
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("obfaudit.report", "templates"),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
     )
-    if not obfs:
-        return ""
-    attacks = [
-        a
-        for a in ("colornet", "noisynet", "pathnet", "recnet")
-        if any(x["kind"] == "attack" and x.get("dataset") == dataset and x["attack"] == a for x in exps)
-    ]
-    head = "".join(
-        f"<th>{a} F_a</th>" if a != "recnet" else "<th>RecNet SSIM</th><th>RecNet colour</th>"
-        for a in attacks
-    )
-    rows = []
-    for o in obfs:
-        cells = [
-            f'<td class="l">ObfNet-{o["arch"].upper()}</td><td>{o["bottleneck"]}</td>',
-            f"<td>{pct(o['metrics'].get('clean_test_acc'))}</td><td>{pct(o['metrics'].get('obfuscated_test_acc'))}</td>",
-        ]
-        verdicts = []
-        for a in attacks:
-            x = next(
-                (
-                    x
-                    for x in exps
-                    if x["kind"] == "attack"
-                    and x.get("dataset") == dataset
-                    and x.get("arch") == o["arch"]
-                    and x.get("bottleneck") == o["bottleneck"]
-                    and x["attack"] == a
-                ),
-                None,
+    env.filters.update(pct=pct, num=num, human=human, size=format_size)
+    return env
+
+
+def _score_cells(e: Experiment | None) -> list[str]:
+    """An attack's cells in a verdict table: F_a, or SSIM and the attribute read back."""
+    if e is None:
+        return ["-"]
+    if e.output == "image":
+        cells = [num(e.metrics.get("ssim"))]
+        if "attribute_recovered" in e.metrics:
+            cells.append(pct(e.metrics["attribute_recovered"]))
+        return cells
+    return [pct(e.metrics.get("feature_accuracy"))]
+
+
+def _header(attack: str, output: str, has_attribute: bool) -> list[str]:
+    if output == "image":
+        return [f"{attack} SSIM"] + ([f"{attack} attribute"] if has_attribute else [])
+    return [f"{attack} F_a"]
+
+
+def verdict_tables(exps: list[Experiment]) -> list[dict]:
+    tables = []
+    for ds in ("colored-mnist", "mnist"):
+        obfs = sorted(
+            (e for e in exps if e.kind == "obfnet" and e.dataset == ds), key=lambda e: (e.arch, e.bottleneck)
+        )
+        if not obfs:
+            continue
+        by_subject = attacks_by_subject(exps, ds)
+        outputs = {e.attack: e.output for e in exps if e.kind == "attack" and e.dataset == ds}
+        attacks = [a for a in attacks_present(exps) if a in outputs]
+        has_attr = any(e.attribute for e in exps if e.kind == "attack" and e.dataset == ds)
+        header = [h for a in attacks for h in _header(a, outputs[a], has_attr)]
+        rows = []
+        for o in obfs:
+            on = by_subject.get((o.arch, o.bottleneck), {})
+            cells = []
+            for a in attacks:
+                got = _score_cells(on.get(a))
+                cells += got + ["-"] * (len(_header(a, outputs[a], has_attr)) - len(got))
+            rows.append(
+                {
+                    "name": f"ObfNet-{o.arch.upper()}",
+                    "bottleneck": o.bottleneck,
+                    "clean": pct(o.metrics.get("clean_test_acc")),
+                    "utility": pct(o.metrics.get("obfuscated_test_acc")),
+                    "cells": cells,
+                    "verdict": overall_verdict([e.verdict for e in on.values()]),
+                }
             )
-            m = x["metrics"] if x else {}
-            if x and x.get("verdict"):
-                verdicts.append(x["verdict"])
-            if a == "recnet":
-                cells.append(
-                    f"<td>{m.get('ssim', float('nan')):.3f}</td><td>{pct(m.get('colour_recovered'))}</td>"
-                )
-            else:
-                cells.append(f"<td>{pct(m.get('feature_accuracy'))}</td>")
-        overall = "compromised" if "compromised" in verdicts else ("not compromised" if verdicts else None)
-        rows.append("<tr>" + "".join(cells) + verdict_cell(overall) + "</tr>")
-    return (
-        f"<table><tr><th class=l>ObfNet</th><th>N</th><th>clean acc</th><th>obfuscated acc</th>{head}"
-        f"<th class=l>verdict</th></tr>{''.join(rows)}</table>"
-    )
+        tables.append({"dataset": ds, "header": header, "rows": rows})
+    return tables
 
 
-def _controls_table(exps: list[dict]) -> str:
-    ctl = [e for e in exps if e["kind"] == "control"]
-    if not ctl:
-        return ""
+def control_rows(exps: list[Experiment]) -> list[dict]:
     rows = []
-    for e in ctl:
-        m = e["metrics"]
+    for e in exps:
+        if e.kind != "control":
+            continue
         score = (
-            pct(m.get("feature_accuracy"))
-            if "feature_accuracy" in m
-            else f"SSIM {m.get('ssim', float('nan')):.3f}"
+            f"SSIM {num(e.metrics.get('ssim'))}"
+            if e.output == "image" and "feature_accuracy" not in e.metrics
+            else pct(e.metrics.get("feature_accuracy"))
         )
         rows.append(
-            f"<tr><td class=l>{esc(e['dataset'])}</td><td class=l>{esc(e['subject'])}</td>"
-            f"<td class=l>{esc(e['attack'])}</td><td class=l>{esc(e['party'])}</td><td>{score}</td>"
-            f"{verdict_cell(e.get('verdict'))}</tr>"
+            {
+                "dataset": e.dataset,
+                "subject": e.subject,
+                "attack": e.attack,
+                "party": e.party,
+                "score": score,
+                "verdict": e.verdict,
+            }
         )
-    return (
-        "<table><tr><th class=l>data</th><th class=l>control</th><th class=l>attack</th><th class=l>party</th>"
-        f"<th>score</th><th class=l>verdict</th></tr>{''.join(rows)}</table>"
-    )
+    return rows
 
 
-def _cost_table(exps: list[dict]) -> str:
-    rows = [e["metrics"] for e in exps if e["kind"] == "cost" and "params" in e["metrics"]]
-    if not rows:
-        return ""
+def threat_model(exps: list[Experiment]) -> list[dict]:
+    """The attacks this run scored, by party, with what each needs (from the registry)."""
+    from obfaudit.attacks import attacks_table
+
+    present = set(attacks_present(exps))
+    return [row for row in attacks_table() if row["attack"] in present]
+
+
+def _figures(run_dir: Path, figs: dict) -> list[dict]:
     out = []
-    for r in rows:
-        s = r.get("study", {})
-        study = (
-            f"<td>{human(s['params'])}</td><td>{s['flops']:.3g}</td><td>{format_size(s['size_mb'])}</td>"
-            if s
-            else "<td>-</td><td>-</td><td>-</td>"
-        )
-        out.append(
-            f"<tr><td class=l>{esc(r['model'])}</td><td>{human(r['params'])}</td><td>{r['flops']:.3g}</td>"
-            f"<td>{format_size(r['size_mb'])}</td>{study}</tr>"
-        )
-    notes = "".join(f"<li><b>{esc(r['model'])}</b>: {esc(r['note'])}</li>" for r in rows if r.get("note"))
-    return (
-        "<table><tr><th class=l>model (224x224x3, N=512)</th><th>params</th><th>FLOPs</th><th>size</th>"
-        "<th>study params</th><th>study FLOPs</th><th>study size</th></tr>"
-        + "".join(out)
-        + "</table>"
-        + (f"<ul>{notes}</ul>" if notes else "")
-    )
+    for name, meta in figs.items():
+        path = run_dir / "figures" / name
+        if path.exists():
+            data = base64.b64encode(path.read_bytes()).decode()
+            out.append({**meta, "name": name, "src": f"data:image/png;base64,{data}"})
+    return out
 
 
-def write_report(run_dir: Path, results: dict, records: dict) -> Path:
-    """Write ``run_dir/report.html`` from the results of :func:`write_outputs`."""
+def not_run(results: dict, records: dict) -> list[dict]:
+    """Parts of the study the plan left out, then attacks skipped for unmet needs."""
+    rows = [{"part": n["part"], "reason": n["reason"]} for n in results.get("not_run", [])]
+    skipped: dict[str, set[str]] = {}
+    for name, rec in records.items():
+        for attack, why in (rec["result"].get("skipped") or {}).items():
+            skipped.setdefault(f"{attack}: {why}", set()).add(name)
+    for what, stages in sorted(skipped.items()):
+        attack, why = what.split(": ", 1)
+        rows.append({"part": f"attack {attack} on {', '.join(sorted(stages))}", "reason": why})
+    return rows
+
+
+def write_report(
+    run_dir: Path, results: dict, exps: list[Experiment], found: list[Finding], records: dict
+) -> Path:
+    """Write ``run_dir/report.html`` from the run's typed results."""
     cfg = results.get("config", {})
     preset = cfg.get("preset", {})
-    exps = results["experiments"]
-    parts = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>obfaudit report: {esc(preset.get('name', ''))}"
-        f"</title><style>{CSS}</style></head><body>"
-    ]
-    parts.append("<h1>obfaudit: ObfNet privacy audit</h1>")
-    parts.append(
-        f"<p>Reproduction of <i>Privacy-Preserving Machine Learning in IoT: A Study of Data Obfuscation "
-        f"Methods</i> (SECRYPT 2025), preset <b>{esc(preset.get('name'))}</b>: {esc(preset.get('description', ''))}. "
-        f"Generated {esc(results.get('generated'))} by obfaudit {esc(cfg.get('obfaudit'))}.</p>"
-    )
-    if cfg.get("data"):
-        parts.append(
-            f"<p class=note><b>Data:</b> {esc(cfg['data'])}. Colored-MNIST multiplies each image by one of "
-            "7 palette colours (balanced); the adversary's Noisy and Path proxies hold "
-            f"{preset.get('proxy_n')} generated images each.</p>"
-        )
-    infmode = (
-        "dropout active (the reference Keras behaviour)"
-        if preset.get("infnet_dropout")
-        else "eval mode (dropout off)"
-    )
-    parts.append(
-        "<h2>Settings</h2><table>"
-        + "".join(
-            f"<tr><td class=l>{esc(k)}</td><td class=l>{esc(v)}</td></tr>"
-            for k, v in (
-                ("seed", cfg.get("seed")),
-                ("device", cfg.get("device")),
-                (
-                    "bottlenecks (Colored-MNIST / MNIST)",
-                    f"{preset.get('bottlenecks')} / {preset.get('mnist_bottlenecks')}",
-                ),
-                (
-                    "epochs: InfNet / ObfNet / attacks / proxy attacks",
-                    f"{preset.get('infnet_epochs')} / {preset.get('obfnet_epochs')} / {preset.get('attack_epochs')} / {preset.get('proxy_epochs')}",
-                ),
-                (
-                    "early stopping (10% hold-out)",
-                    f"InfNet/ObfNet: {preset.get('model_patience') or 'off, every epoch runs'}; attack networks: "
-                    f"{preset.get('attack_patience') or 'off'}"
-                    + (" (proxy-trained: 1)" if preset.get("attack_patience") else ""),
-                ),
-                ("precision", preset.get("precision")),
-                ("InfNet while training ObfNets", infmode),
-                (
-                    "compromise threshold",
-                    f"{pct(results.get('threshold'))} (twice chance {pct(results.get('chance'))}, rounded up)",
-                ),
-                ("torch / threads", f"{cfg.get('torch')} / {cfg.get('threads')}"),
-            )
-        )
-        + "</table>"
-    )
-    found = results.get("findings", [])
-    if found:
-        rows = []
-        for f in found:
-            r = f["reproduced"]
-            cell = (
-                '<td class="na">undecided</td>'
-                if r is None
-                else ('<td class="ok">reproduced</td>' if r else '<td class="bad">not reproduced</td>')
-            )
-            rows.append(
-                f"<tr><td class=l>{esc(f['claim'])}</td>{cell}<td class=l>{esc(f['evidence'])}</td></tr>"
-            )
-        parts.append(
-            "<h2>The study's findings, checked</h2><table><tr><th class=l>claim</th><th>here</th>"
-            f"<th class=l>evidence from this run</th></tr>{''.join(rows)}</table>"
-        )
-    for ds in ("colored-mnist", "mnist"):
-        t = _verdict_table(exps, ds)
-        if t:
-            parts.append(
-                f"<h2>Verdicts: {esc(ds)}</h2>"
-                "<p>Each ObfNet's utility (InfNet digit accuracy on clean and obfuscated test images) and "
-                "each attack's score. An ObfNet is compromised when any colour attack exceeds the "
-                "threshold.</p>" + t
-            )
-    ctl = _controls_table(exps)
-    if ctl:
-        parts.append(
-            "<h2>Controls</h2><p>The same attacks on the identity transform (sends the image: leaks "
-            "everything) and the null transform (sends zeros: keeps nothing) give the scale.</p>" + ctl
-        )
-    figs = results.get("figures", {})
-    if figs:
-        parts.append("<h2>Figures</h2>")
-        for name, meta in figs.items():
-            path = run_dir / "figures" / name
-            if path.exists():
-                parts.append(
-                    f"<figure><h3>{esc(meta['title'])}</h3>{_img(path)}"
-                    f"<figcaption>{esc(meta['reading'])}</figcaption></figure>"
-                )
-    cost = _cost_table(exps)
-    if cost:
-        parts.append(
-            "<h2>Table 1: cost at 224x224x3</h2><p>Parameters, FLOPs (one image, multiply-add = 2, "
-            "counted by torch.utils.flop_counter on the meta device) and float32 size, beside the "
-            "study's figures.</p>" + cost
-        )
     scaling = records.get("scaling", {}).get("result")
-    if scaling:
-        rows = "".join(
-            f"<tr><td class=l>{esc(k)}</td><td>{human(v['params'])}</td><td>{pct(v['obfuscated_top1'])}</td></tr>"
-            for k, v in scaling["obfuscators"].items()
-        )
-        parts.append(
-            f"<h2>Scaling study</h2><p>{scaling['images']['train']} training and {scaling['images']['test']} "
-            f"validation images at {scaling['size']}x{scaling['size']}, {scaling['classes']} classes. "
-            f"ResNet50 clean top-1: {pct(scaling['resnet50']['clean_top1'])}.</p>"
-            f"<table><tr><th class=l>obfuscator</th><th>params</th><th>ResNet50 top-1 on its output</th></tr>{rows}</table>"
-        )
-    timing = sorted(((n, r.get("seconds", 0)) for n, r in records.items()), key=lambda t: -t[1])[:8]
-    parts.append(
-        "<h2>Run</h2><p>Stages with the longest compute (seconds, as first computed): "
-        + ", ".join(f"{esc(n)} {s:.0f}" for n, s in timing)
-        + ". All numbers are in <code>results.json</code> / <code>results.csv</code>; models in "
-        "<code>models/</code> (safetensors).</p></body></html>"
+    cost = [e.metrics for e in exps if e.kind == "cost" and "params" in e.metrics]
+    stages = set(cfg.get("stages") or records)
+    timing = sorted(
+        ((n, r.get("seconds", 0)) for n, r in records.items() if n in stages), key=lambda t: -t[1]
     )
+    context = {
+        "results": results,
+        "cfg": cfg,
+        "preset": preset,
+        "sections": [
+            (anchor, title)
+            for anchor, title in SECTIONS
+            if anchor not in ("cost", "scaling")
+            or (anchor == "cost" and cost)
+            or (anchor == "scaling" and scaling)
+        ],
+        "threat_model": threat_model(exps),
+        "findings": found,
+        "verdict_tables": verdict_tables(exps),
+        "controls": control_rows(exps),
+        "figures": _figures(run_dir, results.get("figures", {})),
+        "cost": cost,
+        "scaling": scaling,
+        "not_run": not_run(results, {n: r for n, r in records.items() if n in stages}),
+        "timing": timing[:8],
+    }
+    page = _environment().get_template("report.html.j2").render(**context)
     path = run_dir / "report.html"
-    atomic_write_text(path, "\n".join(parts))
+    atomic_write_text(path, page)
     return path

@@ -1,0 +1,103 @@
+"""What each party knows, as types: an attack is handed only its own party's object.
+
+- :class:`ServerKnowledge`: the transform (public) and the original training split.
+- :class:`AdversaryKnowledge`: the transform (public) and the proxy data it generated
+  itself (:class:`~obfaudit.data.ProxySet`), never a private split.
+- :class:`ThirdPartyKnowledge`: only transformed tensors.
+
+Each knowledge object has its own :class:`~obfaudit.transforms.Observer`, which keeps
+transformed tensors only. The test split and its labels live in the scorer alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import torch
+
+from obfaudit.attacks.base import Party
+from obfaudit.data import ImageSet, ProxySet
+from obfaudit.errors import ThreatModelError
+from obfaudit.transforms import Observer, Transform
+
+
+@dataclass(frozen=True)
+class ServerKnowledge:
+    """The honest-but-curious server: the transform and the original training split."""
+
+    transform: Transform
+    train: ImageSet
+    device: str = "cpu"
+    party = Party.SERVER
+    _observer: Observer = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.train, ProxySet):
+            raise ThreatModelError("the server's knowledge is the original training split, not a proxy")
+        object.__setattr__(self, "_observer", Observer(self.transform, device=self.device))
+
+    def observed_train(self) -> torch.Tensor:
+        """The transform of the training images (computed once)."""
+        return self._observer("train", self.train.x)
+
+
+@dataclass(frozen=True)
+class AdversaryKnowledge:
+    """The eavesdropper: the public transform and proxy data it made; nothing private.
+
+    Only :class:`~obfaudit.data.ProxySet` instances are accepted: the loaders of the
+    private data never return one, so a private split cannot be handed over by mistake.
+    """
+
+    transform: Transform
+    proxies: Mapping[str, ProxySet]
+    device: str = "cpu"
+    party = Party.ADVERSARY
+    _observer: Observer = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for name, data in self.proxies.items():
+            if not isinstance(data, ProxySet):
+                raise ThreatModelError(
+                    f"the adversary may not hold {getattr(data, 'name', name)}: it never has the original "
+                    "training data, only proxy data it generates (e.g. noisy, path)"
+                )
+        object.__setattr__(self, "proxies", MappingProxyType(dict(self.proxies)))
+        object.__setattr__(self, "_observer", Observer(self.transform, device=self.device))
+
+    def proxy(self, name: str) -> ProxySet:
+        try:
+            return self.proxies[name]
+        except KeyError:
+            raise ThreatModelError(f"the adversary has no {name!r} proxy data") from None
+
+    def observed_proxy(self, name: str) -> torch.Tensor:
+        """The transform of proxy ``name``'s images (computed once)."""
+        return self._observer(f"proxy:{name}", self.proxy(name).x)
+
+
+@dataclass(frozen=True)
+class ThirdPartyKnowledge:
+    """The trusted-third-party case: transformed tensors only; no images, labels or transform."""
+
+    traffic: torch.Tensor
+    party = Party.THIRD_PARTY
+
+
+Knowledge = ServerKnowledge | AdversaryKnowledge | ThirdPartyKnowledge
+KNOWLEDGE_TYPES: dict[Party, type] = {
+    Party.SERVER: ServerKnowledge,
+    Party.ADVERSARY: AdversaryKnowledge,
+    Party.THIRD_PARTY: ThirdPartyKnowledge,
+}
+
+
+def expect(knowledge: object, party: Party, attack: str) -> None:
+    """Refuse knowledge of another party than ``attack``'s own."""
+    expected = KNOWLEDGE_TYPES[party]
+    if not isinstance(knowledge, expected):
+        raise ThreatModelError(
+            f"{attack} runs as the {party}: it takes {expected.__name__}, not {type(knowledge).__name__}"
+        )

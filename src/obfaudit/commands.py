@@ -1,0 +1,433 @@
+"""What each command does, as library functions; the CLI only parses, calls one, and prints.
+
+Each command's settings are a dataclass whose field docstrings are the ``--help`` texts.
+Every function returns a plain dict (what ``--json`` prints); none prints or exits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from obfaudit._io import resolve_device, write_json
+from obfaudit.errors import ObfauditError
+from obfaudit.train import TrainConfig
+
+DIGIT_DATASETS = ("mnist", "colored-mnist")
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataQuery:
+    """Which images ``obfaudit data`` looks at."""
+
+    dataset: str
+    """Which dataset."""
+    split: str = "train"
+    """train or test split (proxies have one)."""
+    n: int | None = None
+    """Number of images (stats: all by default)."""
+    seed: int = 0
+    """Seeds the train/test split, the colours and the generated proxies."""
+    data_root: Path | None = None
+    """Directory with full MNIST (MNIST/raw/*-ubyte) or an image folder; default: the embedded
+    5,000-image MNIST subset."""
+    download: bool = False
+    """Download full MNIST into --data-root when it is missing (needs a network)."""
+
+    def load(self, **kw):
+        from obfaudit.data import load_dataset
+
+        return load_dataset(
+            kw.get("dataset", self.dataset),
+            split=kw.get("split", self.split),
+            seed=kw.get("seed", self.seed),
+            n=kw.get("n", self.n),
+            data_root=self.data_root,
+            download=self.download,
+        )
+
+
+def data_stats(q: DataQuery) -> dict:
+    """Images per label class, the shape and the value range of a dataset."""
+    ds = q.load()
+    return {
+        "dataset": q.dataset,
+        "name": ds.name,
+        "split": ds.split,
+        "images": len(ds),
+        "shape": list(ds.shape),
+        "min": float(ds.x.min()),
+        "max": float(ds.x.max()),
+        "counts": ds.counts(),
+    }
+
+
+def data_show(q: DataQuery, out: Path) -> dict:
+    """A PNG grid of samples, each captioned with its labels."""
+    from obfaudit.report.figures import sample_grid
+
+    ds = q.load()
+    captions = [
+        " ".join(
+            (ds.classes[label][int(y[i])] if ds.classes.get(label) else str(int(y[i])))
+            for label, y in ds.labels.items()
+        )
+        for i in range(len(ds))
+    ]
+    sample_grid(ds.x, out, labels=captions, title=f"{ds.name}: {len(ds)} samples")
+    return {"figure": str(out), "images": len(ds)}
+
+
+# ----------------------------------------------------------------------------- train
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainJob:
+    """Settings of ``obfaudit train``."""
+
+    arch: str = "cnn"
+    """Architecture: cnn or mlp."""
+    data: str | None = None
+    """Dataset: mnist or colored-mnist (an ObfNet's default: the one its InfNet was trained on)."""
+    bottleneck: int | None = None
+    """ObfNet bottleneck width N (> 0)."""
+    infnet: Path | None = None
+    """Saved InfNet (.safetensors with its .json) the ObfNet trains through; its train/test split
+    (its seed) is used."""
+    infnet_dropout: bool = False
+    """Keep InfNet's dropout active while training the ObfNet (the reference Keras behaviour)."""
+    data_root: Path | None = None
+    """Directory with full MNIST (MNIST/raw/*-ubyte); default: the embedded 5,000-image MNIST subset."""
+    download: bool = False
+    """Download full MNIST into --data-root when it is missing (needs a network)."""
+    out: Path = Path(".")
+    """Directory for the saved model."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def _splits(job: TrainJob, dataset: str, seed: int):
+    from obfaudit.data import load_dataset
+
+    kw = {"seed": seed, "data_root": job.data_root, "download": job.download}
+    return load_dataset(dataset, split="train", **kw), load_dataset(dataset, split="test", **kw)
+
+
+def train_infnet(job: TrainJob) -> dict:
+    """Train an InfNet on the clean digit task and save it."""
+    from obfaudit.experiments.steps import fit_infnet
+    from obfaudit.models import model_id, save_model
+
+    resolve_device(job.train.device)
+    dataset = job.data or "colored-mnist"
+    train, test = _splits(job, dataset, job.train.seed)
+    model, metrics = fit_infnet(job.arch, train, test, job.train)
+    path = save_model(
+        model,
+        job.out / f"{model_id('infnet_' + job.arch)}-{dataset}",
+        dataset=dataset,
+        seed=job.train.seed,
+        epochs=metrics["fit"]["epochs_run"],
+        train_config=job.train.to_dict(),
+        metrics=metrics,
+    )
+    return {"model": str(path), "dataset": dataset, "arch": job.arch, **metrics}
+
+
+def train_obfnet(job: TrainJob) -> dict:
+    """Train an ObfNet through a frozen InfNet on the InfNet's own split, and save it."""
+    from obfaudit.experiments.steps import check_infnet_fits, fit_obfnet
+    from obfaudit.models import load_model, model_id, read_sidecar, save_model
+
+    resolve_device(job.train.device)
+    if job.infnet is None or job.bottleneck is None:
+        raise ObfauditError("train obfnet needs --infnet and --bottleneck")
+    info = read_sidecar(job.infnet)
+    dataset = job.data or info.get("dataset")
+    if dataset not in DIGIT_DATASETS:
+        raise ObfauditError(f"--infnet {job.infnet} names no dataset; pass --data mnist|colored-mnist")
+    # The InfNet's own split: with another seed, its training images would be in the test split.
+    train, test = _splits(job, dataset, info.get("seed", job.train.seed))
+    check_infnet_fits(info, train)
+    infnet, _ = load_model(job.infnet)
+    model, metrics = fit_obfnet(
+        job.arch, job.bottleneck, infnet, train, test, job.train, infnet_dropout=job.infnet_dropout
+    )
+    path = save_model(
+        model,
+        job.out / f"{model_id('obfnet_' + job.arch, bottleneck=job.bottleneck)}-{dataset}",
+        dataset=dataset,
+        seed=job.train.seed,
+        infnet=str(job.infnet),
+        epochs=metrics["fit"]["epochs_run"],
+        train_config=job.train.to_dict(),
+        metrics=metrics,
+    )
+    return {"model": str(path), "dataset": dataset, "arch": job.arch, "bottleneck": job.bottleneck, **metrics}
+
+
+# ----------------------------------------------------------------------------- obfuscate
+
+
+@dataclass(frozen=True, kw_only=True)
+class ObfuscateJob:
+    """Settings of ``obfaudit obfuscate``."""
+
+    obfnet: Path
+    """Saved ObfNet (.safetensors with its .json)."""
+    data: str | None = None
+    """Dataset: mnist or colored-mnist (default: the one the ObfNet was trained on)."""
+    n: int = 10
+    """Number of test images."""
+    seed: int = 0
+    """Seeds the train/test split (use the ObfNet's to see its own test images)."""
+    device: str = "cpu"
+    """cpu, cuda, cuda:N or auto."""
+    data_root: Path | None = None
+    """Directory with full MNIST (MNIST/raw/*-ubyte); default: the embedded 5,000-image MNIST subset."""
+    download: bool = False
+    """Download full MNIST into --data-root when it is missing (needs a network)."""
+    out: Path = Path("obfuscated.png")
+    """PNG file to write."""
+
+
+def obfuscate(job: ObfuscateJob) -> dict:
+    """A PNG of test originals above their obfuscations."""
+    from obfaudit.data import load_dataset
+    from obfaudit.experiments.steps import check_infnet_fits
+    from obfaudit.models import load_model
+    from obfaudit.report.figures import image_rows
+    from obfaudit.transforms import apply_transform
+
+    device = str(resolve_device(job.device))
+    model, info = load_model(job.obfnet, device=device)
+    data = load_dataset(
+        job.data or info.get("dataset", "colored-mnist"),
+        split="test",
+        seed=job.seed,
+        n=job.n,
+        data_root=job.data_root,
+        download=job.download,
+    )
+    check_infnet_fits(info, data)
+    z = apply_transform(model, data.x, device=device)
+    image_rows(
+        [data.x, z],
+        job.out,
+        row_labels=["original", "obfuscated"],
+        title=f"{info['arch']} {info.get('kwargs', {})} on {data.name}",
+    )
+    return {"figure": str(job.out), "images": len(data)}
+
+
+# ----------------------------------------------------------------------------- attack
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttackJob:
+    """Settings of ``obfaudit attack``."""
+
+    attacks: tuple[str, ...]
+    """Registered attacks to run (each under its own party)."""
+    obfnet: Path | None = None
+    """Saved ObfNet to audit (.safetensors with its .json)."""
+    transform: str | None = None
+    """Your own transform as MODULE:CALLABLE (a callable on image batches, or a factory with no
+    arguments that returns one); the working directory is searched first."""
+    control: str | None = None
+    """Audit a control transform: identity or null."""
+    data: str | None = None
+    """Dataset: mnist or colored-mnist (default: the ObfNet's, else colored-mnist)."""
+    infnet: Path | None = None
+    """Clean InfNet, the judge that reads digits from reconstructions."""
+    epochs: int = 15
+    """Epochs of the server's attack networks (the adversary's get a third of them, at least 1)."""
+    n_train: int | None = None
+    """Use only the first N training images."""
+    n_test: int | None = None
+    """Use only the first N test images."""
+    proxy_n: int = 30_000
+    """Proxy images the adversary generates, per proxy dataset."""
+    tsne_points: int = 1000
+    """Test images the t-SNE embeds."""
+    tsne_backend: str = "opentsne"
+    """t-SNE implementation: opentsne (the faster here) or sklearn."""
+    no_controls: bool = False
+    """Skip the identity and null controls."""
+    seed: int = 0
+    """Seeds the train/test split, the proxies and every attack network."""
+    device: str = "cpu"
+    """cpu, cuda, cuda:N or auto: where the transform, the attacks and the judge run."""
+    data_root: Path | None = None
+    """Directory with full MNIST (MNIST/raw/*-ubyte); default: the embedded 5,000-image MNIST subset."""
+    download: bool = False
+    """Download full MNIST into --data-root when it is missing (needs a network)."""
+    out: Path = Path("audit")
+    """Directory for attack.json, attack.csv and the figures."""
+    progress: bool = False
+    """Show progress bars (the CLI sets it on a terminal)."""
+
+
+def run_attacks(job: AttackJob, *, log=lambda message: None) -> dict:
+    """Audit one transform (and the controls) with the chosen attacks; write JSON, CSV and figures."""
+    from dataclasses import replace
+
+    from obfaudit.attacks import AuditConfig, attack_class, audit
+    from obfaudit.data import load_dataset, load_proxy
+    from obfaudit.models import load_model
+    from obfaudit.records import Experiment, write_csv
+    from obfaudit.transforms import load_transform
+
+    device = str(resolve_device(job.device))
+    for name in job.attacks:
+        attack_class(name)
+    subject = load_transform(obfnet=job.obfnet, transform=job.transform, control=job.control, device=device)
+    dataset = job.data or subject.dataset or "colored-mnist"
+    kw = {"seed": job.seed, "data_root": job.data_root, "download": job.download}
+    train = load_dataset(dataset, split="train", n=job.n_train, **kw)
+    test = load_dataset(dataset, split="test", n=job.n_test, **kw)
+    needs = {n for a in job.attacks for n in attack_class(a).needs}
+    proxies = {
+        p: load_proxy(p, seed=job.seed + 1 + i, n=job.proxy_n)
+        for i, p in enumerate(("noisy", "path"))
+        if f"proxy:{p}" in needs
+    }
+    infnet = load_model(job.infnet, device=device)[0] if job.infnet else None
+    base = TrainConfig(epochs=job.epochs, patience=2, progress=job.progress)
+    config = AuditConfig(
+        attacks=job.attacks,
+        train=base,
+        proxy_train=replace(base, epochs=max(1, job.epochs // 3), patience=1),
+        tsne_points=job.tsne_points,
+        tsne_backend=job.tsne_backend,
+        seed=job.seed,
+        device=device,
+    )
+    results = audit(
+        subject.transform,
+        subject=subject.name,
+        controls=not job.no_controls,
+        train=train,
+        test=test,
+        proxies=proxies,
+        infnet=infnet,
+        config=config,
+        on_attack=lambda name: log(f"running {name}"),
+    )
+    if not any(r.records for r in results.values()):
+        skipped = "; ".join(f"{a}: {why}" for a, why in results[subject.name].skipped.items())
+        raise ObfauditError(f"no attack could run on {dataset}, so there is no verdict ({skipped})")
+    records = [r for res in results.values() for r in res.records]
+    exps = [
+        Experiment.from_attack(
+            r,
+            id=f"{r.subject}/{r.attack}",
+            kind="attack" if r.subject == subject.name else "control",
+            dataset=dataset,
+            attribute=config.attribute,
+        )
+        for r in records
+    ]
+    job.out.mkdir(parents=True, exist_ok=True)
+    summary = {
+        "subject": subject.name,
+        "source": subject.source,
+        "dataset": dataset,
+        "n_train": len(train),
+        "n_test": len(test),
+        "verdicts": {name: res.verdict for name, res in results.items()},
+        "skipped": {name: res.skipped for name, res in results.items() if res.skipped},
+        "records": [r.to_dict() for r in records],
+    }
+    write_json(job.out / "attack.json", summary)
+    write_csv(job.out / "attack.csv", exps)
+    figures = _attack_figures(job.out, results[subject.name], records, config)
+    return {
+        **summary,
+        "json": str(job.out / "attack.json"),
+        "csv": str(job.out / "attack.csv"),
+        "figures": figures,
+    }
+
+
+def _attack_figures(out: Path, subject, records, config) -> list[str]:
+    """One figure per output kind of the subject's attacks."""
+    from obfaudit.attacks.metrics import chance_level, compromise_threshold
+    from obfaudit.report.figures import fa_bars, image_rows, tsne_figure
+
+    written = []
+    arts = subject.artifacts
+    images = [r.attack for r in subject.records if r.output == "image"]
+    if images:
+        rows = [arts["originals"], arts["transformed"], *(arts[f"{a}/output"] for a in images)]
+        path = out / "reconstructions.png"
+        image_rows(
+            rows,
+            path,
+            row_labels=["original", "transformed", *images],
+            title=f"reconstructions of {subject.subject}",
+        )
+        written.append(str(path))
+    for r in subject.records:
+        if r.output == "embedding":
+            path = out / f"{r.attack}.png"
+            tsne_figure(
+                arts[f"{r.attack}/output"].numpy(),
+                arts[f"{r.attack}/labels/task"].numpy(),
+                arts[f"{r.attack}/labels/attribute"].numpy(),
+                path,
+                title=f"{r.attack} (perplexity {config.perplexity:g}) of {subject.subject}-transformed "
+                "test images",
+            )
+            written.append(str(path))
+    scored = [r for r in records if r.output == "attribute"]
+    if scored:
+        k = round(1 / scored[0].metrics["chance"])
+        path = out / "feature_accuracy.png"
+        fa_bars(
+            [
+                {"subject": r.subject, "attack": r.attack, "feature_accuracy": r.metrics["feature_accuracy"]}
+                for r in scored
+            ],
+            path,
+            chance=chance_level(k),
+            threshold=compromise_threshold(k),
+            title=f"{config.attribute} feature accuracy",
+        )
+        written.append(str(path))
+    return written
+
+
+# ----------------------------------------------------------------------------- cost, report
+
+
+@dataclass(frozen=True, kw_only=True)
+class CostQuery:
+    """Settings of ``obfaudit cost``."""
+
+    input: tuple[int, int, int] = (3, 224, 224)
+    """Input shape as HxWxC."""
+    bottleneck: int = 512
+    """ObfNet bottleneck N."""
+    classes: int = 10
+    """ResNet50 classes."""
+
+
+def cost(q: CostQuery) -> dict:
+    """Table 1 (parameters, FLOPs, size) for any input shape."""
+    from obfaudit.cost import cost_table
+
+    rows = cost_table(q.input, bottleneck=q.bottleneck, classes=q.classes)
+    return {"input": list(q.input), "bottleneck": q.bottleneck, "rows": rows}
+
+
+def rebuild_report(run_dir: Path) -> dict:
+    """Rebuild results.json/csv, figures and report.html of a run directory from its stages."""
+    from obfaudit.report import write_outputs
+
+    if not (run_dir / "stages").is_dir():
+        raise ObfauditError(f"{run_dir} is not an obfaudit run directory (no stages/)")
+    out = write_outputs(run_dir)
+    return {"report": str(run_dir / "report.html"), **out}

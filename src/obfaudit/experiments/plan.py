@@ -1,0 +1,330 @@
+"""The plan of a reproduction: which stages, with which settings, depending on which.
+
+:func:`plan` turns a preset into stages (see :mod:`.stages`):
+
+1. ``infnet-<data>``: InfNet-CNN on MNIST and on Colored-MNIST.
+2. ``obfnet-<data>-<arch>-b<N>``: an ObfNet per architecture and bottleneck.
+3. ``audit-<data>-<arch>-b<N>``: the preset's attacks on that ObfNet (on MNIST only those
+   that need no attribute; the embedding attacks only on the preset's t-SNE ObfNets).
+4. ``controls-<data>``: the same attacks on the identity and null transforms.
+5. ``cost`` and, with an image folder, ``scaling`` (the 224x224x3 study).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from obfaudit.attacks import AuditConfig, Output, attack_class, audit_transform
+from obfaudit.attacks.audit import available_needs
+from obfaudit.errors import ObfauditError
+from obfaudit.experiments.context import DATASET_LABELS, PROXIES, RunContext, RunSettings
+from obfaudit.experiments.presets import Preset
+from obfaudit.experiments.stages import Resources, Stage
+from obfaudit.experiments.steps import fit_infnet, fit_obfnet
+from obfaudit.models import load_model, model_id, save_model
+from obfaudit.transforms import CONTROLS
+
+DATASETS = tuple(DATASET_LABELS)
+ATTRIBUTE = "colour"
+
+
+@dataclass(frozen=True)
+class NotRun:
+    """A part of the study the plan leaves out, and why (shown in the report)."""
+
+    part: str
+    reason: str
+
+
+def sweep(preset: Preset, ds: str) -> list[tuple[str, int]]:
+    if ds == "mnist":
+        return [("mlp", n) for n in preset.mnist_bottlenecks]
+    return [(arch, n) for arch in preset.archs for n in preset.bottlenecks]
+
+
+def _active(preset: Preset, ds: str) -> bool:
+    return bool(preset.mnist_bottlenecks if ds == "mnist" else preset.bottlenecks)
+
+
+def attacks_for(
+    ds: str, attacks: tuple[str, ...], preset: Preset, subject: tuple[str, int] | None
+) -> tuple[str, ...]:
+    """The attacks that can run on ``ds`` (their needs met by its labels and the proxies);
+    embedding attacks only on the preset's t-SNE subjects (they cost a minute each)."""
+    has_attr = ATTRIBUTE in DATASET_LABELS[ds]
+    available = {"train", "traffic", "transform"}
+    if has_attr:
+        available |= {"attribute", *(f"proxy:{p}" for p in PROXIES)}
+    keep = []
+    for name in attacks:
+        cls = attack_class(name)
+        if cls.unmet(available):
+            continue
+        if cls.output is Output.EMBEDDING and subject not in preset.tsne:
+            continue
+        keep.append(name)
+    return tuple(keep)
+
+
+# ----------------------------------------------------------------------------- stage functions
+
+
+def _model_ok(ctx: RunContext, record: dict) -> bool:
+    try:
+        load_model(ctx.out / record["result"]["model"])
+        return True
+    except (ObfauditError, KeyError, TypeError):
+        return False
+
+
+def run_infnet(ctx: RunContext, stage: Stage, inputs: Mapping[str, dict]) -> dict:
+    ds = stage.about["dataset"]
+    p = ctx.preset
+    train, test = ctx.data(ds)
+    path = ctx.models / f"infnet-cnn-{ds}"
+    model, metrics = fit_infnet(
+        "cnn", train, test, ctx.train_config(p.infnet_epochs, patience=p.model_patience)
+    )
+    save_model(model, path, dataset=ds, seed=ctx.seed, metrics=metrics)
+    return {"model": str(path.relative_to(ctx.out)) + ".safetensors", **metrics}
+
+
+def run_obfnet(ctx: RunContext, stage: Stage, inputs: Mapping[str, dict]) -> dict:
+    ds, arch, n = stage.about["dataset"], stage.about["arch"], stage.about["bottleneck"]
+    p = ctx.preset
+    train, test = ctx.data(ds)
+    (infnet_record,) = inputs.values()
+    infnet, _ = load_model(ctx.out / infnet_record["result"]["model"])
+    model, metrics = fit_obfnet(
+        arch,
+        n,
+        infnet,
+        train,
+        test,
+        ctx.train_config(p.obfnet_epochs, patience=p.model_patience),
+        infnet_dropout=p.infnet_dropout,
+    )
+    path = ctx.models / f"{model_id(f'obfnet_{arch}', bottleneck=n)}-{ds}"
+    save_model(model, path, dataset=ds, seed=ctx.seed, metrics=metrics)
+    return {"model": str(path.relative_to(ctx.out)) + ".safetensors", **metrics}
+
+
+def _audit_config(ctx: RunContext, attacks: tuple[str, ...]) -> AuditConfig:
+    p = ctx.preset
+    return AuditConfig(
+        attacks=attacks,
+        attribute=ATTRIBUTE,
+        train=ctx.train_config(p.attack_epochs, patience=p.attack_patience),
+        proxy_train=ctx.train_config(p.proxy_epochs, patience=1 if p.attack_patience else None),
+        tsne_points=p.tsne_points,
+        seed=ctx.seed,
+        device=ctx.device,
+    )
+
+
+def _audit_settings(ctx: RunContext, attacks: tuple[str, ...]) -> dict:
+    c = _audit_config(ctx, attacks)
+    return {
+        "attacks": attacks,
+        "attribute": c.attribute,
+        "train": c.train.to_dict(),
+        "proxy_train": c.proxy_train.to_dict(),
+        "proxy_n": ctx.preset.proxy_n,
+        "tsne_points": c.tsne_points,
+        "perplexity": c.perplexity,
+    }
+
+
+def _audit_data(ctx: RunContext, ds: str):
+    train, test = ctx.data(ds)
+    proxies = ctx.proxies() if ATTRIBUTE in DATASET_LABELS[ds] else {}
+    return train, test, proxies
+
+
+def _save_artifacts(path: Path, artifacts: dict[str, torch.Tensor]) -> None:
+    tensors = {k: v.detach().cpu().contiguous() for k, v in artifacts.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(tensors, str(tmp))
+    tmp.replace(path)
+
+
+def _artifacts_ok(ctx: RunContext, record: dict) -> bool:
+    try:
+        load_file(str(ctx.out / record["result"]["artifacts"]))
+        return True
+    except Exception:  # noqa: BLE001 - any unreadable artifact means: recompute the stage
+        return False
+
+
+def run_audit(ctx: RunContext, stage: Stage, inputs: Mapping[str, dict]) -> dict:
+    ds, arch, n = stage.about["dataset"], stage.about["arch"], stage.about["bottleneck"]
+    obf_record, infnet_record = (inputs[d] for d in stage.deps)
+    train, test, proxies = _audit_data(ctx, ds)
+    obfnet, _ = load_model(ctx.out / obf_record["result"]["model"], device=ctx.device)
+    infnet, _ = load_model(ctx.out / infnet_record["result"]["model"], device=ctx.device)
+    res = audit_transform(
+        f"obfnet-{arch}-b{n}",
+        obfnet,
+        train=train,
+        test=test,
+        proxies=proxies,
+        infnet=infnet,
+        config=_audit_config(ctx, tuple(stage.settings["attacks"])),
+    )
+    art = ctx.artifacts / f"{stage.name}.safetensors"
+    _save_artifacts(art, res.artifacts)
+    return {
+        "subject": res.subject,
+        "records": [r.to_dict() for r in res.records],
+        "skipped": res.skipped,
+        "verdict": res.verdict,
+        "artifacts": str(art.relative_to(ctx.out)),
+    }
+
+
+def run_controls(ctx: RunContext, stage: Stage, inputs: Mapping[str, dict]) -> dict:
+    ds = stage.about["dataset"]
+    (infnet_record,) = inputs.values()
+    train, test, proxies = _audit_data(ctx, ds)
+    infnet, _ = load_model(ctx.out / infnet_record["result"]["model"], device=ctx.device)
+    config = _audit_config(ctx, tuple(stage.settings["attacks"]))
+    records, verdicts, skipped = [], {}, {}
+    for name, make in CONTROLS.items():
+        res = audit_transform(
+            name, make(), train=train, test=test, proxies=proxies, infnet=infnet, config=config
+        )
+        records += [r.to_dict() for r in res.records]
+        verdicts[name] = res.verdict
+        skipped.update(res.skipped)
+    return {"records": records, "verdicts": verdicts, "skipped": skipped}
+
+
+# ----------------------------------------------------------------------------- the plan
+
+
+def plan(preset: Preset, settings: RunSettings) -> tuple[list[Stage], list[NotRun]]:
+    """The stages of ``preset`` in dependency order, and the parts it leaves out (and why)."""
+    from obfaudit.experiments.scaling import cost_stage, scaling_stage
+
+    attacks = settings.attacks or preset.attacks
+    for name in attacks:
+        attack_class(name)
+    stages: list[Stage] = []
+    not_run: list[NotRun] = []
+    data = {
+        "source": "full-mnist" if preset.full_mnist else "embedded-5k",
+        "seed": settings.seed,
+        "n_train": preset.n_train,
+        "n_test": preset.n_test,
+    }
+    gpu = Resources(cpus=1, gpus=1 if settings.device.startswith("cuda") else 0)
+    for ds in DATASETS:
+        if not _active(preset, ds):
+            not_run.append(NotRun(f"{ds} sweep", f"preset {preset.name!r} trains no ObfNets on {ds}"))
+            continue
+        inf = f"infnet-{ds}"
+        stages.append(
+            Stage(
+                inf,
+                run_infnet,
+                settings={
+                    "dataset": ds,
+                    "data": data,
+                    "arch": "cnn",
+                    "epochs": preset.infnet_epochs,
+                    "precision": preset.precision,
+                    "patience": preset.model_patience,
+                },
+                about={"kind": "infnet", "dataset": ds, "arch": "cnn"},
+                version=2,
+                valid=_model_ok,
+                resources=gpu,
+            )
+        )
+        for arch, n in sweep(preset, ds):
+            obf = f"obfnet-{ds}-{arch}-b{n}"
+            about = {"dataset": ds, "arch": arch, "bottleneck": n}
+            stages.append(
+                Stage(
+                    obf,
+                    run_obfnet,
+                    settings={
+                        "arch": arch,
+                        "bottleneck": n,
+                        "epochs": preset.obfnet_epochs,
+                        "precision": preset.precision,
+                        "patience": preset.model_patience,
+                        "infnet_dropout": preset.infnet_dropout,
+                    },
+                    deps=(inf,),
+                    about={"kind": "obfnet", **about},
+                    version=2,
+                    valid=_model_ok,
+                    resources=gpu,
+                )
+            )
+            chosen = attacks_for(ds, attacks, preset, (arch, n))
+            stages.append(
+                Stage(
+                    f"audit-{ds}-{arch}-b{n}",
+                    run_audit,
+                    settings=_audit_settings_static(preset, settings, chosen),
+                    deps=(obf, inf),
+                    about={
+                        "kind": "audit",
+                        **about,
+                        "attribute": ATTRIBUTE if ATTRIBUTE in DATASET_LABELS[ds] else None,
+                    },
+                    version=2,
+                    valid=_artifacts_ok,
+                    resources=gpu,
+                )
+            )
+        controls = tuple(
+            a
+            for a in attacks_for(ds, attacks, preset, None)
+            if attack_class(a).output is not Output.EMBEDDING
+        )
+        stages.append(
+            Stage(
+                f"controls-{ds}",
+                run_controls,
+                settings={"data": data, **_audit_settings_static(preset, settings, controls)},
+                deps=(inf,),
+                about={
+                    "kind": "controls",
+                    "dataset": ds,
+                    "attribute": ATTRIBUTE if ATTRIBUTE in DATASET_LABELS[ds] else None,
+                },
+                version=2,
+                resources=gpu,
+            )
+        )
+    stages.append(cost_stage())
+    if preset.scaling:
+        if settings.data_root is None:
+            raise ObfauditError("the scaling study needs an image folder: pass --data-root DIR")
+        stages.append(scaling_stage(preset, settings))
+    else:
+        not_run.append(
+            NotRun(
+                "scaling study (fig12: ResNet50 with LightNet and DenseNet at 224x224x3)",
+                "it needs an image folder such as ImageNette: run the imagenette preset with --data-root DIR",
+            )
+        )
+    return stages, not_run
+
+
+def _audit_settings_static(preset: Preset, settings: RunSettings, attacks: tuple[str, ...]) -> dict:
+    """The audit settings that decide its results, from the preset alone (no data loaded)."""
+    ctx = RunContext(settings=settings, preset=preset, out=Path("."))
+    return _audit_settings(ctx, attacks)
+
+
+__all__ = ["NotRun", "attacks_for", "available_needs", "plan", "sweep"]

@@ -1,0 +1,193 @@
+"""Stages, their keys, the stage cache and the executors that run a plan.
+
+A :class:`Stage` is ``(name, settings, deps, fn)`` plus a code ``version``. Its key hashes
+its settings, its version and its dependencies' keys, so a changed setting, an upgrade
+that changes what a stage computes, or a changed input recomputes that stage and every
+stage after it, and nothing else. A stage's record is written atomically after the
+files it describes: a run killed at any moment leaves only whole, finished stages.
+
+An :class:`Executor` runs a plan; :class:`SerialExecutor` (the default) runs it in order
+in this process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from obfaudit._io import to_jsonable, write_json
+
+if TYPE_CHECKING:
+    from obfaudit.experiments.context import RunContext
+
+#: fn(ctx, stage, inputs) -> result; ``inputs`` maps each dependency's name to its record.
+StageFn = Callable[["RunContext", "Stage", Mapping[str, dict]], dict]
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one stage needs while it runs (for executors that place stages on workers)."""
+
+    cpus: float = 1.0
+    gpus: float = 0.0
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One resumable step of a plan."""
+
+    name: str
+    fn: StageFn
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    """Everything that decides the result, besides the dependencies' results."""
+    deps: tuple[str, ...] = ()
+    about: Mapping[str, Any] = field(default_factory=dict)
+    """Typed context of the result (kind, dataset, arch, bottleneck, attribute), copied into
+    the record so results are built without parsing stage names."""
+    version: int = 1
+    """Raise when the code of ``fn`` changes what it computes: the key changes with it."""
+    valid: Callable[[RunContext, dict], bool] | None = None
+    """Checks that a stored record's files are still there and readable."""
+    resources: Resources = field(default_factory=Resources)
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.name):
+            raise ValueError(f"bad stage name {self.name!r}")
+
+
+def _hash(obj: Any) -> str:
+    blob = json.dumps(to_jsonable(obj), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def stage_keys(plan: Sequence[Stage]) -> dict[str, str]:
+    """Each stage's key: a hash of its settings, version and its dependencies' keys."""
+    keys: dict[str, str] = {}
+    for stage in plan:
+        missing = [d for d in stage.deps if d not in keys]
+        if missing:
+            raise ValueError(f"stage {stage.name} depends on {missing}, which are not before it in the plan")
+        if stage.name in keys:
+            raise ValueError(f"stage {stage.name} is in the plan twice")
+        keys[stage.name] = _hash(
+            {"settings": stage.settings, "version": stage.version, "deps": {d: keys[d] for d in stage.deps}}
+        )
+    return keys
+
+
+class StageCache:
+    """Stage records under ``run_dir/stages/NAME.json``."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.dir = Path(run_dir) / "stages"
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def path(self, name: str) -> Path:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            raise ValueError(f"bad stage name {name!r}")
+        return self.dir / f"{name}.json"
+
+    def load(self, name: str, key: str) -> dict | None:
+        """The stored record of ``name`` if it was made with ``key``, else None."""
+        path = self.path(name)
+        if not path.exists():
+            return None
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None  # a damaged record is recomputed, never trusted
+        if not isinstance(record, dict) or not isinstance(record.get("result"), dict):
+            return None
+        return record if record.get("key") == key else None
+
+    def store(self, stage: Stage, key: str, result: dict, seconds: float) -> dict:
+        record = {
+            "stage": stage.name,
+            "key": key,
+            "version": stage.version,
+            "about": to_jsonable(stage.about),
+            "settings": to_jsonable(stage.settings),
+            "deps": list(stage.deps),
+            "seconds": round(seconds, 3),
+            "result": to_jsonable(result),
+        }
+        write_json(self.path(stage.name), record)
+        return record
+
+
+def read_records(run_dir: str | Path) -> dict[str, dict]:
+    """Every readable stage record of a run directory, by stage name."""
+    out: dict[str, dict] = {}
+    for path in sorted((Path(run_dir) / "stages").glob("*.json")):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if isinstance(record, dict) and isinstance(record.get("result"), dict):
+            out[path.stem] = record
+    return out
+
+
+@dataclass
+class StageEvent:
+    """What an executor reports as it goes: a stage started, finished or was found done."""
+
+    stage: str
+    state: str
+    """running, done or skipped."""
+    seconds: float = 0.0
+    done: int = 0
+    total: int = 0
+
+
+class Executor(Protocol):
+    """Runs a plan's stages in dependency order, resuming from the stage cache."""
+
+    def run(
+        self,
+        plan: Sequence[Stage],
+        ctx: RunContext,
+        *,
+        on_event: Callable[[StageEvent], None] | None = None,
+    ) -> dict[str, dict]:
+        """Every stage's record, by name."""
+        ...
+
+
+class SerialExecutor:
+    """Runs the stages one after another in this process (the default)."""
+
+    def run(
+        self,
+        plan: Sequence[Stage],
+        ctx: RunContext,
+        *,
+        on_event: Callable[[StageEvent], None] | None = None,
+    ) -> dict[str, dict]:
+        keys = stage_keys(plan)
+        cache = StageCache(ctx.out)
+        records: dict[str, dict] = {}
+        emit = on_event or (lambda event: None)
+        for i, stage in enumerate(plan):
+            t0 = time.perf_counter()
+            record = cache.load(stage.name, keys[stage.name])
+            if record is not None and (stage.valid is None or stage.valid(ctx, record)):
+                records[stage.name] = record
+                emit(StageEvent(stage.name, "skipped", 0.0, i + 1, len(plan)))
+                continue
+            emit(StageEvent(stage.name, "running", 0.0, i, len(plan)))
+            inputs = {d: records[d] for d in stage.deps}
+            result = stage.fn(ctx, stage, inputs)
+            seconds = time.perf_counter() - t0
+            records[stage.name] = cache.store(stage, keys[stage.name], result, seconds)
+            emit(StageEvent(stage.name, "done", seconds, i + 1, len(plan)))
+        return records
+
+
+EXECUTORS: dict[str, Callable[[], Executor]] = {"serial": SerialExecutor}

@@ -1,0 +1,49 @@
+"""Results of a run, rebuilt from its stage records: JSON, CSV, figures, findings, report."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+from obfaudit._io import read_json, write_json
+from obfaudit.attacks.metrics import chance_level, compromise_threshold
+from obfaudit.data import COLOUR_NAMES
+from obfaudit.experiments.stages import read_records
+from obfaudit.records import write_csv
+from obfaudit.report.collect import collect_experiments
+from obfaudit.report.findings import findings
+from obfaudit.report.selection import make_figures
+
+#: The attribute of the study's Colored-MNIST and its number of values.
+ATTRIBUTE, K_ATTRIBUTE = "colour", len(COLOUR_NAMES)
+
+
+def write_outputs(run_dir: str | Path) -> dict:
+    """Rebuild results.json, results.csv, the figures and report.html of a run directory."""
+    from obfaudit.report.html import write_report
+
+    run_dir = Path(run_dir)
+    config = read_json(run_dir / "config.json") if (run_dir / "config.json").exists() else {}
+    records = read_records(run_dir)
+    exps = collect_experiments(records, config.get("stages"))
+    thr, chance = compromise_threshold(K_ATTRIBUTE), chance_level(K_ATTRIBUTE)
+    scaling = records["scaling"]["result"] if "scaling" in records else None
+    figs = make_figures(run_dir, exps, chance=chance, threshold=thr, attribute=ATTRIBUTE, scaling=scaling)
+    found = findings(exps, threshold=thr, chance=chance, attribute=ATTRIBUTE)
+    results = {
+        "obfaudit_results": 2,
+        "generated": datetime.now(UTC).isoformat(timespec="seconds"),
+        "config": config,
+        "attribute": ATTRIBUTE,
+        "threshold": thr,
+        "chance": chance,
+        "findings": [{**asdict(f), "reproduced": f.reproduced} for f in found],
+        "figures": figs,
+        "not_run": config.get("not_run", []),
+        "experiments": [e.to_dict() for e in exps],
+    }
+    write_json(run_dir / "results.json", results)
+    write_csv(run_dir / "results.csv", exps)
+    write_report(run_dir, results, exps, found, records)
+    return {"figures": [f"figures/{f}" for f in figs], "findings": results["findings"]}

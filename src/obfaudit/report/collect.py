@@ -1,0 +1,129 @@
+"""Typed experiment rows from a run's stage records (their ``about`` says what each is)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+from obfaudit.records import AttackRecord, Experiment
+
+MODEL_KINDS = ("infnet", "obfnet")
+
+
+def _typed(about: dict) -> dict:
+    return {k: about.get(k) for k in ("dataset", "attribute", "arch", "bottleneck", "defence")}
+
+
+def collect_experiments(records: dict[str, dict], stages: Iterable[str] | None = None) -> list[Experiment]:
+    """One :class:`Experiment` per model, attack, control, cost row and scaling result.
+
+    Args:
+        records: stage records by name (see :func:`obfaudit.experiments.stages.read_records`).
+        stages: the run's plan; records of other stages (left by an earlier plan) are ignored.
+    """
+    order = list(stages) if stages is not None else sorted(records)
+    rows: list[Experiment] = []
+    for name in order:
+        if name not in records:
+            continue
+        rec = records[name]
+        about, res, settings = rec.get("about") or {}, rec["result"], rec.get("settings", {})
+        kind = about.get("kind")
+        typed = _typed(about)
+        if kind in MODEL_KINDS:
+            rows.append(
+                Experiment(
+                    id=name,
+                    kind=kind,
+                    **typed,
+                    metrics={k: v for k, v in res.items() if k not in ("model", "fit")},
+                    fit=res.get("fit") or {},
+                    settings=settings,
+                    model=res.get("model"),
+                    seconds=rec.get("seconds"),
+                )
+            )
+        elif kind in ("audit", "controls"):
+            for r in res.get("records", []):
+                ar = AttackRecord.from_dict(r)
+                control = kind == "controls"
+                rows.append(
+                    Experiment.from_attack(
+                        ar,
+                        id=f"{name}/{ar.subject}/{ar.attack}" if control else f"{name}/{ar.attack}",
+                        kind="control" if control else "attack",
+                        **typed,
+                        settings=settings,
+                        artifacts=None if control else res.get("artifacts"),
+                    )
+                )
+        elif kind == "cost":
+            for r in res.get("rows", []):
+                rows.append(
+                    Experiment(
+                        id=f"cost/{r['model']}", kind="cost", subject=r["model"], metrics=r, settings=settings
+                    )
+                )
+        elif kind == "scaling":
+            rows.append(
+                Experiment(
+                    id="scaling/resnet50",
+                    kind="scaling",
+                    subject="resnet50",
+                    metrics={"clean_top1": res["resnet50"]["clean_top1"]},
+                    settings=settings,
+                )
+            )
+            for obf, m in res.get("obfuscators", {}).items():
+                rows.append(
+                    Experiment(
+                        id=f"scaling/{obf}",
+                        kind="scaling",
+                        subject=obf,
+                        arch=obf,
+                        metrics={k: v for k, v in m.items() if k != "fit"},
+                        fit=m.get("fit") or {},
+                        settings=settings,
+                    )
+                )
+    return rows
+
+
+def attacks_by_subject(exps: list[Experiment], dataset: str) -> dict[tuple[str, int], dict[str, Experiment]]:
+    """{(arch, N): {attack: experiment}} for the attacks on the ObfNets of ``dataset``."""
+    out: dict[tuple[str, int], dict[str, Experiment]] = defaultdict(dict)
+    for e in exps:
+        if e.kind == "attack" and e.dataset == dataset:
+            out[(e.arch, e.bottleneck)][e.attack] = e
+    return out
+
+
+def attack_series(
+    exps: list[Experiment], dataset: str, attack: str, metric: str = "feature_accuracy"
+) -> dict[str, tuple[list[int], list[float]]]:
+    """{arch: (bottlenecks, values)} of one attack's metric across the sweep."""
+    out: dict[str, tuple[list[int], list[float]]] = {}
+    pts = sorted(
+        (e.arch, e.bottleneck, e.metrics.get(metric))
+        for e in exps
+        if e.kind == "attack"
+        and e.dataset == dataset
+        and e.attack == attack
+        and e.metrics.get(metric) is not None
+    )
+    for arch, n, v in pts:
+        out.setdefault(arch, ([], []))
+        out[arch][0].append(n)
+        out[arch][1].append(v)
+    return out
+
+
+def attacks_present(exps: list[Experiment], *, output: str | None = None) -> list[str]:
+    """Attack names in the results, in the registry's order, optionally of one output kind."""
+    from obfaudit.attacks import attack_names
+
+    seen = {
+        e.attack for e in exps if e.kind in ("attack", "control") and (output is None or e.output == output)
+    }
+    known = [a for a in attack_names() if a in seen]
+    return known + sorted(seen - set(known))

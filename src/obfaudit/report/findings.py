@@ -1,0 +1,143 @@
+"""The study's claims, each checked against this run: against the compromise line (twice
+chance, rounded up) and, where the study states a number, against that number too."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from obfaudit.records import Experiment
+from obfaudit.report.collect import attack_series
+
+#: What the study reports in numbers (the rest of its results are plots).
+STUDY_NUMBERS = {
+    "colornet_mlp_peak": {512: 0.9946, 1024: 0.9940},
+    "adversary_floor": 0.50,
+    "lightnet_top1": 0.93,
+    "densenet_top1": 0.59,
+}
+DATASET = "colored-mnist"
+
+
+@dataclass
+class Finding:
+    """One claim of the study and what this run says about it."""
+
+    claim: str
+    evidence: str
+    line_check: bool | None = None
+    """Holds against the compromise line (None: the claim is not about the line, or no data)."""
+    study_number: str | None = None
+    """The study's own figure for the claim, if it gives one."""
+    study_check: bool | None = None
+    """Holds against the study's own figure (None: the study gives none)."""
+
+    @property
+    def reproduced(self) -> bool | None:
+        """True when every check that applies holds; None when none applies."""
+        checks = [c for c in (self.line_check, self.study_check) if c is not None]
+        return all(checks) if checks else None
+
+
+def spearman(xs: list[float], ys: list[float]) -> float:
+    """Spearman rank correlation (ties averaged), nan for fewer than 3 points."""
+    from scipy.stats import spearmanr
+
+    if len(xs) < 3 or len(set(ys)) < 2:
+        return float("nan")
+    return float(spearmanr(xs, ys).statistic)
+
+
+def pct(v: float | None) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}%"
+
+
+def findings(
+    exps: list[Experiment], *, threshold: float, chance: float, attribute: str = "colour"
+) -> list[Finding]:
+    """Each claim of the study that this run has the data for, checked."""
+    thr, out = threshold, []
+    line = f"{100 * thr:.0f}%"
+    color = attack_series(exps, DATASET, "colornet")
+    if color:
+        best = max(max(v) for _, v in color.values())
+        worst = min(min(v) for _, v in color.values())
+        out.append(
+            Finding(
+                f"{attribute.capitalize()} leaks: the server's ColorNet reads it from obfuscated images above "
+                f"the {line} line",
+                f"ColorNet F_a from {pct(worst)} to {pct(best)} across all ObfNets (chance {pct(chance)}).",
+                line_check=best > thr,
+            )
+        )
+        for arch, (ns, fa) in color.items():
+            rho = spearman(ns, fa)
+            out.append(
+                Finding(
+                    f"F_a grows with the bottleneck N (ObfNet-{arch.upper()})",
+                    "Spearman rank correlation of N and ColorNet F_a: "
+                    + ("n/a (fewer than 3 bottlenecks)" if math.isnan(rho) else f"{rho:+.2f}")
+                    + "; "
+                    f"F_a {pct(fa[0])} at N={ns[0]}, {pct(fa[-1])} at N={ns[-1]}.",
+                    line_check=None if math.isnan(rho) else rho > 0.5,
+                )
+            )
+        mlp = dict(zip(*color["mlp"], strict=True)) if "mlp" in color else {}
+        study = STUDY_NUMBERS["colornet_mlp_peak"]
+        if all(n in mlp for n in study):
+            out.append(
+                Finding(
+                    "ColorNet peaks near 99.5% on MLP ObfNets with N = 512 and 1024",
+                    ", ".join(f"N={n}: {pct(mlp[n])} (study {pct(v)})" for n, v in study.items()) + ".",
+                    line_check=all(mlp[n] > thr for n in study),
+                    study_number=", ".join(f"{pct(v)} at N={n}" for n, v in study.items())
+                    + " (within 5 points counts)",
+                    study_check=all(abs(mlp[n] - v) <= 0.05 for n, v in study.items()),
+                )
+            )
+    adv = {a: attack_series(exps, DATASET, a) for a in ("noisynet", "pathnet")}
+    if any(adv.values()):
+        parts, best_all = [], 0.0
+        for a, series in adv.items():
+            for arch, (ns, fa) in series.items():
+                i = max(range(len(fa)), key=fa.__getitem__)
+                parts.append(f"{a} {arch.upper()}: best {pct(fa[i])} at N={ns[i]}, worst {pct(min(fa))}")
+                best_all = max(best_all, fa[i])
+        floor = STUDY_NUMBERS["adversary_floor"]
+        out.append(
+            Finding(
+                f"The adversary, without the training data, reads {attribute} from obfuscated images",
+                "; ".join(parts) + ".",
+                line_check=best_all > thr,
+                study_number=f"above {pct(floor)}",
+                study_check=best_all > floor,
+            )
+        )
+    for e in exps:
+        if e.kind == "attack" and e.output == "embedding" and e.dataset == DATASET:
+            emb = e.metrics["embedding"]
+            within = emb["knn_attribute_acc_within_class"]
+            sil = emb["silhouette_attribute_within_class"]
+            out.append(
+                Finding(
+                    f"t-SNE of ObfNet-{e.arch.upper()} (N={e.bottleneck}) outputs shows digit clusters with "
+                    f"{attribute} sub-clusters",
+                    f"in the 2-D embedding, k-NN digit accuracy {pct(emb['knn_class_acc'])}, k-NN {attribute} "
+                    f"accuracy within each digit {pct(within)} (silhouette within digit "
+                    + ("n/a" if sil is None else f"{sil:+.2f}")
+                    + "); digit clusters need k-NN digit accuracy above 80%.",
+                    line_check=(emb["knn_class_acc"] or 0) > 0.8 and (within or 0) > thr,
+                )
+            )
+    rec = attack_series(exps, DATASET, "recnet", "attribute_recovered")
+    if "mlp" in rec:
+        ns, vals = rec["mlp"]
+        out.append(
+            Finding(
+                f"RecNet reconstructs the digit {attribute} when the bottleneck is large",
+                f"{attribute} read from reconstructions: {pct(vals[0])} at N={ns[0]}, {pct(vals[-1])} at N={ns[-1]} "
+                "(counts when above 90% at the largest N).",
+                line_check=vals[-1] > 0.9,
+            )
+        )
+    return out

@@ -1,0 +1,206 @@
+"""Which figures a run's results allow, drawn, each with a one-sentence reading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from safetensors.torch import load_file
+
+from obfaudit.records import Experiment
+from obfaudit.report import figures as F
+from obfaudit.report.collect import attack_series, attacks_present
+from obfaudit.report.findings import STUDY_NUMBERS, pct
+
+#: The study's figure numbers for its attacks; any other attack gets a figure of its own name.
+STUDY_FIGURE_IDS = {"colornet": "fig9", "noisynet": "fig10a", "pathnet": "fig10b"}
+RECONSTRUCTION_FIGURES = (
+    ("fig7", "mnist", "mlp"),
+    ("fig8", "colored-mnist", "mlp"),
+    ("fig8b", "colored-mnist", "cnn"),
+)
+DATASET = "colored-mnist"
+
+
+def _load(run_dir: Path, path: str | None) -> dict:
+    try:
+        return load_file(str(run_dir / path)) if path else {}
+    except Exception:  # noqa: BLE001 - a missing artifact only leaves its figure out
+        return {}
+
+
+def _reconstructions(run_dir: Path, exps: list[Experiment], figs: dict, fdir: Path) -> None:
+    image_attacks = attacks_present(exps, output="image")
+    for fig_id, ds, arch in RECONSTRUCTION_FIGURES:
+        on = sorted(
+            (
+                e
+                for e in exps
+                if e.kind == "attack" and e.dataset == ds and e.arch == arch and e.attack in image_attacks
+            ),
+            key=lambda e: (e.bottleneck, image_attacks.index(e.attack)),
+        )
+        rows, labels, done = [], [], set()
+        for e in on:
+            a = _load(run_dir, e.artifacts)
+            if not rows and "originals" in a:
+                rows.append(a["originals"])
+                labels.append("original")
+            if e.bottleneck not in done and "transformed" in a:
+                rows.append(a["transformed"])
+                labels.append(f"N={e.bottleneck} obfuscated")
+                done.add(e.bottleneck)
+            if f"{e.attack}/output" in a:
+                rows.append(a[f"{e.attack}/output"])
+                labels.append(f"N={e.bottleneck} {e.attack}")
+        if len(rows) < 3:
+            continue
+        name = f"{fig_id}_{ds}_{arch}_reconstructions.png"
+        F.image_rows(
+            rows,
+            fdir / name,
+            row_labels=labels,
+            title=f"{fig_id}: {ds} originals, ObfNet-{arch.upper()} outputs and reconstructions",
+        )
+        reading = []
+        for attack in image_attacks:
+            ssim = attack_series(exps, ds, attack, "ssim").get(arch)
+            if ssim:
+                ns, v = ssim
+                trend = "larger bottlenecks leak more of the image" if v[-1] > v[0] else "no gain with N here"
+                reading.append(
+                    f"{attack}'s SSIM to the originals goes from {v[0]:.2f} at N={ns[0]} to {v[-1]:.2f} at "
+                    f"N={ns[-1]}: {trend}."
+                )
+            col = attack_series(exps, ds, attack, "attribute_recovered").get(arch)
+            if col:
+                reading.append(
+                    f"The attribute read from {attack}'s reconstructions is right for {pct(col[1][-1])} at "
+                    f"N={col[0][-1]}."
+                )
+        figs[name] = {
+            "title": f"{fig_id}: reconstructions ({ds}, ObfNet-{arch.upper()})",
+            "reading": " ".join(reading),
+        }
+
+
+def _attribute_curves(exps: list[Experiment], figs: dict, fdir: Path, chance: float, thr: float) -> None:
+    for attack in attacks_present(exps, output="attribute"):
+        series = attack_series(exps, DATASET, attack)
+        if not series:
+            continue
+        party = next(e.party for e in exps if e.attack == attack)
+        fig_id = STUDY_FIGURE_IDS.get(attack, "fig")
+        name = f"{fig_id}_{attack}_fa.png"
+        F.fa_vs_bottleneck(
+            {f"ObfNet-{a.upper()}": v for a, v in series.items()},
+            fdir / name,
+            chance=chance,
+            threshold=thr,
+            title=f"{fig_id}: {party}'s {attack} F_a vs bottleneck",
+        )
+        above = sum(f > thr for _, v in series.values() for f in v)
+        total = sum(len(v) for _, v in series.values())
+        lo = min((min(v), a) for a, (_, v) in series.items())
+        hi = max((max(v), a) for a, (_, v) in series.items())
+        figs[name] = {
+            "title": f"{fig_id}: {attack} ({party}) feature accuracy",
+            "reading": f"Every point above the dashed line is a compromised ObfNet: {above} of {total}. F_a ranges "
+            f"from {pct(lo[0])} (ObfNet-{lo[1].upper()}) to {pct(hi[0])} (ObfNet-{hi[1].upper()}); chance is "
+            f"{pct(chance)}.",
+        }
+
+
+def _embeddings(
+    run_dir: Path, exps: list[Experiment], figs: dict, fdir: Path, chance: float, attribute: str
+) -> None:
+    embedded = [e for e in exps if e.kind == "attack" and e.output == "embedding" and e.dataset == DATASET]
+    for i, e in enumerate(sorted(embedded, key=lambda e: (e.arch, e.bottleneck))):
+        a = _load(run_dir, e.artifacts)
+        key = f"{e.attack}/output"
+        if key not in a:
+            continue
+        name = f"fig11{'abcdefgh'[min(i, 7)]}_{e.attack}_{e.arch}_b{e.bottleneck}.png"
+        F.tsne_figure(
+            a[key].numpy(),
+            a[f"{e.attack}/labels/task"].numpy(),
+            a[f"{e.attack}/labels/attribute"].numpy(),
+            fdir / name,
+            title=f"fig11: {e.attack} (perplexity 15) of ObfNet-{e.arch.upper()} (N={e.bottleneck}) outputs on "
+            "Colored-MNIST test images",
+        )
+        emb, raw = e.metrics["embedding"], e.metrics["raw"]
+        figs[name] = {
+            "title": f"fig11: {e.attack}, ObfNet-{e.arch.upper()} N={e.bottleneck}",
+            "reading": f"k-NN finds the digit for {pct(emb['knn_class_acc'])} and, within each digit, the {attribute} "
+            f"for {pct(emb['knn_attribute_acc_within_class'])} of points in the embedding "
+            f"({pct(raw['knn_attribute_acc_within_class'])} in the raw obfuscated space; chance {pct(chance)}).",
+        }
+
+
+def privacy_utility_points(exps: list[Experiment]) -> list[dict]:
+    """Per ObfNet: utility and the worst-case (highest) F_a over the attribute attacks."""
+    points = []
+    attribute_attacks = set(attacks_present(exps, output="attribute"))
+    for o in exps:
+        if o.kind != "obfnet" or o.dataset != DATASET:
+            continue
+        fas = [
+            e.metrics.get("feature_accuracy")
+            for e in exps
+            if e.kind == "attack"
+            and e.dataset == DATASET
+            and (e.arch, e.bottleneck) == (o.arch, o.bottleneck)
+            and e.attack in attribute_attacks
+        ]
+        fas = [f for f in fas if f is not None]
+        if fas:
+            points.append(
+                {
+                    "arch": o.arch,
+                    "bottleneck": o.bottleneck,
+                    "fa": max(fas),
+                    "utility": o.metrics["obfuscated_test_acc"],
+                }
+            )
+    return points
+
+
+def make_figures(
+    run_dir: Path,
+    exps: list[Experiment],
+    *,
+    chance: float,
+    threshold: float,
+    attribute: str,
+    scaling: dict | None,
+) -> dict[str, dict]:
+    """Every figure the results allow; {file: {"title", "reading"}} in report order."""
+    figs: dict[str, dict] = {}
+    fdir = run_dir / "figures"
+    _reconstructions(run_dir, exps, figs, fdir)
+    _attribute_curves(exps, figs, fdir, chance, threshold)
+    _embeddings(run_dir, exps, figs, fdir, chance, attribute)
+    points = privacy_utility_points(exps)
+    if points:
+        name = "fig_privacy_utility.png"
+        F.privacy_utility(points, fdir / name, chance=chance, threshold=threshold)
+        private = [p for p in points if p["fa"] <= threshold]
+        figs[name] = {
+            "title": "beyond the study: privacy-utility trade-off",
+            "reading": f"{len(private)} of {len(points)} ObfNets stay at or below the line on every {attribute} "
+            "attribute attack"
+            + (
+                f"; the most useful of them keeps {pct(max(p['utility'] for p in private))} digit accuracy."
+                if private
+                else "; none gives privacy at any utility."
+            ),
+        }
+    if scaling and scaling.get("figure") and (run_dir / scaling["figure"]).exists():
+        ob = scaling["obfuscators"]
+        figs[Path(scaling["figure"]).name] = {
+            "title": "fig12: LightNet and DenseNet outputs (scaling study)",
+            "reading": f"ResNet50 top-1: clean {pct(scaling['resnet50']['clean_top1'])}, through LightNet "
+            f"{pct(ob['lightnet']['obfuscated_top1'])}, through DenseNet {pct(ob['densenet']['obfuscated_top1'])} "
+            f"(study: {pct(STUDY_NUMBERS['lightnet_top1'])} and {pct(STUDY_NUMBERS['densenet_top1'])}).",
+        }
+    return figs

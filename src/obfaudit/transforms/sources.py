@@ -1,0 +1,82 @@
+"""Where a transform under audit comes from: a saved obfaudit model, MODULE:CALLABLE, a control."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from obfaudit.errors import ObfauditError
+from obfaudit.transforms.base import CONTROLS, Transform
+
+
+@dataclass
+class LoadedTransform:
+    """A transform ready to audit, with its name and what is known about it."""
+
+    name: str
+    transform: Transform
+    source: str
+    """How it was given: the model path, MODULE:CALLABLE or the control's name."""
+    dataset: str | None = None
+    """The dataset a saved model was trained on, if it says."""
+    info: dict = field(default_factory=dict)
+    """A saved model's sidecar."""
+
+
+def _takes_no_arguments(fn) -> bool:
+    try:
+        return not inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def load_callable(spec: str) -> tuple[str, Transform]:
+    """``MODULE:CALLABLE`` -> (name, transform); a class or argument-less function is a factory.
+
+    The working directory is searched first, as ``python -m`` would: a user running
+    obfaudit next to their package expects it to be found.
+    """
+    module, _, attr = spec.partition(":")
+    if not module or not attr:
+        raise ObfauditError(f"--transform {spec!r}: expected MODULE:CALLABLE, e.g. mypkg.obf:make")
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    try:
+        obj = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        raise ObfauditError(f"--transform {spec}: cannot import ({e})") from None
+    if isinstance(obj, type) or (callable(obj) and _takes_no_arguments(obj)):
+        obj = obj()
+    if not callable(obj):
+        raise ObfauditError(f"--transform {spec}: {attr} is not callable")
+    return attr, obj
+
+
+def load_transform(
+    *,
+    obfnet: str | Path | None = None,
+    transform: str | None = None,
+    control: str | None = None,
+    device: str = "cpu",
+) -> LoadedTransform:
+    """The transform named by exactly one of ``obfnet`` (a saved model), ``transform``
+    (MODULE:CALLABLE) or ``control`` (identity, null), on ``device``."""
+    given = [v for v in (obfnet, transform, control) if v is not None]
+    if len(given) != 1:
+        raise ObfauditError("give exactly one transform: a saved ObfNet, MODULE:CALLABLE or a control")
+    if obfnet is not None:
+        from obfaudit.models import load_model
+
+        model, info = load_model(obfnet, device=device)
+        return LoadedTransform(
+            Path(obfnet).with_suffix("").name, model, str(obfnet), info.get("dataset"), info
+        )
+    if transform is not None:
+        name, fn = load_callable(transform)
+        return LoadedTransform(name, fn, transform)
+    if control not in CONTROLS:
+        raise ObfauditError(f"unknown control {control!r}; choose from {', '.join(CONTROLS)}")
+    return LoadedTransform(control, CONTROLS[control](), control)
