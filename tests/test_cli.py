@@ -206,3 +206,28 @@ def test_cost_json(cli):
     assert r.returncode == 0 and "ObfNet-MLP" in r.stdout
     r = cli("cost", "--input", "224x224")
     assert r.returncode == 2 and "224x224x3" in r.stderr
+
+
+def test_every_setting_is_documented_once():
+    """Help texts come from the settings dataclasses: every field has its docstring."""
+    from dataclasses import fields
+
+    from obfaudit._settings import field_docs
+    from obfaudit.attacks import AuditConfig
+    from obfaudit.commands import AttackJob, CostQuery, DataQuery, ObfuscateJob
+    from obfaudit.experiments.context import RunSettings
+    from obfaudit.train import TrainConfig
+
+    for cls in (AuditConfig, AttackJob, CostQuery, DataQuery, ObfuscateJob, RunSettings, TrainConfig):
+        undocumented = [f.name for f in fields(cls) if f.name not in field_docs(cls) and f.name != "train"]
+        assert not undocumented, (cls.__name__, undocumented)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["data", "stats"], ["train", "infnet"], ["train", "obfnet"], ["obfuscate"], ["attack"], ["reproduce"]],
+)
+def test_help_of_every_command(cli, command):
+    r = cli(*command, "--help")
+    assert r.returncode == 0 and "--seed" in r.stdout
+    assert "(default: 0)" in r.stdout  # the default follows the docstring

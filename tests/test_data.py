@@ -118,7 +118,7 @@ def test_full_mnist_missing_says_where(tmp_path):
 def test_full_mnist_corrupt_file(mnist_root):
     f = mnist_root / "MNIST" / "raw" / "train-images-idx3-ubyte"
     f.write_bytes(f.read_bytes()[:100])
-    with pytest.raises(DataError, match="corrupt"):
+    with pytest.raises(DataError, match="truncated"):
         load_full_mnist("train", root=mnist_root)
 
 

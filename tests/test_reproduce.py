@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from obfaudit.experiments.stages import SerialExecutor, Stage, stage_keys
+from obfaudit.experiments.stages import SerialExecutor, Stage, check_plan
 
 EXPECTED_FIGURES = (
     "fig7_mnist_mlp_reconstructions.png",
@@ -136,6 +136,24 @@ def test_corrupt_stage_is_recomputed(smoke_run, tmp_path):
     assert json.loads(r.stdout)["stages_run"] == ["obfnet-colored-mnist-mlp-b8"]  # its key is unchanged
 
 
+def test_damaged_records_are_recomputed_and_reported_around(smoke_run, tmp_path):
+    """Valid JSON of the wrong shape, or a result missing a field: no traceback anywhere."""
+    import shutil
+
+    out = tmp_path / "damaged"
+    shutil.copytree(smoke_run[0], out)
+    (out / "stages" / "cost.json").write_text("[]")
+    record = json.loads((out / "stages" / "audit-colored-mnist-mlp-b8.json").read_text())
+    del record["result"]["records"]
+    (out / "stages" / "audit-colored-mnist-mlp-b8.json").write_text(json.dumps(record))
+    report = [sys.executable, "-m", "obfaudit.cli", "report", str(out)]
+    r = subprocess.run(report, capture_output=True, text=True, env=env(), timeout=120)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    r = subprocess.run(reproduce_cmd(out, "--json"), capture_output=True, text=True, env=env(), timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert sorted(json.loads(r.stdout)["stages_run"]) == ["audit-colored-mnist-mlp-b8", "cost"]
+
+
 def test_report_command_rebuilds_without_training(smoke_run):
     out, _ = smoke_run
     (out / "report.html").unlink()
@@ -219,7 +237,7 @@ def test_changing_a_setting_recomputes_only_what_depends_on_it(tmp_path):
 def test_a_plan_must_list_dependencies_first():
     calls = []
     with pytest.raises(ValueError, match="not before it"):
-        stage_keys([_stage("b", 1, calls, deps=("a",)), _stage("a", 1, calls)])
+        check_plan([_stage("b", 1, calls, deps=("a",)), _stage("a", 1, calls)])
 
 
 def test_a_record_of_the_wrong_shape_is_recomputed(tmp_path):

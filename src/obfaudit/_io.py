@@ -132,3 +132,92 @@ def keep_freed_memory() -> bool:
         return False
     m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
     return bool(libc.mallopt(m_mmap_threshold, 32 << 20)) and bool(libc.mallopt(m_trim_threshold, 1 << 30))
+
+
+def check_output_dir(path: str | os.PathLike, *, what: str = "--out") -> Path:
+    """Make sure ``path`` is (or can become) a writable directory, before any work.
+
+    A file where a directory is expected, or a place that cannot be written, is one
+    clear error now rather than an OSError after training has finished.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ObfauditError(f"{what} {path} is a file, not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".obfaudit-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ObfauditError(f"{what} {path} cannot be written ({e.strerror or e})") from None
+    return path
+
+
+def check_output_file(path: str | os.PathLike, *, what: str = "--out") -> Path:
+    """Make sure the file ``path`` can be written (its folder exists or can be made, and is writable)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ObfauditError(f"{what} {path} is a directory; give a file name")
+    check_output_dir(path.parent if str(path.parent) else Path("."), what=f"{what}'s folder")
+    return path
+
+
+class RunLock:
+    """An exclusive lock on a run directory, held for the life of a run.
+
+    A second run into the same directory is refused with one line instead of mixing its
+    stages with the first's. The lock is an ``flock`` on ``.lock``: the kernel releases it
+    when the process ends, however it ends, so a killed run never leaves a stale lock.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike) -> None:
+        self.path = Path(run_dir) / ".lock"
+        self._fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise ObfauditError(
+                f"{self.path.parent} is in use by another obfaudit run (pid {holder}); "
+                "wait for it to finish or choose another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import fcntl
+
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new allocations (Linux MemAvailable), or None if unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_fits_in_memory(nbytes: float, what: str) -> None:
+    """Refuse work whose arrays alone would not fit in the memory available now."""
+    free = available_memory()
+    if free is not None and nbytes > 0.8 * free:
+        raise ObfauditError(
+            f"{what} needs about {nbytes / 2**30:.1f} GiB of memory, but only {free / 2**30:.1f} GiB "
+            "is available; ask for fewer images"
+        )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -39,7 +40,8 @@ def _number_arg(kind: Callable[[str], float], accept: Callable[[float], bool], e
 
 positive_int = _number_arg(int, lambda v: v > 0, "a positive integer")
 non_negative_int = _number_arg(int, lambda v: v >= 0, "an integer of 0 or more")
-positive_float = _number_arg(float, lambda v: v > 0, "a positive number")
+positive_float = _number_arg(float, lambda v: 0 < v < float("inf"), "a positive finite number")
+tsne_points = _number_arg(int, lambda v: v >= 50, "at least 50 points (t-SNE and its k-NN scores need them)")
 
 
 def device_arg(text: str) -> str:
@@ -71,7 +73,7 @@ CHECKS: dict[str, dict] = {
     "n_train": {"type": positive_int},
     "n_test": {"type": positive_int},
     "proxy_n": {"type": positive_int},
-    "tsne_points": {"type": positive_int},
+    "tsne_points": {"type": tsne_points},
     "tsne_backend": {"choices": ("opentsne", "sklearn")},
     "bottleneck": {"type": positive_int},
     "classes": {"type": positive_int},
@@ -459,6 +461,9 @@ def build_parser() -> argparse.ArgumentParser:
         "reconstruction, attribute-inference and embedding attacks.",
     )
     parser.add_argument("--version", action="version", version=f"obfaudit {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="print the Python traceback of an error, not only its line"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add_group in COMMAND_GROUPS:
         add_group(sub)
@@ -478,7 +483,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.func(args)
     except ObfauditError as e:
+        if args.debug:
+            traceback.print_exc()
         print(f"obfaudit: error: {e}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print("obfaudit: error: out of memory; ask for fewer images or a smaller model", file=sys.stderr)
         return 1
     except BrokenPipeError:
         # stdout closed early (e.g. piped into `head`): not an error worth a traceback
@@ -487,6 +497,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("obfaudit: interrupted; finished stages are kept, rerun to resume", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 - a bug of ours: one line, the traceback on request
+        if args.debug:
+            raise
+        print(
+            f"obfaudit: internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

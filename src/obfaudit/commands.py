@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from obfaudit._io import resolve_device, write_json
+from obfaudit._io import check_fits_in_memory, check_output_dir, check_output_file, resolve_device, write_json
 from obfaudit.errors import ObfauditError
 from obfaudit.train import TrainConfig
 
@@ -69,6 +69,7 @@ def data_show(q: DataQuery, out: Path) -> dict:
     """A PNG grid of samples, each captioned with its labels."""
     from obfaudit.report.figures import sample_grid
 
+    check_output_file(out)
     ds = q.load()
     captions = [
         " ".join(
@@ -121,6 +122,7 @@ def train_infnet(job: TrainJob) -> dict:
     from obfaudit.models import model_id, save_model
 
     resolve_device(job.train.device)
+    check_output_dir(job.out)
     dataset = job.data or "colored-mnist"
     train, test = _splits(job, dataset, job.train.seed)
     model, metrics = fit_infnet(job.arch, train, test, job.train)
@@ -138,20 +140,21 @@ def train_infnet(job: TrainJob) -> dict:
 
 def train_obfnet(job: TrainJob) -> dict:
     """Train an ObfNet through a frozen InfNet on the InfNet's own split, and save it."""
-    from obfaudit.experiments.steps import check_infnet_fits, fit_obfnet
+    from obfaudit.experiments.steps import check_model_fits, fit_obfnet
     from obfaudit.models import load_model, model_id, read_sidecar, save_model
 
     resolve_device(job.train.device)
     if job.infnet is None or job.bottleneck is None:
         raise ObfauditError("train obfnet needs --infnet and --bottleneck")
-    info = read_sidecar(job.infnet)
+    check_output_dir(job.out)
+    info = read_sidecar(job.infnet, role="infnet")
     dataset = job.data or info.get("dataset")
     if dataset not in DIGIT_DATASETS:
         raise ObfauditError(f"--infnet {job.infnet} names no dataset; pass --data mnist|colored-mnist")
     # The InfNet's own split: with another seed, its training images would be in the test split.
     train, test = _splits(job, dataset, info.get("seed", job.train.seed))
-    check_infnet_fits(info, train)
-    infnet, _ = load_model(job.infnet)
+    check_model_fits(info, train, what=f"--infnet {job.infnet}")
+    infnet, _ = load_model(job.infnet, role="infnet")
     model, metrics = fit_obfnet(
         job.arch, job.bottleneck, infnet, train, test, job.train, infnet_dropout=job.infnet_dropout
     )
@@ -196,13 +199,14 @@ class ObfuscateJob:
 def obfuscate(job: ObfuscateJob) -> dict:
     """A PNG of test originals above their obfuscations."""
     from obfaudit.data import load_dataset
-    from obfaudit.experiments.steps import check_infnet_fits
+    from obfaudit.experiments.steps import check_model_fits
     from obfaudit.models import load_model
     from obfaudit.report.figures import image_rows
     from obfaudit.transforms import apply_transform
 
     device = str(resolve_device(job.device))
-    model, info = load_model(job.obfnet, device=device)
+    check_output_file(job.out)
+    model, info = load_model(job.obfnet, device=device, role="obfuscator")
     data = load_dataset(
         job.data or info.get("dataset", "colored-mnist"),
         split="test",
@@ -211,7 +215,7 @@ def obfuscate(job: ObfuscateJob) -> dict:
         data_root=job.data_root,
         download=job.download,
     )
-    check_infnet_fits(info, data)
+    check_model_fits(info, data, what=f"--obfnet {job.obfnet}")
     z = apply_transform(model, data.x, device=device)
     image_rows(
         [data.x, z],
@@ -276,6 +280,7 @@ def run_attacks(job: AttackJob, *, log=lambda message: None) -> dict:
 
     from obfaudit.attacks import AuditConfig, attack_class, audit
     from obfaudit.data import load_dataset, load_proxy
+    from obfaudit.experiments.steps import check_model_fits
     from obfaudit.models import load_model
     from obfaudit.records import Experiment, write_csv
     from obfaudit.transforms import load_transform
@@ -283,18 +288,27 @@ def run_attacks(job: AttackJob, *, log=lambda message: None) -> dict:
     device = str(resolve_device(job.device))
     for name in job.attacks:
         attack_class(name)
+    check_output_dir(job.out)
+    needs = {n for a in job.attacks for n in attack_class(a).needs}
+    proxy_count = sum(f"proxy:{p}" in needs for p in ("noisy", "path"))
+    # each proxy image (3x28x28 float32) is held with its transform and a training copy
+    check_fits_in_memory(proxy_count * job.proxy_n * 3 * 28 * 28 * 4 * 3, f"--proxy-n {job.proxy_n}")
     subject = load_transform(obfnet=job.obfnet, transform=job.transform, control=job.control, device=device)
     dataset = job.data or subject.dataset or "colored-mnist"
     kw = {"seed": job.seed, "data_root": job.data_root, "download": job.download}
     train = load_dataset(dataset, split="train", n=job.n_train, **kw)
     test = load_dataset(dataset, split="test", n=job.n_test, **kw)
-    needs = {n for a in job.attacks for n in attack_class(a).needs}
+    if subject.info:
+        check_model_fits(subject.info, test, what=f"--obfnet {job.obfnet}")
     proxies = {
         p: load_proxy(p, seed=job.seed + 1 + i, n=job.proxy_n)
         for i, p in enumerate(("noisy", "path"))
         if f"proxy:{p}" in needs
     }
-    infnet = load_model(job.infnet, device=device)[0] if job.infnet else None
+    infnet = None
+    if job.infnet:
+        infnet, info = load_model(job.infnet, device=device, role="infnet")
+        check_model_fits(info, test, what=f"--infnet {job.infnet}")
     base = TrainConfig(epochs=job.epochs, patience=2, progress=job.progress)
     config = AuditConfig(
         attacks=job.attacks,
@@ -425,9 +439,12 @@ def cost(q: CostQuery) -> dict:
 
 def rebuild_report(run_dir: Path) -> dict:
     """Rebuild results.json/csv, figures and report.html of a run directory from its stages."""
+    from obfaudit._io import RunLock
     from obfaudit.report import write_outputs
 
     if not (run_dir / "stages").is_dir():
         raise ObfauditError(f"{run_dir} is not an obfaudit run directory (no stages/)")
-    out = write_outputs(run_dir)
+    check_output_dir(run_dir, what="run directory")
+    with RunLock(run_dir):
+        out = write_outputs(run_dir)
     return {"report": str(run_dir / "report.html"), **out}

@@ -21,6 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from obfaudit._io import resolve_device
+from obfaudit.errors import ObfauditError
 
 PRECISIONS = ("bf16", "fp32")
 
@@ -56,8 +57,8 @@ class TrainConfig:
     """Label of the progress bar."""
 
     def __post_init__(self) -> None:
-        if self.epochs <= 0 or self.batch_size <= 0 or not self.lr > 0:
-            raise ValueError("epochs, batch_size and lr must be positive")
+        if self.epochs <= 0 or self.batch_size <= 0 or not 0 < self.lr < math.inf:
+            raise ValueError("epochs, batch_size and lr must be positive (and lr finite)")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if not 0.0 <= self.val_fraction < 1.0:
@@ -136,6 +137,11 @@ def fit(
         The run's summary. With early stopping, ``model`` ends with its best weights.
     """
     device = resolve_device(config.device)
+    if config.shift and x.ndim == 4 and config.shift >= min(x.shape[2:]):
+        raise ObfauditError(
+            f"--shift {config.shift} moves {tuple(x.shape[2:])} images out of their own frame: "
+            f"use fewer than {min(x.shape[2:])} pixels"
+        )
     model.to(device)
     forward = forward or model
     g = torch.Generator().manual_seed(config.seed)
@@ -182,6 +188,12 @@ def fit(
             bar.update(1)
         seen += count
         entry = {"epoch": epoch, "train_loss": total / max(count, 1)}
+        if not math.isfinite(entry["train_loss"]):
+            bar.close()
+            raise ObfauditError(
+                f"{config.desc}: training diverged (loss {entry['train_loss']} in epoch {epoch}); "
+                f"lower the learning rate (now {config.lr:g})"
+            )
         if len(val_idx):
             model.eval()
             if set_mode:

@@ -24,7 +24,7 @@ from obfaudit.attacks.scoring import Scorer
 from obfaudit.data import ImageSet, ProxySet
 from obfaudit.records import AttackRecord, overall_verdict
 from obfaudit.train import TrainConfig
-from obfaudit.transforms import CONTROLS, Transform, apply_transform, to_device
+from obfaudit.transforms import CONTROLS, CheckedTransform, Transform, apply_transform, to_device
 
 #: The study's attacks, run when none are named.
 STUDY_ATTACKS = ("recnet", "colornet", "noisynet", "pathnet", "tsne")
@@ -118,8 +118,10 @@ def audit_transform(
     config = config or AuditConfig()
     proxies = dict(proxies or {})
     device = str(resolve_device(config.device))
-    transform = to_device(transform, device)
-    traffic = apply_transform(transform, test.x, device=device)
+    transform = CheckedTransform(to_device(transform, device), subject)
+    traffic = apply_transform(
+        transform, test.x, device=device, progress=config.train.progress, desc=f"{subject}: transform"
+    )
     scorer = Scorer(
         test,
         config.attribute,

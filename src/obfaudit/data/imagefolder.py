@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from obfaudit.data.base import ImageSet
@@ -85,7 +86,8 @@ def load_image_folder(
     for i in tqdm(index.tolist(), desc=f"load {split}", disable=not progress, leave=False):
         try:
             img, label = ds[i]
-        except OSError as e:
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            # A header that declares e.g. 40000x40000 pixels is refused by Pillow before decoding.
             raise DataError(f"{ds.samples[i][0]}: unreadable image ({e})") from None
         images.append(img.mul(255).round_().to(torch.uint8) if as_uint8 else img)
         labels.append(label)

@@ -68,26 +68,69 @@ def _mnist_raw_dir(root: Path) -> Path:
     return root / "MNIST" / "raw"
 
 
-def _missing_mnist_message(root: Path) -> str:
-    return (
-        f"full MNIST not found under {root}: put the four IDX files "
-        f"({', '.join(MNIST_RAW_FILES)}, optionally .gz) in {_mnist_raw_dir(root)}/ "
-        "or pass --download on a machine that is online"
-    )
+def read_idx(path: Path, *, ndim: int) -> np.ndarray:
+    """An unsigned-byte IDX array (the MNIST format), checked before it is read.
+
+    The header is two zero bytes, the data type (0x08: unsigned byte), the number of
+    dimensions, then each dimension as a big-endian 32-bit integer; the data follow.
+    """
+    import struct
+
+    data = path.read_bytes()
+    if len(data) < 4 or data[:2] != b"\0\0":
+        raise DataError(f"{path}: not an IDX file (its magic number is {data[:4].hex() or 'missing'})")
+    if data[2] != 0x08:
+        raise DataError(f"{path}: IDX data type 0x{data[2]:02x}; MNIST files hold unsigned bytes (0x08)")
+    if data[3] != ndim:
+        raise DataError(f"{path}: {data[3]} dimensions; expected {ndim} for this MNIST file")
+    head = 4 + 4 * ndim
+    if len(data) < head:
+        raise DataError(f"{path}: truncated IDX header ({len(data)} bytes)")
+    dims = struct.unpack(f">{ndim}I", data[4:head])
+    size = int(np.prod(dims, dtype=np.int64))
+    if len(data) != head + size:
+        state = "truncated" if len(data) < head + size else "longer than its header says"
+        raise DataError(f"{path}: {state}: {len(data)} bytes, the header declares {head + size}")
+    return np.frombuffer(data, np.uint8, count=size, offset=head).reshape(dims)
+
+
+def _download_mnist(raw: Path) -> None:
+    """Fetch the four files with torchvision's mirrors and MD5 checks (needs a network)."""
+    from torchvision.datasets import MNIST
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    raw.mkdir(parents=True, exist_ok=True)
+    for filename, md5 in MNIST.resources:
+        if (raw / filename.removesuffix(".gz")).exists():
+            continue
+        errors = []
+        for mirror in MNIST.mirrors:
+            try:
+                download_and_extract_archive(
+                    mirror + filename, download_root=str(raw), filename=filename, md5=md5
+                )
+                break
+            except Exception as e:  # noqa: BLE001 - offline, refused, corrupt: try the next mirror
+                errors.append(f"{type(e).__name__}: {e}")
+        else:
+            raise DataError(
+                f"could not download {filename} into {raw} ({errors[-1]}); this machine may be offline: "
+                f"copy the four IDX files there instead"
+            )
 
 
 def load_full_mnist(split: str, *, root: str | Path, download: bool = False) -> ImageSet:
-    """Full MNIST (60k/10k) from IDX files under ``root/MNIST/raw`` via torchvision.
+    """Full MNIST (60k/10k) from the IDX files under ``root/MNIST/raw``, read without torchvision's
+    loader (which would unpickle legacy ``processed/*.pt`` files).
 
-    Downloads only when ``download`` is set (torchvision checks each file's MD5). A missing
-    or corrupt file raises :class:`DataError` that says where the files go.
+    Downloads only when ``download`` is set (each file's MD5 is checked). A missing,
+    truncated or foreign file raises :class:`DataError` naming it.
     """
-    from torchvision.datasets import MNIST
     from torchvision.datasets.utils import extract_archive
 
     root = Path(root).expanduser()
     raw = _mnist_raw_dir(root)
-    # Accept the .gz files as distributed: torchvision only looks for the extracted names.
+    # Accept the .gz files as distributed.
     for name in MNIST_RAW_FILES:
         gz = raw / f"{name}.gz"
         if not (raw / name).exists() and gz.exists():
@@ -95,24 +138,33 @@ def load_full_mnist(split: str, *, root: str | Path, download: bool = False) -> 
                 extract_archive(str(gz), str(raw))
             except (OSError, EOFError) as e:
                 raise DataError(f"{gz}: corrupt gzip file ({e})") from None
-    if not download and not all((raw / n).exists() for n in MNIST_RAW_FILES):
-        raise DataError(_missing_mnist_message(root))
-    try:
-        ds = MNIST(str(root), train=(split == "train"), download=download)
-    except RuntimeError as e:
-        raise DataError(f"{_missing_mnist_message(root)} ({e})") from None
-    except (OSError, ValueError, AssertionError, IndexError) as e:
-        raise DataError(f"full MNIST under {raw} is corrupt: {e!r}; replace the IDX files") from None
-    x = ds.data
-    y = ds.targets
-    if x.ndim != 3 or x.shape[1:] != (28, 28) or len(x) != len(y):
+    if download:
+        _download_mnist(raw)
+    missing = [n for n in MNIST_RAW_FILES if not (raw / n).exists()]
+    if missing:
+        legacy = sorted(p.name for p in (root / "MNIST" / "processed").glob("*.pt"))
+        if legacy:
+            raise DataError(
+                f"{root / 'MNIST' / 'processed'} holds legacy torchvision files ({', '.join(legacy)}), which "
+                f"obfaudit does not read (loading them would unpickle them): put the IDX files in {raw}/"
+            )
+        raise DataError(
+            f"full MNIST not found under {root}: {', '.join(missing)} missing from {raw}/ "
+            "(the four IDX files, optionally .gz; --download fetches them on a machine that is online)"
+        )
+    prefix = "train" if split == "train" else "t10k"
+    x = read_idx(raw / f"{prefix}-images-idx3-ubyte", ndim=3)
+    y = read_idx(raw / f"{prefix}-labels-idx1-ubyte", ndim=1)
+    if x.shape[1:] != (28, 28) or len(x) != len(y):
         raise DataError(
             f"full MNIST under {raw} is corrupt: images {tuple(x.shape)}, labels {tuple(y.shape)}"
         )
-    if len(y) and (int(y.min()) < 0 or int(y.max()) > 9):
-        raise DataError(f"full MNIST under {raw} is corrupt: labels outside 0-9")
-    x = x.unsqueeze(1).float().div_(255.0)
-    return ImageSet(x, {"digit": y.long()}, "mnist", split, {"digit": DIGITS})
+    if len(y) and int(y.max()) > 9:
+        raise DataError(f"{raw / f'{prefix}-labels-idx1-ubyte'}: labels outside 0-9")
+    images = torch.from_numpy(x.copy()).unsqueeze(1).float().div_(255.0)
+    return ImageSet(
+        images, {"digit": torch.from_numpy(y.astype(np.int64))}, "mnist", split, {"digit": DIGITS}
+    )
 
 
 def load_mnist(

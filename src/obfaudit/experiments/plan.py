@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as save_safetensors
 
+from obfaudit._io import atomic_write_bytes
 from obfaudit.attacks import AuditConfig, Output, attack_class, audit_transform
 from obfaudit.attacks.audit import available_needs
 from obfaudit.errors import ObfauditError
@@ -26,7 +28,7 @@ from obfaudit.experiments.context import DATASET_LABELS, PROXIES, RunContext, Ru
 from obfaudit.experiments.presets import Preset
 from obfaudit.experiments.stages import Resources, Stage
 from obfaudit.experiments.steps import fit_infnet, fit_obfnet
-from obfaudit.models import load_model, model_id, save_model
+from obfaudit.models import load_model, model_id, read_sidecar, save_model
 from obfaudit.transforms import CONTROLS
 
 DATASETS = tuple(DATASET_LABELS)
@@ -75,11 +77,18 @@ def attacks_for(
 
 
 def _model_ok(ctx: RunContext, record: dict) -> bool:
+    """The model file loads and is the one the record made (same SHA-256)."""
     try:
-        load_model(ctx.out / record["result"]["model"])
-        return True
+        _, info = load_model(ctx.out / record["result"]["model"])
+        return info["sha256"] == record["result"]["sha256"]
     except (ObfauditError, KeyError, TypeError):
         return False
+
+
+def _saved(ctx: RunContext, model, path: Path, ds: str, metrics: dict) -> dict:
+    weights = save_model(model, path, dataset=ds, seed=ctx.seed, metrics=metrics)
+    sha = read_sidecar(weights)["sha256"]
+    return {"model": str(weights.relative_to(ctx.out)), "sha256": sha, **metrics}
 
 
 def run_infnet(ctx: RunContext, stage: Stage, inputs: Mapping[str, dict]) -> dict:
@@ -90,8 +99,7 @@ def run_infnet(ctx: RunContext, stage: Stage, inputs: Mapping[str, dict]) -> dic
     model, metrics = fit_infnet(
         "cnn", train, test, ctx.train_config(p.infnet_epochs, patience=p.model_patience)
     )
-    save_model(model, path, dataset=ds, seed=ctx.seed, metrics=metrics)
-    return {"model": str(path.relative_to(ctx.out)) + ".safetensors", **metrics}
+    return _saved(ctx, model, path, ds, metrics)
 
 
 def run_obfnet(ctx: RunContext, stage: Stage, inputs: Mapping[str, dict]) -> dict:
@@ -109,9 +117,7 @@ def run_obfnet(ctx: RunContext, stage: Stage, inputs: Mapping[str, dict]) -> dic
         ctx.train_config(p.obfnet_epochs, patience=p.model_patience),
         infnet_dropout=p.infnet_dropout,
     )
-    path = ctx.models / f"{model_id(f'obfnet_{arch}', bottleneck=n)}-{ds}"
-    save_model(model, path, dataset=ds, seed=ctx.seed, metrics=metrics)
-    return {"model": str(path.relative_to(ctx.out)) + ".safetensors", **metrics}
+    return _saved(ctx, model, ctx.models / f"{model_id(f'obfnet_{arch}', bottleneck=n)}-{ds}", ds, metrics)
 
 
 def _audit_config(ctx: RunContext, attacks: tuple[str, ...]) -> AuditConfig:
@@ -147,11 +153,8 @@ def _audit_data(ctx: RunContext, ds: str):
 
 
 def _save_artifacts(path: Path, artifacts: dict[str, torch.Tensor]) -> None:
-    tensors = {k: v.detach().cpu().contiguous() for k, v in artifacts.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp))
-    tmp.replace(path)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in sorted(artifacts.items())}
+    atomic_write_bytes(path, save_safetensors(tensors))  # a unique temporary name, then a rename
 
 
 def _artifacts_ok(ctx: RunContext, record: dict) -> bool:
@@ -166,8 +169,8 @@ def run_audit(ctx: RunContext, stage: Stage, inputs: Mapping[str, dict]) -> dict
     ds, arch, n = stage.about["dataset"], stage.about["arch"], stage.about["bottleneck"]
     obf_record, infnet_record = (inputs[d] for d in stage.deps)
     train, test, proxies = _audit_data(ctx, ds)
-    obfnet, _ = load_model(ctx.out / obf_record["result"]["model"], device=ctx.device)
-    infnet, _ = load_model(ctx.out / infnet_record["result"]["model"], device=ctx.device)
+    obfnet, _ = load_model(ctx.out / obf_record["result"]["model"], device=ctx.device, role="obfuscator")
+    infnet, _ = load_model(ctx.out / infnet_record["result"]["model"], device=ctx.device, role="infnet")
     res = audit_transform(
         f"obfnet-{arch}-b{n}",
         obfnet,
@@ -243,6 +246,7 @@ def plan(preset: Preset, settings: RunSettings) -> tuple[list[Stage], list[NotRu
                 },
                 about={"kind": "infnet", "dataset": ds, "arch": "cnn"},
                 version=2,
+                outputs=("model", "sha256"),
                 valid=_model_ok,
                 resources=gpu,
             )
@@ -265,6 +269,7 @@ def plan(preset: Preset, settings: RunSettings) -> tuple[list[Stage], list[NotRu
                     deps=(inf,),
                     about={"kind": "obfnet", **about},
                     version=2,
+                    outputs=("model", "sha256"),
                     valid=_model_ok,
                     resources=gpu,
                 )
@@ -282,6 +287,7 @@ def plan(preset: Preset, settings: RunSettings) -> tuple[list[Stage], list[NotRu
                         "attribute": ATTRIBUTE if ATTRIBUTE in DATASET_LABELS[ds] else None,
                     },
                     version=2,
+                    outputs=("records", "artifacts"),
                     valid=_artifacts_ok,
                     resources=gpu,
                 )
@@ -303,6 +309,7 @@ def plan(preset: Preset, settings: RunSettings) -> tuple[list[Stage], list[NotRu
                     "attribute": ATTRIBUTE if ATTRIBUTE in DATASET_LABELS[ds] else None,
                 },
                 version=2,
+                outputs=("records",),
                 resources=gpu,
             )
         )

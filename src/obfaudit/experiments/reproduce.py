@@ -14,7 +14,7 @@ from dataclasses import asdict, replace
 
 import torch
 
-from obfaudit._io import resolve_device, write_json
+from obfaudit._io import RunLock, check_output_dir, resolve_device, write_json
 from obfaudit._version import __version__
 from obfaudit.errors import ObfauditError
 from obfaudit.experiments.context import RunContext, RunSettings, data_description
@@ -54,14 +54,20 @@ def reproduce(
         A summary: the run directory, stages run and skipped, seconds per stage, the
         figures written and the study's findings.
     """
-    from obfaudit.report import write_outputs
 
     preset = preset or resolve_preset(settings)
     resolve_device(settings.device)
     if settings.executor not in EXECUTORS:
         raise ObfauditError(f"unknown executor {settings.executor!r}; choose from {', '.join(EXECUTORS)}")
-    out = settings.run_dir()
+    out = check_output_dir(settings.run_dir())
     stages, not_run = plan(preset, settings)
+    with RunLock(out):
+        return _run(settings, preset, out, stages, not_run, progress=progress, log=log)
+
+
+def _run(settings, preset, out, stages, not_run, *, progress: bool, log: Log) -> dict:
+    from obfaudit.report import write_outputs
+
     ctx = RunContext(settings=settings, preset=preset, out=out, progress=progress, log=log)
     t0 = time.perf_counter()
     has_digits = bool(preset.bottlenecks or preset.mnist_bottlenecks)

@@ -56,6 +56,7 @@ def cost_stage() -> Stage:
         settings={"input": COST_SHAPE, "bottleneck": COST_BOTTLENECK},
         about={"kind": "cost"},
         version=2,
+        outputs=("rows",),
     )
 
 
@@ -169,6 +170,7 @@ def scaling_stage(preset, settings) -> Stage:
         },
         about={"kind": "scaling"},
         version=2,
+        outputs=("figure", "obfuscators", "resnet50", "images", "size", "classes"),
         valid=_scaling_ok,
         resources=Resources(cpus=1, gpus=1 if settings.device.startswith("cuda") else 0),
     )

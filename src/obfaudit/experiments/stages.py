@@ -53,7 +53,9 @@ class Stage:
     version: int = 1
     """Raise when the code of ``fn`` changes what it computes: the key changes with it."""
     valid: Callable[[RunContext, dict], bool] | None = None
-    """Checks that a stored record's files are still there and readable."""
+    """Checks that a stored record's files are still there, readable and unchanged."""
+    outputs: tuple[str, ...] = ()
+    """Keys its result must have; a stored record without them is recomputed."""
     resources: Resources = field(default_factory=Resources)
 
     def __post_init__(self) -> None:
@@ -66,19 +68,27 @@ def _hash(obj: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def stage_keys(plan: Sequence[Stage]) -> dict[str, str]:
-    """Each stage's key: a hash of its settings, version and its dependencies' keys."""
-    keys: dict[str, str] = {}
+def check_plan(plan: Sequence[Stage]) -> None:
+    """Every stage once, after the stages it depends on."""
+    seen: set[str] = set()
     for stage in plan:
-        missing = [d for d in stage.deps if d not in keys]
+        missing = [d for d in stage.deps if d not in seen]
         if missing:
             raise ValueError(f"stage {stage.name} depends on {missing}, which are not before it in the plan")
-        if stage.name in keys:
+        if stage.name in seen:
             raise ValueError(f"stage {stage.name} is in the plan twice")
-        keys[stage.name] = _hash(
-            {"settings": stage.settings, "version": stage.version, "deps": {d: keys[d] for d in stage.deps}}
-        )
-    return keys
+        seen.add(stage.name)
+
+
+def stage_key(stage: Stage, inputs: Mapping[str, dict]) -> str:
+    """A hash of the stage's settings, its version, and each input's key and content hash.
+
+    An input's content hash is the SHA-256 of the model file it made (``result.sha256``),
+    so a dependency whose file changed (recomputed, or replaced by another run) always
+    recomputes what reads it, even when its own settings did not change.
+    """
+    deps = {d: [inputs[d]["key"], inputs[d]["result"].get("sha256")] for d in stage.deps}
+    return _hash({"settings": stage.settings, "version": stage.version, "deps": deps})
 
 
 class StageCache:
@@ -93,8 +103,8 @@ class StageCache:
             raise ValueError(f"bad stage name {name!r}")
         return self.dir / f"{name}.json"
 
-    def load(self, name: str, key: str) -> dict | None:
-        """The stored record of ``name`` if it was made with ``key``, else None."""
+    def load(self, name: str, key: str, outputs: Sequence[str] = ()) -> dict | None:
+        """The stored record of ``name`` if it was made with ``key`` and has ``outputs``, else None."""
         path = self.path(name)
         if not path.exists():
             return None
@@ -103,6 +113,8 @@ class StageCache:
         except (json.JSONDecodeError, UnicodeDecodeError):
             return None  # a damaged record is recomputed, never trusted
         if not isinstance(record, dict) or not isinstance(record.get("result"), dict):
+            return None  # valid JSON of the wrong shape: recomputed too
+        if any(k not in record["result"] for k in outputs):
             return None
         return record if record.get("key") == key else None
 
@@ -170,22 +182,23 @@ class SerialExecutor:
         *,
         on_event: Callable[[StageEvent], None] | None = None,
     ) -> dict[str, dict]:
-        keys = stage_keys(plan)
+        check_plan(plan)
         cache = StageCache(ctx.out)
         records: dict[str, dict] = {}
         emit = on_event or (lambda event: None)
         for i, stage in enumerate(plan):
             t0 = time.perf_counter()
-            record = cache.load(stage.name, keys[stage.name])
+            inputs = {d: records[d] for d in stage.deps}
+            key = stage_key(stage, inputs)
+            record = cache.load(stage.name, key, stage.outputs)
             if record is not None and (stage.valid is None or stage.valid(ctx, record)):
                 records[stage.name] = record
                 emit(StageEvent(stage.name, "skipped", 0.0, i + 1, len(plan)))
                 continue
             emit(StageEvent(stage.name, "running", 0.0, i, len(plan)))
-            inputs = {d: records[d] for d in stage.deps}
             result = stage.fn(ctx, stage, inputs)
             seconds = time.perf_counter() - t0
-            records[stage.name] = cache.store(stage, keys[stage.name], result, seconds)
+            records[stage.name] = cache.store(stage, key, result, seconds)
             emit(StageEvent(stage.name, "done", seconds, i + 1, len(plan)))
         return records
 

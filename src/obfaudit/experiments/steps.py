@@ -29,15 +29,22 @@ def fit_infnet(arch: str, train: ImageSet, test: ImageSet, config: TrainConfig) 
     return infnet.cpu(), metrics
 
 
-def check_infnet_fits(infnet_info: dict, data: ImageSet) -> None:
-    """Refuse an InfNet whose input shape is not the data's, before any training."""
+def check_model_fits(info: dict, data: ImageSet, *, what: str) -> None:
+    """Refuse a saved model whose input shape is not the data's, before any work.
+
+    Args:
+        info: the model's sidecar.
+        data: the images it will receive.
+        what: how the user gave it, e.g. "--infnet m/infnet-cnn-colored-mnist".
+    """
     from obfaudit.errors import ObfauditError
 
-    shape = list(infnet_info.get("input_shape", []))
-    if shape != list(data.shape):
+    shape = list(info.get("input_shape", []))
+    if shape and shape != list(data.shape):
+        trained = f" (trained on {info['dataset']})" if info.get("dataset") else ""
         raise ObfauditError(
-            f"the InfNet takes inputs of shape {tuple(shape)} but {data.source} images are "
-            f"{tuple(data.shape)}: train the InfNet on the same dataset"
+            f"{what} takes inputs of shape {tuple(shape)}{trained} but {data.source} images are "
+            f"{tuple(data.shape)}: use a model trained on the same dataset"
         )
 
 

@@ -20,6 +20,15 @@ from obfaudit.models._registry import create_model
 
 FORMAT = "obfaudit-model"
 FORMAT_VERSION = 1
+#: What each role of a model accepts, and the words an error uses for it.
+ROLES = {
+    "obfuscator": ({"obfnet_mlp", "obfnet_cnn", "lightnet", "densenet"}, "an obfuscator (ObfNet)"),
+    "infnet": ({"infnet_cnn", "infnet_mlp", "resnet50"}, "an InfNet (classifier)"),
+}
+KNOWN_DATASETS = ("mnist", "colored-mnist", "imagefolder")
+#: Sanity bounds on what a sidecar may ask to build (a 10^12 bottleneck would take the machine).
+MAX_WIDTH = 1 << 16
+MAX_SIDE = 4096
 
 
 def model_paths(path: str | Path) -> tuple[Path, Path]:
@@ -39,8 +48,12 @@ def save_model(model: nn.Module, path: str | Path, **meta: Any) -> Path:
     if spec is None:
         raise ValueError("only models built with obfaudit.models.create_model can be saved")
     weights, sidecar = model_paths(path)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    blob = save_safetensors(state, metadata={"format": FORMAT, "arch": spec["arch"]})
+    # One metadata entry: safetensors writes its metadata map in a random order (a Rust
+    # HashMap; 6 different files in 50 saves of two entries), so with one key one model
+    # always gives the same bytes, and one SHA-256.
+    state = {k: v.detach().cpu().contiguous() for k, v in sorted(model.state_dict().items())}
+    marker = json.dumps({"arch": spec["arch"], "format": FORMAT}, sort_keys=True)
+    blob = save_safetensors(state, metadata={"obfaudit": marker})
     atomic_write_bytes(weights, blob)
     info = {
         "format": FORMAT,
@@ -58,8 +71,48 @@ def save_model(model: nn.Module, path: str | Path, **meta: Any) -> Path:
     return weights
 
 
-def read_sidecar(path: str | Path) -> dict[str, Any]:
-    """The sidecar of a saved model, checked to be one of ours."""
+def _role_of(arch: str) -> str | None:
+    return next((role for role, (archs, _) in ROLES.items() if arch in archs), None)
+
+
+def _check_sidecar(info: dict, sidecar: Path) -> None:
+    """Refuse sidecars whose values cannot describe a model obfaudit would build."""
+
+    def bad(what: str) -> ModelFileError:
+        return ModelFileError(f"{sidecar}: {what}")
+
+    if not isinstance(info.get("arch"), str):
+        raise bad("no architecture name ('arch')")
+    kwargs = info.get("kwargs", {})
+    if not isinstance(kwargs, dict):
+        raise bad("'kwargs' is not an object")
+    for key in ("bottleneck", "classes"):
+        v = kwargs.get(key)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or not 0 < v <= MAX_WIDTH):
+            raise bad(f"{key} {v!r} is not a whole number between 1 and {MAX_WIDTH}")
+    for key in ("input_shape", "output_shape"):
+        v = kwargs.get(key)
+        if v is not None and not (
+            isinstance(v, list) and len(v) == 3 and all(isinstance(d, int) and 0 < d <= MAX_SIDE for d in v)
+        ):
+            raise bad(f"{key} {v!r} is not a (C, H, W) shape with sides between 1 and {MAX_SIDE}")
+    ds = info.get("dataset")
+    if ds is not None and ds not in KNOWN_DATASETS:
+        raise bad(f"unknown dataset {ds!r}; obfaudit models are trained on {', '.join(KNOWN_DATASETS)}")
+    seed = info.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
+        raise bad(f"seed {seed!r} is not a whole number of 0 or more")
+    if not isinstance(info.get("sha256"), str) or len(info["sha256"]) != 64:
+        raise bad("no SHA-256 of the weights ('sha256'): the weights cannot be checked")
+
+
+def read_sidecar(path: str | Path, *, role: str | None = None) -> dict[str, Any]:
+    """The sidecar of a saved model, checked to be one of ours (and of ``role``, if given).
+
+    Args:
+        path: the model as ``X``, ``X.safetensors`` or ``X.json``.
+        role: ``obfuscator`` or ``infnet``: refuse a model of the other kind in one line.
+    """
     _, sidecar = model_paths(path)
     if not sidecar.exists():
         raise ModelFileError(f"{sidecar}: model sidecar not found (expected beside the .safetensors)")
@@ -71,22 +124,33 @@ def read_sidecar(path: str | Path) -> dict[str, Any]:
         raise ModelFileError(f"{sidecar}: not an obfaudit model sidecar")
     if info.get("format_version") != FORMAT_VERSION:
         raise ModelFileError(f"{sidecar}: unsupported format version {info.get('format_version')}")
+    _check_sidecar(info, sidecar)
+    if role is not None:
+        archs, words = ROLES[role]
+        if info["arch"] not in archs:
+            other = _role_of(info["arch"])
+            kind = ROLES[other][1] if other else f"a {info['arch']}"
+            raise ModelFileError(f"{sidecar.with_suffix('')} is {kind}, not {words}")
     return info
 
 
-def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+def load_model(
+    path: str | Path, *, device: str | torch.device = "cpu", role: str | None = None
+) -> tuple[nn.Module, dict]:
     """Rebuild a saved model from its sidecar and load its weights, checking every shape.
 
     Returns the model in eval mode and the sidecar. Any problem with the files raises
     :class:`ModelFileError` with one line saying what is wrong.
     """
     weights, _ = model_paths(path)
-    info = read_sidecar(path)
+    info = read_sidecar(path, role=role)
     if not weights.exists():
         raise ModelFileError(f"{weights}: weights file not found")
     blob = weights.read_bytes()
-    if hashlib.sha256(blob).hexdigest() != info.get("sha256"):
-        raise ModelFileError(f"{weights}: weights do not match the sidecar's SHA-256 (corrupt or replaced)")
+    if hashlib.sha256(blob).hexdigest() != info["sha256"]:
+        raise ModelFileError(
+            f"{weights}: the weights' SHA-256 differs from the sidecar's (corrupt or replaced)"
+        )
     try:
         state = load_safetensors(blob)
     except (SafetensorError, ValueError) as e:

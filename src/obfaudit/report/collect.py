@@ -17,75 +17,82 @@ def _typed(about: dict) -> dict:
 def collect_experiments(records: dict[str, dict], stages: Iterable[str] | None = None) -> list[Experiment]:
     """One :class:`Experiment` per model, attack, control, cost row and scaling result.
 
-    Args:
-        records: stage records by name (see :func:`obfaudit.experiments.stages.read_records`).
-        stages: the run's plan; records of other stages (left by an earlier plan) are ignored.
+    A damaged record (valid JSON missing fields a result needs) is left out, never a crash:
+    ``obfaudit reproduce`` recomputes such a stage, ``obfaudit report`` reports without it.
     """
     order = list(stages) if stages is not None else sorted(records)
     rows: list[Experiment] = []
     for name in order:
-        if name not in records:
-            continue
-        rec = records[name]
-        about, res, settings = rec.get("about") or {}, rec["result"], rec.get("settings", {})
-        kind = about.get("kind")
-        typed = _typed(about)
-        if kind in MODEL_KINDS:
+        if name in records:
+            try:
+                rows += _rows(name, records[name])
+            except (KeyError, TypeError, ValueError, AttributeError):
+                continue
+    return rows
+
+
+def _rows(name: str, rec: dict) -> list[Experiment]:
+    """The experiment rows of one stage record."""
+    rows: list[Experiment] = []
+    about, res, settings = rec.get("about") or {}, rec["result"], rec.get("settings", {})
+    kind = about.get("kind")
+    typed = _typed(about)
+    if kind in MODEL_KINDS:
+        rows.append(
+            Experiment(
+                id=name,
+                kind=kind,
+                **typed,
+                metrics={k: v for k, v in res.items() if k not in ("model", "fit")},
+                fit=res.get("fit") or {},
+                settings=settings,
+                model=res.get("model"),
+                seconds=rec.get("seconds"),
+            )
+        )
+    elif kind in ("audit", "controls"):
+        for r in res.get("records", []):
+            ar = AttackRecord.from_dict(r)
+            control = kind == "controls"
             rows.append(
-                Experiment(
-                    id=name,
-                    kind=kind,
+                Experiment.from_attack(
+                    ar,
+                    id=f"{name}/{ar.subject}/{ar.attack}" if control else f"{name}/{ar.attack}",
+                    kind="control" if control else "attack",
                     **typed,
-                    metrics={k: v for k, v in res.items() if k not in ("model", "fit")},
-                    fit=res.get("fit") or {},
                     settings=settings,
-                    model=res.get("model"),
-                    seconds=rec.get("seconds"),
+                    artifacts=None if control else res.get("artifacts"),
                 )
             )
-        elif kind in ("audit", "controls"):
-            for r in res.get("records", []):
-                ar = AttackRecord.from_dict(r)
-                control = kind == "controls"
-                rows.append(
-                    Experiment.from_attack(
-                        ar,
-                        id=f"{name}/{ar.subject}/{ar.attack}" if control else f"{name}/{ar.attack}",
-                        kind="control" if control else "attack",
-                        **typed,
-                        settings=settings,
-                        artifacts=None if control else res.get("artifacts"),
-                    )
-                )
-        elif kind == "cost":
-            for r in res.get("rows", []):
-                rows.append(
-                    Experiment(
-                        id=f"cost/{r['model']}", kind="cost", subject=r["model"], metrics=r, settings=settings
-                    )
-                )
-        elif kind == "scaling":
+    elif kind == "cost":
+        for r in res.get("rows", []):
             rows.append(
                 Experiment(
-                    id="scaling/resnet50",
+                    id=f"cost/{r['model']}", kind="cost", subject=r["model"], metrics=r, settings=settings
+                )
+            )
+    elif kind == "scaling":
+        rows.append(
+            Experiment(
+                id="scaling/resnet50",
+                kind="scaling",
+                subject="resnet50",
+                metrics={"clean_top1": res["resnet50"]["clean_top1"]},
+                settings=settings,
+            )
+        )
+        for obf, m in res.get("obfuscators", {}).items():
+            rows.append(
+                Experiment(
+                    id=f"scaling/{obf}",
                     kind="scaling",
-                    subject="resnet50",
-                    metrics={"clean_top1": res["resnet50"]["clean_top1"]},
+                    subject=obf,
+                    arch=obf,
+                    metrics={k: v for k, v in m.items() if k != "fit"},
+                    fit=m.get("fit") or {},
                     settings=settings,
                 )
             )
-            for obf, m in res.get("obfuscators", {}).items():
-                rows.append(
-                    Experiment(
-                        id=f"scaling/{obf}",
-                        kind="scaling",
-                        subject=obf,
-                        arch=obf,
-                        metrics={k: v for k, v in m.items() if k != "fit"},
-                        fit=m.get("fit") or {},
-                        settings=settings,
-                    )
-                )
     return rows
 
 

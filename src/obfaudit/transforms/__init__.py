@@ -8,10 +8,12 @@ null (sends zeros, keeps nothing).
 
 from obfaudit.transforms.base import (
     CONTROLS,
+    CheckedTransform,
     IdentityTransform,
     NullTransform,
     Observer,
     Transform,
+    TransformError,
     apply_transform,
     to_device,
 )
@@ -19,6 +21,8 @@ from obfaudit.transforms.sources import LoadedTransform, load_transform
 
 __all__ = [
     "CONTROLS",
+    "CheckedTransform",
+    "TransformError",
     "IdentityTransform",
     "LoadedTransform",
     "NullTransform",

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
+from obfaudit.errors import ObfauditError
 from obfaudit.train import as_float
 
 #: A transformation under audit: any callable from a batch of images to a batch of tensors.
@@ -44,6 +48,46 @@ def to_device(transform: Transform, device: str | torch.device) -> Transform:
     return transform
 
 
+class TransformError(ObfauditError):
+    """A transform under audit failed or returned something that is not a batch of tensors."""
+
+
+class CheckedTransform:
+    """A user's transform, called so that each of its failures is one line naming it.
+
+    It may raise, return the wrong number of rows, a numpy array (accepted, converted),
+    NaN or Inf, or print to stdout (sent to stderr instead, so ``--json`` stays parseable).
+    The original exception stays chained for ``--debug``.
+    """
+
+    def __init__(self, transform: Transform, name: str) -> None:
+        self.transform = transform
+        self.name = name
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        try:
+            with contextlib.redirect_stdout(sys.stderr):
+                z = self.transform(x)
+        except ObfauditError:
+            raise
+        except Exception as e:  # noqa: BLE001 - any failure of user code is reported the same way
+            raise TransformError(
+                f"transform {self.name} failed on a batch of shape {tuple(x.shape)}: {type(e).__name__}: {e}"
+            ) from e
+        if isinstance(z, np.ndarray):
+            z = torch.from_numpy(np.ascontiguousarray(z))
+        if not isinstance(z, torch.Tensor):
+            raise TransformError(f"transform {self.name} returned {type(z).__name__}, not a tensor")
+        if z.ndim == 0 or len(z) != len(x):
+            raise TransformError(
+                f"transform {self.name} returned {tuple(z.shape)} for a batch of {len(x)} images: "
+                "it must return one row per image"
+            )
+        if z.is_floating_point() and not bool(torch.isfinite(z).all()):
+            raise TransformError(f"transform {self.name} returned NaN or infinite values")
+        return z
+
+
 @torch.no_grad()
 def apply_transform(
     transform: Transform,
@@ -51,15 +95,23 @@ def apply_transform(
     *,
     device: str | torch.device = "cpu",
     batch_size: int = 1000,
+    progress: bool = False,
+    desc: str = "transform",
 ) -> torch.Tensor:
-    """``transform`` applied to every image of ``x`` in batches on ``device``; float32 on the CPU."""
+    """``transform`` applied to every image of ``x`` in batches on ``device``; float32 on the CPU.
+
+    With ``progress``, a bar labelled ``desc`` shows the batches (a slow transform is seen).
+    """
+    from tqdm.auto import tqdm
+
     transform = to_device(transform, device)
     out = []
-    for i in range(0, len(x), batch_size):
+    starts = range(0, len(x), batch_size)
+    for i in tqdm(starts, desc=desc, disable=not progress or len(starts) < 2, leave=False, unit="batch"):
         xb = x[i : i + batch_size]
         z = transform(as_float(xb.to(device)))
         if not isinstance(z, torch.Tensor) or len(z) != len(xb):
-            raise ValueError("a transform must map a batch of n images to a batch of n tensors")
+            raise TransformError("a transform must map a batch of n images to a batch of n tensors")
         out.append(z.detach().float().cpu())
     return torch.cat(out)
 

@@ -46,10 +46,15 @@ def load_callable(spec: str) -> tuple[str, Transform]:
         sys.path.insert(0, str(Path.cwd()))
     try:
         obj = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as e:
-        raise ObfauditError(f"--transform {spec}: cannot import ({e})") from None
+    except Exception as e:  # noqa: BLE001 - importing runs the user's module: anything can fail
+        raise ObfauditError(f"--transform {spec}: cannot import ({type(e).__name__}: {e})") from e
     if isinstance(obj, type) or (callable(obj) and _takes_no_arguments(obj)):
-        obj = obj()
+        try:
+            obj = obj()
+        except Exception as e:  # noqa: BLE001
+            raise ObfauditError(
+                f"--transform {spec}: calling the factory failed ({type(e).__name__}: {e})"
+            ) from e
     if not callable(obj):
         raise ObfauditError(f"--transform {spec}: {attr} is not callable")
     return attr, obj
@@ -70,7 +75,7 @@ def load_transform(
     if obfnet is not None:
         from obfaudit.models import load_model
 
-        model, info = load_model(obfnet, device=device)
+        model, info = load_model(obfnet, device=device, role="obfuscator")
         return LoadedTransform(
             Path(obfnet).with_suffix("").name, model, str(obfnet), info.get("dataset"), info
         )
