@@ -18,6 +18,7 @@ from obfaudit._io import atomic_write_text, to_jsonable
 
 COMPROMISED = "compromised"
 NOT_COMPROMISED = "not compromised"
+INCONCLUSIVE = "inconclusive"
 
 #: Kinds of experiment rows.
 KINDS = ("infnet", "obfnet", "attack", "control", "cost", "scaling")
@@ -38,7 +39,7 @@ class AttackRecord:
     metrics: dict[str, Any] = field(default_factory=dict)
     """Scores from the scorer of its output kind (plain JSON values)."""
     verdict: str | None = None
-    """compromised / not compromised, when the scores give one."""
+    """compromised / inconclusive / not compromised, from the score's interval and the line."""
     fit: dict[str, Any] = field(default_factory=dict)
     """What training the attack did (epochs, losses, data it trained on)."""
     seconds: float = 0.0
@@ -161,8 +162,12 @@ def write_csv(path: Path, experiments: list[Experiment]) -> None:
 
 
 def overall_verdict(verdicts: list[str | None]) -> str | None:
-    """compromised if any attack says so; not compromised if some scored and none did; else None."""
+    """compromised if any attack says so; else inconclusive if any is; not compromised if every
+    scored attack says so; None (no verdict) when no attack gave one."""
     given = [v for v in verdicts if v]
     if not given:
         return None
-    return COMPROMISED if COMPROMISED in given else NOT_COMPROMISED
+    for v in (COMPROMISED, INCONCLUSIVE):
+        if v in given:
+            return v
+    return NOT_COMPROMISED

@@ -95,6 +95,23 @@ def knn_accuracy(x: np.ndarray, y: np.ndarray, *, k: int = 10, seed: int = 0, fo
     return float(cross_val_score(clf, x, y, cv=cv).mean())
 
 
+def knn_correct(
+    x: np.ndarray, y: np.ndarray, *, k: int = 10, seed: int = 0, folds: int = 5
+) -> np.ndarray | None:
+    """Per point: whether its cross-validated k-NN prediction (same folds as
+    :func:`knn_accuracy`) is right; None when there are too few points per class."""
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.neighbors import KNeighborsClassifier
+
+    counts = np.bincount(y)
+    folds = min(folds, int(counts[counts > 0].min()))
+    if folds < 2 or len(np.unique(y)) < 2:
+        return None
+    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    clf = KNeighborsClassifier(n_neighbors=min(k, len(y) - len(y) // folds - 1))
+    return cross_val_predict(clf, x, y, cv=cv) == y
+
+
 def silhouette(x: np.ndarray, y: np.ndarray, *, seed: int = 0, max_points: int = 4000) -> float:
     """Silhouette of the grouping ``y`` in ``x`` (Euclidean), on a seeded sample if large."""
     from sklearn.metrics import silhouette_score

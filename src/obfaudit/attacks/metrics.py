@@ -43,7 +43,11 @@ def compromise_threshold(k: int) -> float:
 
 
 def verdict(score: float, k: int) -> str:
-    """'compromised' when an attack's accuracy exceeds the threshold for ``k`` classes."""
+    """'compromised' when an attack's accuracy exceeds the threshold for ``k`` classes.
+
+    A point estimate only; audits decide on the score's interval
+    (:func:`obfaudit.attacks.uncertainty.interval_verdict`).
+    """
     return COMPROMISED if score > compromise_threshold(k) else NOT_COMPROMISED
 
 
@@ -70,16 +74,20 @@ def read_colour(images: torch.Tensor) -> torch.Tensor:
     return (rgb @ palette.T).argmax(dim=1)
 
 
-def image_quality(recon: torch.Tensor, original: torch.Tensor) -> dict:
+def image_quality(recon: torch.Tensor, original: torch.Tensor, *, per_image: bool = False) -> dict:
     """Mean MSE, PSNR (dB) and SSIM of reconstructions against originals in [0, 1].
 
     PSNR and SSIM come from scikit-image (``peak_signal_noise_ratio``,
-    ``structural_similarity``), computed per image with data range 1 and averaged.
+    ``structural_similarity``), computed per image with data range 1 and averaged; the
+    PSNR of an exact reconstruction is infinite and left out of its mean. With
+    ``per_image``, the per-image arrays are returned too (under ``"per_image"``).
     """
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
     r = recon.detach().float().clamp(0, 1).cpu().numpy()
     o = original.detach().float().cpu().numpy()
+    if r.shape != o.shape:
+        raise ValueError(f"reconstructions {r.shape} and originals {o.shape} differ in shape")
     mse = ((r - o) ** 2).reshape(len(r), -1).mean(axis=1)
     psnr, ssim = [], []
     for ri, oi in zip(r, o, strict=True):
@@ -90,8 +98,11 @@ def image_quality(recon: torch.Tensor, original: torch.Tensor) -> dict:
         ssim.append(structural_similarity(oi_hwc, ri_hwc, data_range=1.0, channel_axis=-1))
     psnr_arr = np.asarray(psnr)
     finite = psnr_arr[np.isfinite(psnr_arr)]
-    return {
+    out = {
         "mse": float(mse.mean()),
         "psnr_db": float(finite.mean()) if len(finite) else math.inf,
         "ssim": float(np.mean(ssim)),
     }
+    if per_image:
+        out["per_image"] = {"mse": mse, "psnr_db": psnr_arr, "ssim": np.asarray(ssim)}
+    return out

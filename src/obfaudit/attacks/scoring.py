@@ -11,22 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
 from obfaudit.attacks.base import Output
-from obfaudit.attacks.embedding import leakage_scores
-from obfaudit.attacks.metrics import (
-    attribute_summary,
-    chance_level,
-    compromise_threshold,
-    feature_accuracy,
-    image_quality,
-    read_colour,
-    verdict,
-)
+from obfaudit.attacks.embedding import knn_correct, leakage_scores
+from obfaudit.attacks.metrics import chance_level, compromise_threshold, image_quality, read_colour
+from obfaudit.attacks.uncertainty import Bootstrap, interval_verdict
 from obfaudit.data import ImageSet
-from obfaudit.train import accuracy, predict
+from obfaudit.train import predict
 
 #: The attribute a palette reading (no training) can read from reconstructed RGB images.
 PALETTE_ATTRIBUTE = "colour"
@@ -80,43 +74,78 @@ class Scorer:
         k = self.classes
         return {"chance": chance_level(k), "threshold": compromise_threshold(k)}
 
+    def bootstrap(self) -> Bootstrap:
+        """Resampling indices over the test set (the same for every attack of one audit)."""
+        return Bootstrap(len(self.test), seed=self.seed)
+
     def score(self, output: Output, result: torch.Tensor, traffic: torch.Tensor) -> Score:
         return SCORERS[output](self, result, traffic)
 
 
+def _accuracy(s: Scorer, name: str, correct: np.ndarray, metrics: dict, boot: Bootstrap) -> float:
+    """Put ``name`` (the mean of ``correct``) and ``name_ci`` into ``metrics``."""
+    value = float(np.mean(correct))
+    metrics[name] = value
+    metrics[f"{name}_ci"] = boot.interval(correct)
+    return value
+
+
+def _attribute_verdict(s: Scorer, fa: float, metrics: dict) -> str:
+    metrics.update(s.line())
+    return interval_verdict(fa, metrics.get("feature_accuracy_ci"), metrics["threshold"])
+
+
 def score_image(s: Scorer, recon: torch.Tensor, traffic: torch.Tensor) -> Score:
-    """MSE, PSNR and SSIM to the originals; the judge's task accuracy on the reconstructions;
-    for colour, the palette colour read from them (an attribute F_a with a verdict)."""
+    """MSE, PSNR and SSIM to the originals (with intervals); the judge's task accuracy on the
+    reconstructions; for colour, the palette colour read from them (an F_a with a verdict)."""
     test = s.test
-    metrics = image_quality(recon, test.x)
+    quality = image_quality(recon, test.x, per_image=True)
+    per = quality.pop("per_image")
+    boot = s.bootstrap()
+    metrics = dict(quality)
+    for name in ("mse", "psnr_db", "ssim"):
+        metrics[f"{name}_ci"] = boot.interval(per[name])
     if s.judge is not None and s.task in test.labels:
-        metrics[f"{s.task}_acc_on_reconstructions"] = accuracy(
-            predict(s.judge, recon, device=s.device).cpu(), test.labels[s.task]
-        )
+        pred = predict(s.judge, recon, device=s.device).argmax(dim=1).cpu()
+        _accuracy(s, f"{s.task}_acc_on_reconstructions", (pred == test.labels[s.task]).numpy(), metrics, boot)
     out = Score(metrics, artifacts={"output": recon[: s.samples]})
     if s.has_attribute and s.attribute == PALETTE_ATTRIBUTE and recon.shape[1] == 3:
-        fa = feature_accuracy(read_colour(recon), test.labels[s.attribute])
-        metrics.update(attribute_recovered=fa, feature_accuracy=fa, **s.line())
-        out.verdict = verdict(fa, s.classes)
+        correct = (read_colour(recon) == test.labels[s.attribute]).numpy()
+        fa = _accuracy(s, "feature_accuracy", correct, metrics, boot)
+        metrics["attribute_recovered"] = fa
+        out.verdict = _attribute_verdict(s, fa, metrics)
     return out
 
 
 def score_attribute(s: Scorer, pred: torch.Tensor, traffic: torch.Tensor) -> Score:
-    """Feature accuracy F_a of the predicted attribute, with chance, threshold and verdict."""
-    summary = attribute_summary(pred, s.test.labels[s.attribute], s.classes)
-    return Score(summary, verdict(summary["feature_accuracy"], s.classes))
+    """Feature accuracy F_a of the predicted attribute, its interval, chance, line and verdict."""
+    true = s.test.labels[s.attribute]
+    if pred.shape != true.shape:
+        raise ValueError(f"predictions {tuple(pred.shape)} and labels {tuple(true.shape)} differ")
+    metrics = {"n_test": len(true)}
+    fa = _accuracy(s, "feature_accuracy", (pred == true).numpy(), metrics, s.bootstrap())
+    return Score(metrics, _attribute_verdict(s, fa, metrics))
 
 
 def score_embedding(s: Scorer, emb: torch.Tensor, traffic: torch.Tensor) -> Score:
-    """k-NN attribute accuracy in the embedding (the verdict) and the leakage scores."""
+    """Cross-validated k-NN attribute accuracy in the embedding (the verdict, with its
+    interval over the embedded points) and the leakage scores."""
     n = len(emb)
     task = s.test.labels[s.task][:n].numpy()
     attr = s.test.labels[s.attribute][:n].numpy()
     scores = leakage_scores(traffic[:n].numpy(), emb.numpy(), task, attr, seed=s.seed)
-    fa = scores["embedding"]["knn_attribute_acc"]
-    metrics = {"feature_accuracy": fa, **s.line(), **scores}
+    metrics: dict = {}
+    correct = knn_correct(emb.numpy(), attr, seed=s.seed)
+    if correct is None:
+        metrics["feature_accuracy"] = None
+        verdict_ = None
+    else:
+        fa = _accuracy(s, "feature_accuracy", correct, metrics, Bootstrap(n, seed=s.seed))
+        scores["embedding"]["knn_attribute_acc"] = fa
+        verdict_ = _attribute_verdict(s, fa, metrics)
+    metrics.update(scores)
     arts = {"output": emb, "labels/task": torch.from_numpy(task), "labels/attribute": torch.from_numpy(attr)}
-    return Score(metrics, verdict(fa, s.classes), arts)
+    return Score(metrics, verdict_, arts)
 
 
 SCORERS: dict[Output, Callable[[Scorer, torch.Tensor, torch.Tensor], Score]] = {

@@ -207,11 +207,22 @@ def fa_vs_bottleneck(
     threshold: float,
     title: str = "",
     reference: dict[str, tuple[Sequence[int], Sequence[float]]] | None = None,
+    intervals: dict[str, Sequence[Sequence[float] | None]] | None = None,
 ) -> Path:
-    """F_a (%) against bottleneck N (log2 axis), one line per series, chance and threshold."""
+    """F_a (%) against bottleneck N (log2 axis), one line per series, chance and threshold.
+
+    ``intervals[name]`` gives each point's 95% interval (or None), drawn as error bars.
+    """
     fig, ax = plt.subplots(figsize=(6.2, 3.8))
     for name, (ns, fas) in series.items():
-        ax.plot(ns, [100 * f for f in fas], marker="o", label=name)
+        y = [100 * f for f in fas]
+        cis = (intervals or {}).get(name)
+        if cis and any(c is not None for c in cis):
+            lo = [v - 100 * c[0] if c else 0 for v, c in zip(y, cis, strict=True)]
+            hi = [100 * c[1] - v if c else 0 for v, c in zip(y, cis, strict=True)]
+            ax.errorbar(ns, y, yerr=[lo, hi], marker="o", capsize=3, label=f"{name} (95% interval)")
+        else:
+            ax.plot(ns, y, marker="o", label=name)
     for name, (ns, fas) in (reference or {}).items():
         ax.plot(ns, [100 * f for f in fas], marker="x", ls="--", alpha=0.6, label=name)
     ax.axhline(100 * chance, color="grey", ls=":", label=f"chance {100 * chance:.1f}%")

@@ -33,6 +33,19 @@ def pct(v) -> str:
     return f"{100 * v:.1f}%"
 
 
+def pct_ci(v, ci) -> str:
+    """A percentage with its 95% interval, e.g. ``34.0% [31.1, 36.9]``."""
+    if not ci or v is None:
+        return pct(v)
+    return f"{pct(v)} [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+
+
+def num_ci(v, ci, fmt: str = ".3f") -> str:
+    if not ci or v is None:
+        return num(v, fmt)
+    return f"{num(v, fmt)} [{format(ci[0], fmt)}, {format(ci[1], fmt)}]"
+
+
 def num(v, fmt: str = ".3f") -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
 
@@ -55,12 +68,13 @@ def _score_cells(e: Experiment | None) -> list[str]:
     """An attack's cells in a verdict table: F_a, or SSIM and the attribute read back."""
     if e is None:
         return ["-"]
+    m = e.metrics
     if e.output == "image":
-        cells = [num(e.metrics.get("ssim"))]
-        if "attribute_recovered" in e.metrics:
-            cells.append(pct(e.metrics["attribute_recovered"]))
+        cells = [num_ci(m.get("ssim"), m.get("ssim_ci"))]
+        if "attribute_recovered" in m:
+            cells.append(pct_ci(m["attribute_recovered"], m.get("feature_accuracy_ci")))
         return cells
-    return [pct(e.metrics.get("feature_accuracy"))]
+    return [pct_ci(m.get("feature_accuracy"), m.get("feature_accuracy_ci"))]
 
 
 def _header(attack: str, output: str, has_attribute: bool) -> list[str]:
@@ -108,10 +122,11 @@ def control_rows(exps: list[Experiment]) -> list[dict]:
     for e in exps:
         if e.kind != "control":
             continue
+        m = e.metrics
         score = (
-            f"SSIM {num(e.metrics.get('ssim'))}"
-            if e.output == "image" and "feature_accuracy" not in e.metrics
-            else pct(e.metrics.get("feature_accuracy"))
+            f"SSIM {num_ci(m.get('ssim'), m.get('ssim_ci'))}"
+            if e.output == "image" and "feature_accuracy" not in m
+            else pct_ci(m.get("feature_accuracy"), m.get("feature_accuracy_ci"))
         )
         rows.append(
             {

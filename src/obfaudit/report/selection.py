@@ -91,12 +91,17 @@ def _attribute_curves(exps: list[Experiment], figs: dict, fdir: Path, chance: fl
         party = next(e.party for e in exps if e.attack == attack)
         fig_id = STUDY_FIGURE_IDS.get(attack, "fig")
         name = f"{fig_id}_{attack}_fa.png"
+        cis = attack_series(exps, DATASET, attack, "feature_accuracy_ci")
         F.fa_vs_bottleneck(
             {f"ObfNet-{a.upper()}": v for a, v in series.items()},
             fdir / name,
             chance=chance,
             threshold=thr,
             title=f"{fig_id}: {party}'s {attack} F_a vs bottleneck",
+            intervals={
+                f"ObfNet-{a.upper()}": [dict(zip(*cis.get(a, ([], [])), strict=True)).get(n) for n in ns]
+                for a, (ns, _) in series.items()
+            },
         )
         above = sum(f > thr for _, v in series.values() for f in v)
         total = sum(len(v) for _, v in series.values())
