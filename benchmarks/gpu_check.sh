@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The device check of one GPU lease, prepared to run in one call (see the issues):
 # reproduce --preset smoke and the default preset on cuda with wall times, plus the
-# train and attack commands with --device cuda. Run from the repository root on the GPU
+# train, attack and audit commands with --device cuda. Run from the repository root on the GPU
 # machine, with the wheels it lacks in .whl/ (mlxtend, openTSNE, adjustText). Writes to $OUT.
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu-check}
@@ -26,6 +26,11 @@ obf attack --attack recnet colornet pathnet tsne --obfnet $m/obfnet-mlp-b8-color
   --proxy-n 1400 --tsne-points 150 --out /tmp/att --json > "$OUT/attack.json" 2> "$OUT/attack.log"
 echo "attack --device cuda: rc=$? wall=$(since $t0)"
 tail -2 "$OUT/attack.log"
+t0=$(date +%s%N)
+obf audit --transform $m/obfnet-mlp-b64-colored-mnist --device cuda --repeats 2 --epochs 3 \
+  --n-proxy 3000 --out /tmp/audit --json > "$OUT/audit.json" 2> "$OUT/audit.log"
+echo "audit --device cuda: rc=$? wall=$(since $t0)"
+tail -2 "$OUT/audit.log"
 python3 benchmarks/reproduce.py --preset default --device cuda --run-dir /tmp/default \
   --out "$OUT/default-bench.json" 2> "$OUT/default.log"
 echo "default preset on cuda: rc=$?"

@@ -123,12 +123,12 @@ CASES = [
         1,
         "cannot be written",
     ),
-    ("png-out-is-a-dir", ["data", "show", "mnist", "--out", "{w}"], 1, "is a directory"),
+    ("show-out-is-a-file", ["data", "show", "mnist", "--out", "{w}/a-file"], 1, "is a file"),
     (
         "obfuscate-out-unwritable",
-        ["obfuscate", "--obfnet", "{w}/obfnet", "--out", "{w}/a-file/x.png"],
+        ["obfuscate", "--obfnet", "{w}/obfnet", "--out", "{w}/a-file/x"],
         1,
-        "a-file is a file",
+        "cannot be written",
     ),
     ("reproduce-out-is-a-file", ["reproduce", "--preset", "smoke", "--out", "{w}/a-file"], 1, "is a file"),
     (
@@ -155,7 +155,7 @@ CASES = [
     ),
     (
         "three-tsne-points",
-        ["attack", "--attack", "tsne", "--control", "identity", "--tsne-points", "3", "--out", "{w}/o"],
+        ["attack", "--attack", "tsne", "--control", "identity", "--n-tsne", "3", "--out", "{w}/o"],
         2,
         "at least 50",
     ),
@@ -169,7 +169,7 @@ CASES = [
             "noisynet",
             "--control",
             "identity",
-            "--proxy-n",
+            "--n-proxy",
             "1000000000",
             "--out",
             "{w}/o",

@@ -72,10 +72,9 @@ def test_obfnet_uses_the_infnet_split_whatever_its_seed(trained, cli, tmp_path):
 
 def test_obfuscate_grid(trained, cli, tmp_path):
     d, _, obf = trained
-    out = tmp_path / "grid.png"
-    r = cli("obfuscate", "--obfnet", obf["model"], "--out", out, "--n", "6")
+    r = cli("obfuscate", "--obfnet", obf["model"], "--out", tmp_path, "--n", "6")
     assert r.returncode == 0, r.stderr
-    assert out.read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "obfuscated-obfnet-mlp-b8-colored-mnist.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_train_refuses_bad_arguments_before_training(trained, cli, tmp_path):
@@ -108,8 +107,8 @@ def test_corrupt_model_is_one_line(trained, cli, tmp_path):
     [
         (["recnet"], [], "reconstructions.png"),
         (["colornet"], [], "feature_accuracy.png"),
-        (["pathnet"], ["--proxy-n", "700"], "feature_accuracy.png"),
-        (["tsne"], ["--tsne-points", "120"], "tsne.png"),
+        (["pathnet"], ["--n-proxy", "700"], "feature_accuracy.png"),
+        (["tsne"], ["--n-tsne", "120"], "tsne.png"),
     ],
 )
 def test_attack_command(trained, cli, tmp_path, attacks, extra, figure):

@@ -156,10 +156,9 @@ def test_cli_stats_json(cli):
 
 
 def test_cli_show_writes_png(cli, tmp_path):
-    out = tmp_path / "grid.png"
-    r = cli("data", "show", "noisy", "--n", "14", "--out", out)
+    r = cli("data", "show", "noisy", "--n", "14", "--out", tmp_path)
     assert r.returncode == 0, r.stderr
-    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "noisy-train.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_cli_missing_data_root_is_one_line(cli, tmp_path):

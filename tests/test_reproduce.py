@@ -66,7 +66,9 @@ def test_smoke_run_writes_every_output(smoke_run):
     csv_lines = (out / "results.csv").read_text().splitlines()
     assert len(csv_lines) == len(results["experiments"]) + 1
     models = list((out / "models").glob("*.safetensors"))
-    assert len(models) == 2 + 1 + 4  # two InfNets, one MNIST ObfNet, four Colored-MNIST ObfNets
+    assert (
+        len(models) == 2 + 1 + 4 + 1
+    )  # two InfNets, one MNIST ObfNet, four Colored-MNIST ObfNets, the judge
     assert summary["stages_skipped"] == []
 
 

@@ -41,7 +41,7 @@ def _number_arg(kind: Callable[[str], float], accept: Callable[[float], bool], e
 positive_int = _number_arg(int, lambda v: v > 0, "a positive integer")
 non_negative_int = _number_arg(int, lambda v: v >= 0, "an integer of 0 or more")
 positive_float = _number_arg(float, lambda v: 0 < v < float("inf"), "a positive finite number")
-tsne_points = _number_arg(int, lambda v: v >= 50, "at least 50 points (t-SNE and its k-NN scores need them)")
+n_tsne = _number_arg(int, lambda v: v >= 50, "at least 50 points (t-SNE and its k-NN scores need them)")
 
 
 def device_arg(text: str) -> str:
@@ -72,8 +72,8 @@ CHECKS: dict[str, dict] = {
     "n": {"type": positive_int},
     "n_train": {"type": positive_int},
     "n_test": {"type": positive_int},
-    "proxy_n": {"type": positive_int},
-    "tsne_points": {"type": tsne_points},
+    "n_proxy": {"type": positive_int},
+    "n_tsne": {"type": n_tsne},
     "tsne_backend": {"choices": ("opentsne", "sklearn")},
     "bottleneck": {"type": positive_int},
     "classes": {"type": positive_int},
@@ -120,6 +120,17 @@ def cmd_data(args: argparse.Namespace) -> None:
     from obfaudit.commands import DataQuery, data_show, data_stats
 
     query = pick(args, DataQuery)
+    if args.data_command == "export":
+        from obfaudit.commands import data_export
+
+        r = data_export(query, args.out)
+        emit(
+            args,
+            r,
+            f"wrote {r['images']['train']} + {r['images']['test']} images and attributes.csv "
+            f"to {r['folder']}",
+        )
+        return
     if args.data_command == "stats":
         r = data_stats(query)
         lines = [
@@ -141,10 +152,15 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:
     from obfaudit.commands import DataQuery
 
     data = sub.add_parser("data", help="inspect the datasets", description="Inspect the datasets.")
-    dsub = data.add_subparsers(dest="data_command", required=True, metavar="{stats,show}")
+    dsub = data.add_subparsers(dest="data_command", required=True, metavar="{stats,show,export}")
     for name, doc in (
         ("stats", "Count images per digit and per colour."),
         ("show", "Write a PNG grid of samples (as the study's figures 3-5)."),
+        (
+            "export",
+            "Write MNIST or Colored-MNIST as an image folder (train/<digit>/*.png, test/<digit>/*.png) with "
+            "attributes.csv: the layout obfaudit audit --data DIR reads, and an example of it.",
+        ),
     ):
         p = dsub.add_parser(name, help=doc, description=doc)
         p.add_argument("dataset", choices=DATASET_CHOICES, help="which dataset")
@@ -155,7 +171,11 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:
             split={"choices": ("train", "test")},
         )
         if name == "show":
-            p.add_argument("--out", type=Path, default=None, help="PNG file to write (default: DATASET.png)")
+            p.add_argument(
+                "--out", type=Path, default=Path("."), help="directory for DATASET-SPLIT.png (default: .)"
+            )
+        if name == "export":
+            p.add_argument("--out", type=Path, required=True, help="directory for the image folder")
         add_json(p)
         p.set_defaults(func=cmd_data)
 
@@ -323,8 +343,8 @@ def add_attack_command(sub: argparse._SubParsersAction) -> None:
             "epochs",
             "n_train",
             "n_test",
-            "proxy_n",
-            "tsne_points",
+            "n_proxy",
+            "n_tsne",
             "tsne_backend",
             "no_controls",
             "seed",
@@ -338,6 +358,74 @@ def add_attack_command(sub: argparse._SubParsersAction) -> None:
     )
     add_json(p)
     p.set_defaults(func=cmd_attack)
+
+
+def cmd_audit(args: argparse.Namespace) -> None:
+    from obfaudit.commands import AuditJob, run_audit
+
+    r = run_audit(pick(args, AuditJob, progress=progress_enabled()), log=log(args))
+    b = r["baselines"]
+    lines = [
+        f"{r['subject']}: {r['verdict'] or 'no verdict'} on {b['attribute']} "
+        f"(line {b['threshold']:.0%}, chance {b['chance']:.1%}, majority class {b['majority_class']:.1%})"
+    ]
+    for rec in r["records"]:
+        m = rec["metrics"]
+        fa, ci = m.get("feature_accuracy"), m.get("feature_accuracy_ci")
+        score = f"F_a {fa:.1%}" + (f" [{ci[0]:.1%}, {ci[1]:.1%}]" if ci else "") if fa is not None else ""
+        if m.get("ssim") is not None:
+            score += f"{'; ' if score else ''}SSIM {m['ssim']:.3f}"
+        lines.append(f"  {rec['attack']:<10} {rec['party']:<12} {score:<32} {rec['verdict'] or '-'}")
+    for subject, verdict in r["verdicts"].items():
+        if subject != r["subject"]:
+            lines.append(f"  control {subject}: {verdict or 'no verdict'}")
+    lines.append(f"report: {r['report']}")
+    emit(args, r, "\n".join(lines))
+
+
+def add_audit_command(sub: argparse._SubParsersAction) -> None:
+    from obfaudit.attacks import attack_names
+    from obfaudit.commands import AuditJob
+
+    p = sub.add_parser(
+        "audit",
+        help="audit any transform on your data and sensitive attribute, with intervals",
+        description="Audit one transform (a control, an ONNX file, a saved model or MODULE:CALLABLE) on "
+        "Colored-MNIST or your own image folder and sensitive attribute: every applicable registered attack "
+        "under its party, 95% bootstrap intervals, three-way verdicts, the chance and majority baselines, "
+        "and the identity, null and random-weights controls. Writes results.json/csv, figures and "
+        "report.html.",
+    )
+    add(
+        p,
+        AuditJob,
+        [
+            "transform",
+            "data",
+            "attributes",
+            "attribute",
+            "size",
+            "proxy",
+            "attacks",
+            "repeats",
+            "infnet",
+            "epochs",
+        ],
+        transform={"required": True, "metavar": "SRC"},
+        data={"metavar": "colored-mnist|DIR"},
+        proxy={"metavar": "noisy|path|DIR"},
+        attacks={"flag": "--attack", "choices": attack_names(), "metavar": "NAME"},
+        repeats={"type": positive_int, "metavar": "K"},
+        size={"type": positive_int},
+    )
+    add(
+        p,
+        AuditJob,
+        ["n_train", "n_test", "n_proxy", "n_tsne", "no_controls", "seed", "device", "data_root", "out"],
+        out={"required": True},
+    )
+    add_json(p)
+    p.set_defaults(func=cmd_audit)
 
 
 # --------------------------------------------------------------------------- reproduce, cost, report
@@ -450,6 +538,7 @@ COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_train_commands,
     add_obfuscate_command,
     add_attack_command,
+    add_audit_command,
     add_reproduce_commands,
 ]
 
@@ -480,6 +569,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from obfaudit._io import keep_freed_memory
 
     keep_freed_memory()
+    if not progress_enabled() and not getattr(args, "json", False):
+        # no progress bars off a terminal (CI, logs): one line per training epoch instead
+        import logging
+
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("[obfaudit] %(message)s"))
+        train_log = logging.getLogger("obfaudit.train")
+        train_log.addHandler(handler)
+        train_log.setLevel(logging.INFO)
     try:
         args.func(args)
     except ObfauditError as e:

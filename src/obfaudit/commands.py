@@ -6,10 +6,14 @@ Every function returns a plain dict (what ``--json`` prints); none prints or exi
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from obfaudit._io import check_fits_in_memory, check_output_dir, check_output_file, resolve_device, write_json
+import torch
+
+from obfaudit._io import check_fits_in_memory, check_output_dir, resolve_device, write_json
+from obfaudit._version import __version__
 from obfaudit.errors import ObfauditError
 from obfaudit.train import TrainConfig
 
@@ -66,10 +70,10 @@ def data_stats(q: DataQuery) -> dict:
 
 
 def data_show(q: DataQuery, out: Path) -> dict:
-    """A PNG grid of samples, each captioned with its labels."""
+    """A PNG grid of samples, each captioned with its labels, written to ``out/DATASET-SPLIT.png``."""
     from obfaudit.report.figures import sample_grid
 
-    check_output_file(out)
+    out = check_output_dir(out) / f"{q.dataset}-{q.split}.png"
     ds = q.load()
     captions = [
         " ".join(
@@ -80,6 +84,45 @@ def data_show(q: DataQuery, out: Path) -> dict:
     ]
     sample_grid(ds.x, out, labels=captions, title=f"{ds.name}: {len(ds)} samples")
     return {"figure": str(out), "images": len(ds)}
+
+
+def data_export(q: DataQuery, out: Path) -> dict:
+    """Write a digit dataset as an image folder: ``out/train/<digit>/*.png``, ``out/test/...`` and
+    ``out/attributes.csv`` (its other labels, e.g. colour): the layout ``obfaudit audit`` reads."""
+    import csv
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from obfaudit._io import atomic_write_text
+
+    if q.dataset not in DIGIT_DATASETS:
+        raise ObfauditError(
+            f"data export writes the digit datasets ({', '.join(DIGIT_DATASETS)}), not {q.dataset}"
+        )
+    out = check_output_dir(out)
+    rows, counts = [], {}
+    for split in ("train", "test"):
+        ds = q.load(split=split)
+        others = [k for k in ds.labels if k != "digit"]
+        for i in range(len(ds)):
+            digit = ds.classes["digit"][int(ds.labels["digit"][i])]
+            rel = f"{split}/{digit}/{i:05d}.png"
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            pixels = (ds.x[i].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+            Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else np.ascontiguousarray(pixels)).save(
+                out / rel
+            )
+            rows.append({"path": rel, **{k: ds.classes[k][int(ds.labels[k][i])] for k in others}})
+        counts[split] = len(ds)
+    buf = io.StringIO()
+    fields = ["path", *[k for k in rows[0] if k != "path"]] if rows else ["path"]
+    writer = csv.DictWriter(buf, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out / "attributes.csv", buf.getvalue())
+    return {"folder": str(out), "images": counts, "attributes": fields[1:]}
 
 
 # ----------------------------------------------------------------------------- train
@@ -192,8 +235,8 @@ class ObfuscateJob:
     """Directory with full MNIST (MNIST/raw/*-ubyte); default: the embedded 5,000-image MNIST subset."""
     download: bool = False
     """Download full MNIST into --data-root when it is missing (needs a network)."""
-    out: Path = Path("obfuscated.png")
-    """PNG file to write."""
+    out: Path = Path(".")
+    """Directory for the PNG (named after the ObfNet)."""
 
 
 def obfuscate(job: ObfuscateJob) -> dict:
@@ -205,7 +248,7 @@ def obfuscate(job: ObfuscateJob) -> dict:
     from obfaudit.transforms import apply_transform
 
     device = str(resolve_device(job.device))
-    check_output_file(job.out)
+    figure = check_output_dir(job.out) / f"obfuscated-{Path(job.obfnet).with_suffix('').name}.png"
     model, info = load_model(job.obfnet, device=device, role="obfuscator")
     data = load_dataset(
         job.data or info.get("dataset", "colored-mnist"),
@@ -219,11 +262,11 @@ def obfuscate(job: ObfuscateJob) -> dict:
     z = apply_transform(model, data.x, device=device)
     image_rows(
         [data.x, z],
-        job.out,
+        figure,
         row_labels=["original", "obfuscated"],
         title=f"{info['arch']} {info.get('kwargs', {})} on {data.name}",
     )
-    return {"figure": str(job.out), "images": len(data)}
+    return {"figure": str(figure), "images": len(data)}
 
 
 # ----------------------------------------------------------------------------- attack
@@ -252,9 +295,9 @@ class AttackJob:
     """Use only the first N training images."""
     n_test: int | None = None
     """Use only the first N test images."""
-    proxy_n: int = 30_000
+    n_proxy: int = 30_000
     """Proxy images the adversary generates, per proxy dataset."""
-    tsne_points: int = 1000
+    n_tsne: int = 1000
     """Test images the t-SNE embeds."""
     tsne_backend: str = "opentsne"
     """t-SNE implementation: opentsne (the faster here) or sklearn."""
@@ -292,16 +335,18 @@ def run_attacks(job: AttackJob, *, log=lambda message: None) -> dict:
     needs = {n for a in job.attacks for n in attack_class(a).needs}
     proxy_count = sum(f"proxy:{p}" in needs for p in ("noisy", "path"))
     # each proxy image (3x28x28 float32) is held with its transform and a training copy
-    check_fits_in_memory(proxy_count * job.proxy_n * 3 * 28 * 28 * 4 * 3, f"--proxy-n {job.proxy_n}")
+    check_fits_in_memory(proxy_count * job.n_proxy * 3 * 28 * 28 * 4 * 3, f"--n-proxy {job.n_proxy}")
     subject = load_transform(obfnet=job.obfnet, transform=job.transform, control=job.control, device=device)
     dataset = job.data or subject.dataset or "colored-mnist"
-    kw = {"seed": job.seed, "data_root": job.data_root, "download": job.download}
+    # A saved model's own split: another seed would put its training images in the test split.
+    split_seed = subject.info.get("seed", job.seed) if subject.info else job.seed
+    kw = {"seed": split_seed, "data_root": job.data_root, "download": job.download}
     train = load_dataset(dataset, split="train", n=job.n_train, **kw)
     test = load_dataset(dataset, split="test", n=job.n_test, **kw)
     if subject.info:
         check_model_fits(subject.info, test, what=f"--obfnet {job.obfnet}")
     proxies = {
-        p: load_proxy(p, seed=job.seed + 1 + i, n=job.proxy_n)
+        p: load_proxy(p, seed=job.seed + 1 + i, n=job.n_proxy)
         for i, p in enumerate(("noisy", "path"))
         if f"proxy:{p}" in needs
     }
@@ -314,7 +359,7 @@ def run_attacks(job: AttackJob, *, log=lambda message: None) -> dict:
         attacks=job.attacks,
         train=base,
         proxy_train=replace(base, epochs=max(1, job.epochs // 3), patience=1),
-        tsne_points=job.tsne_points,
+        tsne_points=job.n_tsne,
         tsne_backend=job.tsne_backend,
         seed=job.seed,
         device=device,
@@ -345,9 +390,17 @@ def run_attacks(job: AttackJob, *, log=lambda message: None) -> dict:
         for r in records
     ]
     job.out.mkdir(parents=True, exist_ok=True)
+    from dataclasses import asdict
+
     summary = {
         "subject": subject.name,
         "source": subject.source,
+        "settings": {
+            **{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(job).items()},
+            "split_seed": split_seed,
+            "command": sys.argv,
+            "obfaudit": __version__,
+        },
         "dataset": dataset,
         "n_train": len(train),
         "n_test": len(test),
@@ -448,3 +501,253 @@ def rebuild_report(run_dir: Path) -> dict:
     with RunLock(run_dir):
         out = write_outputs(run_dir)
     return {"report": str(run_dir / "report.html"), **out}
+
+
+# ----------------------------------------------------------------------------- audit
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditJob:
+    """Settings of ``obfaudit audit``."""
+
+    transform: str
+    """The transform under audit: identity or null (controls), a .onnx file, a saved obfaudit model, or
+    MODULE:CALLABLE."""
+    data: str = "colored-mnist"
+    """colored-mnist, or a folder DIR with DIR/train/<class>/* and DIR/test/<class>/* images and
+    DIR/attributes.csv."""
+    attributes: Path | None = None
+    """The attributes CSV of a data folder (default: DIR/attributes.csv): a path column relative to
+    DIR, one column per attribute."""
+    attribute: str | None = None
+    """The sensitive attribute (default: colour on Colored-MNIST, else the CSV's first attribute column)."""
+    size: int | None = None
+    """Resize a folder's images to SIZE x SIZE (default: the first training image's size)."""
+    proxy: tuple[str, ...] | None = None
+    """The adversary's own data: noisy and/or path (built in, for colour), or a folder DIR with an
+    attributes CSV (default: noisy path for colour, none otherwise)."""
+    attacks: tuple[str, ...] | None = None
+    """Registered attacks to run (default: every one whose needs the data meets)."""
+    repeats: int = 1
+    """Train each attack K times with seeds SEED..SEED+K-1 and report the spread."""
+    infnet: Path | None = None
+    """A clean InfNet of the task, to read the task from reconstructions."""
+    epochs: int = 15
+    """Epochs of the attack networks trained on the training split (proxy-trained: a third, at least 1)."""
+    n_train: int | None = None
+    """Use only the first N training images."""
+    n_test: int | None = None
+    """Use only the first N test images."""
+    n_proxy: int = 30_000
+    """Images the adversary generates per built-in proxy."""
+    n_tsne: int = 1000
+    """Test images the t-SNE embeds."""
+    no_controls: bool = False
+    """Skip the identity, null and random-weights controls."""
+    seed: int = 0
+    """Seeds the split, the proxies, every attack network and the bootstrap."""
+    device: str = "cpu"
+    """cpu, cuda, cuda:N or auto."""
+    data_root: Path | None = None
+    """For colored-mnist: a directory with full MNIST (MNIST/raw/*-ubyte) instead of the embedded subset."""
+    out: Path = Path("audit")
+    """Directory for results.json, results.csv, figures/ and report.html."""
+    progress: bool = False
+    """Show progress bars (the CLI sets it on a terminal)."""
+
+
+def _audit_data(job: AuditJob, split_seed: int):
+    """(train, test, attribute, task) of the job's data."""
+    from obfaudit.data import load_colored_mnist
+    from obfaudit.data.attributes import TASK, load_attribute_folder
+
+    if job.data == "colored-mnist":
+        kw = {"seed": split_seed, "data_root": job.data_root}
+        train, test = load_colored_mnist("train", **kw), load_colored_mnist("test", **kw)
+        task = "digit"
+    else:
+        root = Path(job.data)
+        if not root.is_dir():
+            raise ObfauditError(f"--data {job.data}: neither colored-mnist nor a folder")
+        kw = {"attributes": job.attributes, "size": job.size}
+        train, test = load_attribute_folder(root, "train", **kw), load_attribute_folder(root, "test", **kw)
+        task = TASK
+    if job.n_train:
+        train = train.subset(slice(0, job.n_train))
+    if job.n_test:
+        test = test.subset(slice(0, job.n_test))
+    names = [k for k in test.labels if k != task]
+    attribute = job.attribute or ("colour" if "colour" in names else names[0])
+    if attribute not in names:
+        raise ObfauditError(f"--attribute {attribute!r}: the data has {', '.join(names) or 'no attributes'}")
+    return train, test, attribute, task
+
+
+def _proxies(job: AuditJob, attribute: str, test) -> dict:
+    from obfaudit.data import load_proxy
+    from obfaudit.data.attributes import load_proxy_folder
+
+    wanted = job.proxy if job.proxy is not None else (("noisy", "path") if attribute == "colour" else ())
+    out = {}
+    for i, p in enumerate(wanted):
+        if p in ("noisy", "path"):
+            if attribute != "colour" or test.shape != (3, 28, 28):
+                raise ObfauditError(
+                    f"--proxy {p} makes 28x28 colour images for the colour attribute; give a folder"
+                )
+            check_fits_in_memory(job.n_proxy * 3 * 28 * 28 * 4 * 3, f"--n-proxy {job.n_proxy}")
+            # the data's own order of the colour names (a folder's is alphabetical)
+            out[p] = load_proxy(p, seed=job.seed + 1 + i, n=job.n_proxy).relabel(
+                attribute, test.classes[attribute]
+            )
+        else:
+            out["folder"] = load_proxy_folder(
+                p,
+                attribute=attribute,
+                classes=test.classes[attribute],
+                shape=test.shape,
+                private=None if job.data == "colored-mnist" else job.data,
+            )
+    return out
+
+
+def _baselines(test, attribute: str) -> dict:
+    """What an attribute guess scores without looking: chance and the majority class."""
+    from obfaudit.attacks.metrics import chance_level, compromise_threshold
+
+    y = test.labels[attribute]
+    k = len(test.classes[attribute])
+    return {
+        "attribute": attribute,
+        "classes": list(test.classes[attribute]),
+        "chance": chance_level(k),
+        "majority_class": float(torch.bincount(y, minlength=k).max()) / len(y),
+        "threshold": compromise_threshold(k),
+    }
+
+
+def run_audit(job: AuditJob, *, log=lambda message: None) -> dict:
+    """Audit one transform on one dataset and sensitive attribute, with every applicable attack,
+    the baselines and controls; write results.json/csv, figures and report.html."""
+    import sys
+    from dataclasses import asdict, replace
+
+    from obfaudit._version import __version__
+    from obfaudit.attacks import AuditConfig, attack_class, attack_names, audit_transform
+    from obfaudit.attacks.audit import available_needs
+    from obfaudit.attacks.judge import train_attribute_judge
+    from obfaudit.experiments.steps import check_model_fits
+    from obfaudit.models import create_model, load_model
+    from obfaudit.records import Experiment, overall_verdict, write_csv
+    from obfaudit.report.audit import write_audit_report
+    from obfaudit.transforms import CONTROLS, resolve_source
+    from obfaudit.transforms.onnx import OnnxTransform
+
+    device = str(resolve_device(job.device))
+    out = check_output_dir(job.out)
+    for name in job.attacks or ():
+        attack_class(name)
+    subject = resolve_source(job.transform, device=device)
+    # A saved model's own split: another seed would put its training images in the test split.
+    split_seed = subject.info.get("seed", job.seed) if subject.info else job.seed
+    train, test, attribute, task = _audit_data(job, split_seed)
+    if isinstance(subject.transform, OnnxTransform):
+        subject.transform.check_input(test.shape)
+    if subject.info:
+        check_model_fits(subject.info, test, what=f"--transform {job.transform}")
+    proxies = _proxies(job, attribute, test)
+    available = available_needs(train, test, proxies, attribute)
+    attacks = job.attacks or tuple(a for a in attack_names() if not attack_class(a).unmet(available))
+    if not attacks:
+        raise ObfauditError(
+            f"no registered attack can run on this data for {attribute!r}, so there is no verdict"
+        )
+    infnet = None
+    if job.infnet:
+        infnet, info = load_model(job.infnet, device=device, role="infnet")
+        check_model_fits(info, test, what=f"--infnet {job.infnet}")
+    base = TrainConfig(epochs=job.epochs, patience=2, progress=job.progress, device=device)
+    config = AuditConfig(
+        attacks=attacks,
+        attribute=attribute,
+        task=task,
+        train=base,
+        proxy_train=replace(base, epochs=max(1, job.epochs // 3), patience=1),
+        tsne_points=min(job.n_tsne, len(test)),
+        seed=job.seed,
+        device=device,
+        repeats=job.repeats,
+    )
+    log(f"training the attribute judge on clean {train.name} images ({attribute})")
+    judge = train_attribute_judge(train, attribute, replace(config.train, seed=job.seed))
+    subjects = {subject.name: subject.transform}
+    if not job.no_controls:
+        subjects.update({name: make() for name, make in CONTROLS.items() if name != subject.name})
+        if subject.info:  # the same architecture with random weights: what training added
+            torch.manual_seed(job.seed + 7919)
+            subjects["random-weights"] = create_model(subject.info["arch"], **subject.info.get("kwargs", {}))
+    results = {}
+    for name, transform in subjects.items():
+        log(f"auditing {name}")
+        results[name] = audit_transform(
+            name,
+            transform,
+            train=train,
+            test=test,
+            proxies=proxies,
+            infnet=infnet,
+            attribute_judge=judge,
+            config=config,
+            on_attack=lambda attack, n=name: log(f"{n}: {attack}"),
+        )
+    main = results[subject.name]
+    if not main.records:
+        why = "; ".join(f"{a}: {w}" for a, w in main.skipped.items())
+        raise ObfauditError(f"no attack could run on {subject.name}, so there is no verdict ({why})")
+    exps = [
+        Experiment.from_attack(
+            r,
+            id=f"{r.subject}/{r.attack}",
+            kind="attack" if r.subject == subject.name else "control",
+            dataset=test.source,
+            attribute=attribute,
+        )
+        for res in results.values()
+        for r in res.records
+    ]
+    settings = {
+        **{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(job).items()},
+        "data_root": str(Path(job.data_root).resolve()) if job.data_root else None,
+        "out": str(out.resolve()),
+        "split_seed": split_seed,
+        "attacks": list(attacks),
+        "command": sys.argv,
+        "obfaudit": __version__,
+    }
+    results_json = {
+        "obfaudit_audit": 1,
+        "subject": subject.name,
+        "source": subject.source,
+        "dataset": {
+            "name": test.source,
+            "train": len(train),
+            "test": len(test),
+            "shape": list(test.shape),
+            "task": task,
+        },
+        "baselines": _baselines(test, attribute),
+        "verdicts": {n: r.verdict for n, r in results.items()},
+        "verdict": overall_verdict([r.verdict for r in main.records]),
+        "skipped": {n: r.skipped for n, r in results.items() if r.skipped},
+        "settings": settings,
+        "experiments": [e.to_dict() for e in exps],
+    }
+    write_json(out / "results.json", results_json)
+    write_csv(out / "results.csv", exps)
+    report = write_audit_report(out, results_json, exps, main)
+    return {
+        **{k: results_json[k] for k in ("subject", "verdict", "verdicts", "baselines", "skipped")},
+        "records": [r.to_dict() for r in main.records],
+        "report": str(report),
+        "results": str(out / "results.json"),
+    }

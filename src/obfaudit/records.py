@@ -21,7 +21,7 @@ NOT_COMPROMISED = "not compromised"
 INCONCLUSIVE = "inconclusive"
 
 #: Kinds of experiment rows.
-KINDS = ("infnet", "obfnet", "attack", "control", "cost", "scaling")
+KINDS = ("infnet", "obfnet", "judge", "attack", "control", "cost", "scaling")
 
 
 @dataclass

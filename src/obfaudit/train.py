@@ -9,6 +9,7 @@ optimiser state and every reported metric stay in float32.
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -24,6 +25,8 @@ from obfaudit._io import resolve_device
 from obfaudit.errors import ObfauditError
 
 PRECISIONS = ("bf16", "fp32")
+#: One INFO line per epoch; the CLI shows them when stderr is not a terminal (no progress bar).
+log = logging.getLogger("obfaudit.train")
 
 
 @dataclass
@@ -217,6 +220,13 @@ def fit(
             result.best_epoch = epoch
         result.history.append(entry)
         bar.set_postfix({k: f"{v:.4f}" for k, v in entry.items() if k != "epoch"})
+        log.info(
+            "%s: epoch %d/%d %s",
+            config.desc,
+            epoch,
+            config.epochs,
+            " ".join(f"{k} {v:.4f}" for k, v in entry.items() if k != "epoch"),
+        )
         if config.patience and stale >= config.patience:
             break
     bar.close()

@@ -29,7 +29,9 @@ class AttributeClassifier(Attack):
         attribute = self.config.attribute
         if attribute not in data.labels:
             raise ObfauditError(f"{data.name} has no {attribute!r} labels for {self.name} to learn from")
-        cfg = replace(config, seed=self.config.seed, device=self.config.device, desc=self.name)
+        cfg = replace(
+            config, seed=self.config.seed, device=self.config.device, desc=f"{self.config.label}{self.name}"
+        )
         torch.manual_seed(cfg.seed)
         classes = len(data.classes[attribute])
         self.net = create_model("colornet", input_shape=tuple(z.shape[1:]), classes=classes)
@@ -80,3 +82,10 @@ class PathNet(ProxyColorNet):
     proxy = "path"
     needs = ("proxy:path", "attribute")
     description = "adversary: ColorNet trained on transformed Path proxy images it generated"
+
+
+@register_attack("proxynet")
+class FolderNet(ProxyColorNet):
+    proxy = "folder"
+    needs = ("proxy:folder", "attribute")
+    description = "adversary: attribute classifier trained on its own images (--proxy DIR), transformed"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
@@ -21,6 +21,7 @@ from obfaudit.attacks.base import Party
 from obfaudit.attacks.knowledge import AdversaryKnowledge, ServerKnowledge, ThirdPartyKnowledge
 from obfaudit.attacks.registry import attack_class, attack_names
 from obfaudit.attacks.scoring import Scorer
+from obfaudit.attacks.uncertainty import spread
 from obfaudit.data import ImageSet, ProxySet
 from obfaudit.records import AttackRecord, overall_verdict
 from obfaudit.train import TrainConfig
@@ -56,6 +57,10 @@ class AuditConfig:
     """Where the transform, the attack networks and the judge run: cpu, cuda, cuda:N or auto."""
     samples: int = 10
     """Test images whose attack outputs are kept for figures."""
+    repeats: int = 1
+    """Train each attack this many times, with seeds seed, seed+1, ...; the spread is reported."""
+    label: str = ""
+    """Prefix of progress bars and log lines (the auditor sets it to the subject's name)."""
 
     def __post_init__(self) -> None:
         for name in self.attacks:
@@ -100,6 +105,7 @@ def audit_transform(
     test: ImageSet,
     proxies: Mapping[str, ProxySet] | None = None,
     infnet: nn.Module | None = None,
+    attribute_judge: nn.Module | None = None,
     config: AuditConfig | None = None,
     on_attack: Callable[[str], None] | None = None,
 ) -> AuditResult:
@@ -111,14 +117,16 @@ def audit_transform(
         train: the original training split (the server's knowledge).
         test: the test split whose transformed images are attacked and scored.
         proxies: the adversary's proxy datasets by name ("noisy", "path").
-        infnet: the clean InfNet, the judge of reconstructions.
+        infnet: the clean InfNet, the judge of the task on reconstructions.
+        attribute_judge: a clean attribute classifier, the judge of the attribute on them.
         config: the audit's settings.
         on_attack: called with each attack's name as it starts (for progress).
     """
-    config = config or AuditConfig()
+    config = replace(config or AuditConfig(), label=f"{subject}: ")
     proxies = dict(proxies or {})
     device = str(resolve_device(config.device))
     transform = CheckedTransform(to_device(transform, device), subject)
+    torch.manual_seed(config.seed)  # a random transform draws the same noise for one seed
     traffic = apply_transform(
         transform, test.x, device=device, progress=config.train.progress, desc=f"{subject}: transform"
     )
@@ -127,6 +135,7 @@ def audit_transform(
         config.attribute,
         config.task,
         judge=infnet,
+        attribute_judge=attribute_judge,
         device=device,
         samples=config.samples,
         seed=config.seed,
@@ -152,9 +161,21 @@ def audit_transform(
         t0 = time.perf_counter()
         if cls.party not in knowledge:
             knowledge[cls.party] = builders[cls.party]()
-        attack = cls(config)
-        fit = attack.fit(knowledge[cls.party])
-        score = scorer.score(cls.output, attack.infer(traffic), traffic)
+        runs = []
+        for r in range(config.repeats):
+            attack = cls(replace(config, seed=config.seed + r) if r else config)
+            fit = attack.fit(knowledge[cls.party])
+            runs.append((fit, scorer.score(cls.output, attack.infer(traffic), traffic)))
+        fit, score = runs[0]
+        if config.repeats > 1:
+            score.metrics["repeats"] = {
+                "seeds": [config.seed + r for r in range(config.repeats)],
+                **{
+                    m: spread([s.metrics.get(m) for _, s in runs])
+                    for m in ("feature_accuracy", "ssim", "psnr_db")
+                    if score.metrics.get(m) is not None
+                },
+            }
         for key, value in score.artifacts.items():
             result.artifacts[f"{name}/{key}"] = value
         result.records.append(

@@ -26,7 +26,12 @@ class RecNet(Attack):
 
     def fit(self, knowledge: ServerKnowledge) -> dict:
         expect(knowledge, self.party, self.name)
-        cfg = replace(self.config.train, seed=self.config.seed, device=self.config.device, desc=self.name)
+        cfg = replace(
+            self.config.train,
+            seed=self.config.seed,
+            device=self.config.device,
+            desc=f"{self.config.label}{self.name}",
+        )
         z, x = knowledge.observed_train(), knowledge.train.x
         torch.manual_seed(cfg.seed)
         self.net = create_model("recnet", input_shape=tuple(z.shape[1:]), output_shape=tuple(x.shape[1:]))

@@ -18,7 +18,7 @@ from obfaudit.errors import ObfauditError
 _ATTACKS: dict[str, type[Attack]] = {}
 _plugins_loaded = False
 #: The built-in attacks in the study's order; they lead every listing, plugins follow.
-_BUILTIN_ORDER = ("recnet", "colornet", "noisynet", "pathnet", "tsne")
+_BUILTIN_ORDER = ("recnet", "colornet", "noisynet", "pathnet", "proxynet", "tsne")
 
 
 def register_attack(name: str) -> Callable[[type[Attack]], type[Attack]]:

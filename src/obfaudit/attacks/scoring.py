@@ -19,7 +19,7 @@ from obfaudit.attacks.base import Output
 from obfaudit.attacks.embedding import knn_correct, leakage_scores
 from obfaudit.attacks.metrics import chance_level, compromise_threshold, image_quality, read_colour
 from obfaudit.attacks.uncertainty import Bootstrap, interval_verdict
-from obfaudit.data import ImageSet
+from obfaudit.data import COLOUR_NAMES, ImageSet
 from obfaudit.train import predict
 
 #: The attribute a palette reading (no training) can read from reconstructed RGB images.
@@ -44,6 +44,9 @@ class Scorer:
         attribute: the sensitive attribute's label name (e.g. colour).
         task: the task label's name (e.g. digit).
         judge: a clean classifier of the task (the InfNet), to read reconstructions.
+        attribute_judge: a classifier of the attribute trained on clean training images
+            (the server's knowledge, not the attacker's), which reads the attribute from
+            reconstructions; without it the palette reading does, for colour.
         device: where the judge runs.
         samples: outputs kept for figures.
         seed: seeds the cross-validation folds of the embedding scores.
@@ -53,13 +56,15 @@ class Scorer:
     attribute: str
     task: str = "digit"
     judge: nn.Module | None = None
+    attribute_judge: nn.Module | None = None
     device: str = "cpu"
     samples: int = 10
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.judge is not None:
-            self.judge.to(self.device).eval()
+        for judge in (self.judge, self.attribute_judge):
+            if judge is not None:
+                judge.to(self.device).eval()
 
     @property
     def has_attribute(self) -> bool:
@@ -109,11 +114,26 @@ def score_image(s: Scorer, recon: torch.Tensor, traffic: torch.Tensor) -> Score:
         pred = predict(s.judge, recon, device=s.device).argmax(dim=1).cpu()
         _accuracy(s, f"{s.task}_acc_on_reconstructions", (pred == test.labels[s.task]).numpy(), metrics, boot)
     out = Score(metrics, artifacts={"output": recon[: s.samples]})
-    if s.has_attribute and s.attribute == PALETTE_ATTRIBUTE and recon.shape[1] == 3:
-        correct = (read_colour(recon) == test.labels[s.attribute]).numpy()
-        fa = _accuracy(s, "feature_accuracy", correct, metrics, boot)
-        metrics["attribute_recovered"] = fa
-        out.verdict = _attribute_verdict(s, fa, metrics)
+    if not s.has_attribute:
+        return out
+    truth = test.labels[s.attribute]
+    palette = None
+    classes = s.test.classes[s.attribute]
+    if s.attribute == PALETTE_ATTRIBUTE and recon.shape[1] == 3 and set(COLOUR_NAMES) <= set(classes):
+        # palette indices -> this dataset's order of the colour names (a folder's is alphabetical)
+        to_data = torch.tensor([classes.index(c) for c in COLOUR_NAMES])
+        palette = (to_data[read_colour(recon)] == truth).numpy()
+    if s.attribute_judge is not None:
+        read = predict(s.attribute_judge, recon, device=s.device).argmax(dim=1).cpu()
+        fa = _accuracy(s, "feature_accuracy", (read == truth).numpy(), metrics, boot)
+        if palette is not None:
+            _accuracy(s, "attribute_by_palette", palette, metrics, boot)
+    elif palette is not None:
+        fa = _accuracy(s, "feature_accuracy", palette, metrics, boot)
+    else:
+        return out
+    metrics["attribute_recovered"] = fa
+    out.verdict = _attribute_verdict(s, fa, metrics)
     return out
 
 

@@ -58,6 +58,20 @@ class ImageSet:
         """The same set (and type) restricted to ``index``."""
         return replace(self, x=self.x[index], labels={k: v[index] for k, v in self.labels.items()})
 
+    def relabel(self, label: str, classes: tuple[str, ...]) -> ImageSet:
+        """The same set with ``label`` indexing ``classes`` (another dataset's order of the same
+        values), so that predictions trained on one are scored on the other's labels."""
+        own = self.classes[label]
+        unknown = sorted(set(own) - set(classes))
+        if unknown:
+            raise ValueError(f"{self.name}: {label} values {unknown} are not among {', '.join(classes)}")
+        mapping = torch.tensor([classes.index(c) for c in own])
+        return replace(
+            self,
+            labels={**self.labels, label: mapping[self.labels[label]]},
+            classes={**self.classes, label: tuple(classes)},
+        )
+
     def counts(self) -> dict[str, dict[str, int]]:
         """Images per class, for every label."""
         out: dict[str, dict[str, int]] = {}

@@ -23,12 +23,14 @@ from safetensors.torch import save as save_safetensors
 from obfaudit._io import atomic_write_bytes
 from obfaudit.attacks import AuditConfig, Output, attack_class, audit_transform
 from obfaudit.attacks.audit import available_needs
+from obfaudit.attacks.judge import train_attribute_judge
 from obfaudit.errors import ObfauditError
 from obfaudit.experiments.context import DATASET_LABELS, PROXIES, RunContext, RunSettings
 from obfaudit.experiments.presets import Preset
 from obfaudit.experiments.stages import Resources, Stage
 from obfaudit.experiments.steps import fit_infnet, fit_obfnet
 from obfaudit.models import load_model, model_id, read_sidecar, save_model
+from obfaudit.train import predict
 from obfaudit.transforms import CONTROLS
 
 DATASETS = tuple(DATASET_LABELS)
@@ -165,9 +167,25 @@ def _artifacts_ok(ctx: RunContext, record: dict) -> bool:
         return False
 
 
+def run_judge(ctx: RunContext, stage: Stage, inputs: Mapping[str, dict]) -> dict:
+    ds = stage.about["dataset"]
+    train, test = ctx.data(ds)
+    config = ctx.train_config(ctx.preset.attack_epochs, patience=ctx.preset.attack_patience)
+    judge = train_attribute_judge(train, ATTRIBUTE, config)
+    acc = float(
+        (predict(judge, test.x, device=ctx.device).argmax(1).cpu() == test.labels[ATTRIBUTE]).float().mean()
+    )
+    return _saved(ctx, judge.cpu(), ctx.models / f"judge-{ATTRIBUTE}-{ds}", ds, {"clean_test_acc": acc})
+
+
+def _judge(ctx: RunContext, inputs: Mapping[str, dict], ds: str):
+    record = inputs.get(f"judge-{ds}")
+    return load_model(ctx.out / record["result"]["model"], device=ctx.device)[0] if record else None
+
+
 def run_audit(ctx: RunContext, stage: Stage, inputs: Mapping[str, dict]) -> dict:
     ds, arch, n = stage.about["dataset"], stage.about["arch"], stage.about["bottleneck"]
-    obf_record, infnet_record = (inputs[d] for d in stage.deps)
+    obf_record, infnet_record = inputs[f"obfnet-{ds}-{arch}-b{n}"], inputs[f"infnet-{ds}"]
     train, test, proxies = _audit_data(ctx, ds)
     obfnet, _ = load_model(ctx.out / obf_record["result"]["model"], device=ctx.device, role="obfuscator")
     infnet, _ = load_model(ctx.out / infnet_record["result"]["model"], device=ctx.device, role="infnet")
@@ -178,6 +196,7 @@ def run_audit(ctx: RunContext, stage: Stage, inputs: Mapping[str, dict]) -> dict
         test=test,
         proxies=proxies,
         infnet=infnet,
+        attribute_judge=_judge(ctx, inputs, ds),
         config=_audit_config(ctx, tuple(stage.settings["attacks"])),
     )
     art = ctx.artifacts / f"{stage.name}.safetensors"
@@ -193,19 +212,33 @@ def run_audit(ctx: RunContext, stage: Stage, inputs: Mapping[str, dict]) -> dict
 
 def run_controls(ctx: RunContext, stage: Stage, inputs: Mapping[str, dict]) -> dict:
     ds = stage.about["dataset"]
-    (infnet_record,) = inputs.values()
     train, test, proxies = _audit_data(ctx, ds)
-    infnet, _ = load_model(ctx.out / infnet_record["result"]["model"], device=ctx.device)
+    infnet, _ = load_model(ctx.out / inputs[f"infnet-{ds}"]["result"]["model"], device=ctx.device)
+    judge = _judge(ctx, inputs, ds)
     config = _audit_config(ctx, tuple(stage.settings["attacks"]))
     records, verdicts, skipped = [], {}, {}
     for name, make in CONTROLS.items():
         res = audit_transform(
-            name, make(), train=train, test=test, proxies=proxies, infnet=infnet, config=config
+            name,
+            make(),
+            train=train,
+            test=test,
+            proxies=proxies,
+            infnet=infnet,
+            attribute_judge=judge,
+            config=config,
         )
         records += [r.to_dict() for r in res.records]
         verdicts[name] = res.verdict
         skipped.update(res.skipped)
-    return {"records": records, "verdicts": verdicts, "skipped": skipped}
+    out = {"records": records, "verdicts": verdicts, "skipped": skipped}
+    if ATTRIBUTE in test.labels:
+        y, k = test.labels[ATTRIBUTE], len(test.classes[ATTRIBUTE])
+        out["baselines"] = {
+            "chance": 1 / k,
+            "majority_class": float(torch.bincount(y, minlength=k).max()) / len(y),
+        }
+    return out
 
 
 # ----------------------------------------------------------------------------- the plan
@@ -251,6 +284,28 @@ def plan(preset: Preset, settings: RunSettings) -> tuple[list[Stage], list[NotRu
                 resources=gpu,
             )
         )
+        judge = ()
+        if ATTRIBUTE in DATASET_LABELS[ds]:
+            judge = (f"judge-{ds}",)
+            stages.append(
+                Stage(
+                    judge[0],
+                    run_judge,
+                    settings={
+                        "dataset": ds,
+                        "data": data,
+                        "attribute": ATTRIBUTE,
+                        "epochs": preset.attack_epochs,
+                        "patience": preset.attack_patience,
+                        "precision": preset.precision,
+                    },
+                    about={"kind": "judge", "dataset": ds, "attribute": ATTRIBUTE},
+                    version=1,
+                    outputs=("model", "sha256"),
+                    valid=_model_ok,
+                    resources=gpu,
+                )
+            )
         for arch, n in sweep(preset, ds):
             obf = f"obfnet-{ds}-{arch}-b{n}"
             about = {"dataset": ds, "arch": arch, "bottleneck": n}
@@ -280,13 +335,13 @@ def plan(preset: Preset, settings: RunSettings) -> tuple[list[Stage], list[NotRu
                     f"audit-{ds}-{arch}-b{n}",
                     run_audit,
                     settings=_audit_settings_static(preset, settings, chosen),
-                    deps=(obf, inf),
+                    deps=(obf, inf, *judge),
                     about={
                         "kind": "audit",
                         **about,
                         "attribute": ATTRIBUTE if ATTRIBUTE in DATASET_LABELS[ds] else None,
                     },
-                    version=2,
+                    version=3,
                     outputs=("records", "artifacts"),
                     valid=_artifacts_ok,
                     resources=gpu,
@@ -302,13 +357,13 @@ def plan(preset: Preset, settings: RunSettings) -> tuple[list[Stage], list[NotRu
                 f"controls-{ds}",
                 run_controls,
                 settings={"data": data, **_audit_settings_static(preset, settings, controls)},
-                deps=(inf,),
+                deps=(inf, *judge),
                 about={
                     "kind": "controls",
                     "dataset": ds,
                     "attribute": ATTRIBUTE if ATTRIBUTE in DATASET_LABELS[ds] else None,
                 },
-                version=2,
+                version=3,
                 outputs=("records",),
                 resources=gpu,
             )

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from obfaudit.records import AttackRecord, Experiment
 
-MODEL_KINDS = ("infnet", "obfnet")
+MODEL_KINDS = ("infnet", "obfnet", "judge")
 
 
 def _typed(about: dict) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,8 +27,16 @@ def _save(fig: plt.Figure, path: str | Path, dpi: int = 110) -> Path:
 
 def to_display(x: torch.Tensor) -> np.ndarray:
     """(C, H, W) tensor -> (H, W, 3) array in [0, 1]; each image scaled by its own maximum
-    when it leaves [0, 1] (obfuscated outputs are unbounded above)."""
+    when it leaves [0, 1] (obfuscated outputs are unbounded above).
+
+    A transform may send a flat vector (or any other shape): it is drawn as a grey
+    square of its values, zero-padded, so figures never assume image-shaped output.
+    """
     x = x.detach().float().cpu()
+    if x.dim() != 3:
+        flat = x.reshape(-1)
+        side = max(1, math.ceil(math.sqrt(len(flat))))
+        x = torch.nn.functional.pad(flat, (0, side * side - len(flat))).view(1, side, side)
     if x.shape[0] == 1:
         x = x.expand(3, -1, -1)
     elif x.shape[0] != 3:
@@ -186,7 +195,14 @@ def fa_bars(
     values = [100 * r["feature_accuracy"] for r in rows]
     fig, ax = plt.subplots(figsize=(max(4, 0.75 * len(rows) + 1.5), 3.6))
     colours = ["#c0392b" if v > 100 * threshold else "#2e86c1" for v in values]
-    ax.bar(range(len(rows)), values, color=colours)
+    cis = [r.get("ci") for r in rows]
+    yerr = None
+    if any(cis):
+        yerr = [
+            [v - 100 * c[0] if c else 0 for v, c in zip(values, cis, strict=True)],
+            [100 * c[1] - v if c else 0 for v, c in zip(values, cis, strict=True)],
+        ]
+    ax.bar(range(len(rows)), values, color=colours, yerr=yerr, capsize=3)
     ax.axhline(100 * chance, color="grey", ls=":", label=f"chance {100 * chance:.1f}%")
     ax.axhline(100 * threshold, color="black", ls="--", label=f"compromised above {100 * threshold:.0f}%")
     ax.set_xticks(range(len(rows)), labels, fontsize=7)

@@ -77,9 +77,9 @@ def _score_cells(e: Experiment | None) -> list[str]:
     return [pct_ci(m.get("feature_accuracy"), m.get("feature_accuracy_ci"))]
 
 
-def _header(attack: str, output: str, has_attribute: bool) -> list[str]:
+def _header(attack: str, output: str, attribute: str | None) -> list[str]:
     if output == "image":
-        return [f"{attack} SSIM"] + ([f"{attack} attribute"] if has_attribute else [])
+        return [f"{attack} SSIM"] + ([f"{attack} {attribute}"] if attribute else [])
     return [f"{attack} F_a"]
 
 
@@ -94,7 +94,9 @@ def verdict_tables(exps: list[Experiment]) -> list[dict]:
         by_subject = attacks_by_subject(exps, ds)
         outputs = {e.attack: e.output for e in exps if e.kind == "attack" and e.dataset == ds}
         attacks = [a for a in attacks_present(exps) if a in outputs]
-        has_attr = any(e.attribute for e in exps if e.kind == "attack" and e.dataset == ds)
+        has_attr = next(
+            (e.attribute for e in exps if e.kind == "attack" and e.dataset == ds and e.attribute), None
+        )
         header = [h for a in attacks for h in _header(a, outputs[a], has_attr)]
         rows = []
         for o in obfs:
@@ -204,6 +206,14 @@ def write_report(
         "scaling": scaling,
         "not_run": not_run(results, {n: r for n, r in records.items() if n in stages}),
         "timing": timing[:8],
+        "judges": [
+            {"dataset": e.dataset, "acc": e.metrics.get("clean_test_acc")} for e in exps if e.kind == "judge"
+        ],
+        "baselines": {
+            rec["about"].get("dataset"): rec["result"]["baselines"]
+            for n, rec in records.items()
+            if n in stages and isinstance(rec["result"].get("baselines"), dict) and rec.get("about")
+        },
     }
     page = _environment().get_template("report.html.j2").render(**context)
     path = run_dir / "report.html"

@@ -17,7 +17,7 @@ from obfaudit.transforms.base import (
     apply_transform,
     to_device,
 )
-from obfaudit.transforms.sources import LoadedTransform, load_transform
+from obfaudit.transforms.sources import LoadedTransform, load_transform, resolve_source
 
 __all__ = [
     "CONTROLS",
@@ -30,5 +30,6 @@ __all__ = [
     "Transform",
     "apply_transform",
     "load_transform",
+    "resolve_source",
     "to_device",
 ]

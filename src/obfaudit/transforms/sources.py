@@ -60,6 +60,29 @@ def load_callable(spec: str) -> tuple[str, Transform]:
     return attr, obj
 
 
+def resolve_source(source: str, *, device: str = "cpu") -> LoadedTransform:
+    """A transform from one ``--transform`` string: ``identity`` or ``null`` (a control), a
+    ``.onnx`` file, a saved obfaudit model (``X``, ``X.safetensors`` or ``X.json``), or
+    ``MODULE:CALLABLE``."""
+    from obfaudit.models.io import model_paths
+
+    if source in CONTROLS:
+        return load_transform(control=source, device=device)
+    path = Path(source)
+    if path.suffix == ".onnx":
+        from obfaudit.transforms.onnx import OnnxTransform
+
+        return LoadedTransform(path.stem, OnnxTransform(path), source)
+    if any(p.exists() for p in model_paths(path)):
+        return load_transform(obfnet=path, device=device)
+    if ":" in source:
+        return load_transform(transform=source, device=device)
+    raise ObfauditError(
+        f"--transform {source!r}: not a control (identity, null), a .onnx file, a saved model "
+        "or MODULE:CALLABLE"
+    )
+
+
 def load_transform(
     *,
     obfnet: str | Path | None = None,

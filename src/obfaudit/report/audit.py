@@ -1,0 +1,167 @@
+"""The report of ``obfaudit audit``: the verdict per party on the first screen, the strongest
+attack of each party, the threat model, then every score with its interval beside the
+baselines and controls, and the figures."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+from obfaudit._io import atomic_write_text
+from obfaudit.records import Experiment, overall_verdict
+from obfaudit.report import figures as F
+from obfaudit.report.html import _environment, num_ci, pct_ci
+
+
+def strongest(records: list[Experiment]) -> Experiment | None:
+    """The worst case among one party's attacks: the highest F_a lower bound, else the best SSIM."""
+    scored = [e for e in records if e.metrics.get("feature_accuracy") is not None]
+    if scored:
+        return max(
+            scored, key=lambda e: (e.metrics.get("feature_accuracy_ci") or [e.metrics["feature_accuracy"]])[0]
+        )
+    images = [e for e in records if e.metrics.get("ssim") is not None]
+    return max(images, key=lambda e: e.metrics["ssim"]) if images else None
+
+
+def score_text(e: Experiment) -> str:
+    m = e.metrics
+    parts = []
+    if m.get("feature_accuracy") is not None:
+        parts.append(f"F_a {pct_ci(m['feature_accuracy'], m.get('feature_accuracy_ci'))}")
+    if m.get("ssim") is not None:
+        parts.append(f"SSIM {num_ci(m['ssim'], m.get('ssim_ci'))}")
+    if m.get("psnr_db") is not None:
+        parts.append(f"PSNR {num_ci(m['psnr_db'], m.get('psnr_db_ci'), '.1f')} dB")
+    spread = (m.get("repeats") or {}).get("feature_accuracy")
+    if spread and spread.get("n", 0) > 1:
+        parts.append(f"over {spread['n']} seeds {100 * spread['min']:.1f}-{100 * spread['max']:.1f}%")
+    return "; ".join(parts) or "-"
+
+
+def _figures(out: Path, results: dict, exps: list[Experiment], main) -> list[dict]:
+    figs = []
+    b = results["baselines"]
+    scored = [e for e in exps if e.metrics.get("feature_accuracy") is not None]
+    if scored:
+        path = out / "figures" / "feature_accuracy.png"
+        F.fa_bars(
+            [
+                {
+                    "subject": e.subject,
+                    "attack": e.attack,
+                    "feature_accuracy": e.metrics["feature_accuracy"],
+                    "ci": e.metrics.get("feature_accuracy_ci"),
+                }
+                for e in scored
+            ],
+            path,
+            chance=b["chance"],
+            threshold=b["threshold"],
+            title=f"{b['attribute']} feature accuracy with 95% intervals",
+        )
+        figs.append(
+            {
+                "path": path,
+                "title": f"{b['attribute']} read by each attack",
+                "reading": "Bars above the dashed line leak the attribute; the whiskers are 95% bootstrap intervals over the test images.",
+            }
+        )
+    images = [r.attack for r in main.records if r.output == "image"]
+    if images and main.artifacts["transformed"].dim() == 4:
+        path = out / "figures" / "reconstructions.png"
+        F.image_rows(
+            [
+                main.artifacts["originals"],
+                main.artifacts["transformed"],
+                *(main.artifacts[f"{a}/output"] for a in images),
+            ],
+            path,
+            row_labels=["original", "transformed", *images],
+            title=f"reconstructions of {main.subject}",
+        )
+        figs.append(
+            {
+                "path": path,
+                "title": "reconstructions",
+                "reading": "Test images, what is sent, and what each image attack rebuilt from it.",
+            }
+        )
+    for r in main.records:
+        if r.output == "embedding" and f"{r.attack}/output" in main.artifacts:
+            path = out / "figures" / f"{r.attack}.png"
+            a = main.artifacts
+            F.tsne_figure(
+                a[f"{r.attack}/output"].numpy(),
+                a[f"{r.attack}/labels/task"].numpy(),
+                a[f"{r.attack}/labels/attribute"].numpy(),
+                path,
+                title=f"{r.attack} of {main.subject}-transformed test images",
+                task_name=results["dataset"]["task"],
+                attribute_name=b["attribute"],
+                attribute_classes=None if b["attribute"] == "colour" else b["classes"],
+            )
+            figs.append(
+                {
+                    "path": path,
+                    "title": f"{r.attack} embedding",
+                    "reading": "Neighbours in the embedding of what is sent, coloured by task class and by the attribute.",
+                }
+            )
+    for f in figs:
+        f["src"] = "data:image/png;base64," + base64.b64encode(f["path"].read_bytes()).decode()
+        f["name"] = f["path"].name
+    return figs
+
+
+def write_audit_report(out: Path, results: dict, exps: list[Experiment], main) -> Path:
+    """Write ``out/report.html`` for one audit."""
+    from obfaudit.attacks import attacks_table
+
+    mine = [e for e in exps if e.subject == results["subject"]]
+    parties = []
+    for party in ("server", "adversary", "third-party"):
+        ran = [e for e in mine if e.party == party]
+        if ran:
+            top = strongest(ran)
+            parties.append(
+                {
+                    "party": party,
+                    "verdict": overall_verdict([e.verdict for e in ran]),
+                    "strongest": top.attack if top else "-",
+                    "score": score_text(top) if top else "-",
+                    "attacks": len(ran),
+                }
+            )
+    controls = sorted({e.subject for e in exps if e.kind == "control"})
+    attacks = [a for a in dict.fromkeys(e.attack for e in exps)]
+    table = [
+        {
+            "attack": a,
+            "party": next(e.party for e in exps if e.attack == a),
+            "cells": [
+                score_text(e) if e else "-"
+                for e in (
+                    next((x for x in exps if x.attack == a and x.subject == s), None)
+                    for s in [results["subject"], *controls]
+                )
+            ],
+            "verdict": next((e.verdict for e in mine if e.attack == a), None),
+        }
+        for a in attacks
+    ]
+    page = (
+        _environment()
+        .get_template("audit.html.j2")
+        .render(
+            results=results,
+            parties=parties,
+            threat_model=[row for row in attacks_table() if row["attack"] in attacks],
+            table=table,
+            controls=controls,
+            figures=_figures(out, results, exps, main),
+        )
+    )
+    path = out / "report.html"
+    atomic_write_text(path, page)
+    return path
