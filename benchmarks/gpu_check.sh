@@ -23,7 +23,7 @@ echo "train infnet --device cuda: rc=$? wall=$(since $t0)"
 t0=$(date +%s%N)
 obf attack --attack recnet colornet pathnet tsne --obfnet $m/obfnet-mlp-b8-colored-mnist \
   --infnet $m/infnet-cnn-colored-mnist --device cuda --epochs 2 --n-train 600 --n-test 210 \
-  --proxy-n 1400 --tsne-points 150 --out /tmp/att --json > "$OUT/attack.json" 2> "$OUT/attack.log"
+  --n-proxy 1400 --n-tsne 150 --out /tmp/att --json > "$OUT/attack.json" 2> "$OUT/attack.log"
 echo "attack --device cuda: rc=$? wall=$(since $t0)"
 tail -2 "$OUT/attack.log"
 t0=$(date +%s%N)
