@@ -228,3 +228,70 @@ def test_a_folder_of_colours_keeps_the_meaning_of_each_colour(tmp_path):
     records = {x["attack"]: x["metrics"] for x in json.loads(r.stdout)["records"]}
     assert records["noisynet"]["feature_accuracy"] > 0.5
     assert records["recnet"]["attribute_by_palette"] > 0.5
+
+
+def test_awkward_transforms_flat_random_and_seeded(tmp_path):
+    """A flat-vector transform is reconstructed and drawn; a random one is seeded per audit."""
+    from obfaudit.attacks import AuditConfig, audit_transform
+    from obfaudit.data import load_colored_mnist
+    from obfaudit.train import TrainConfig
+
+    train = load_colored_mnist("train").subset(slice(0, 300))
+    test = load_colored_mnist("test").subset(slice(0, 140))
+    cfg = AuditConfig(attacks=("colornet",), train=TrainConfig(epochs=1, patience=None, val_fraction=0))
+
+    def noisy(x):
+        return x + 0.3 * torch.randn_like(x)
+
+    runs = [audit_transform("noisy", noisy, train=train, test=test, config=cfg) for _ in range(2)]
+    assert runs[0].records[0].metrics == runs[1].records[0].metrics
+    (tmp_path / "flat.py").write_text("def flat(x):\n    return x.flatten(1)[:, ::7]\n")
+    r = run_cli(
+        "attack",
+        "--attack",
+        "recnet",
+        "--transform",
+        "flat:flat",
+        "--n-train",
+        "300",
+        "--n-test",
+        "70",
+        "--epochs",
+        "1",
+        "--no-controls",
+        "--out",
+        tmp_path / "o",
+        "--json",
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (tmp_path / "o" / "reconstructions.png").exists()
+
+
+def test_a_saved_model_is_audited_on_its_own_split(tmp_path):
+    torch.manual_seed(0)
+    save_model(
+        create_model("obfnet_mlp", input_shape=(3, 28, 28), bottleneck=4),
+        tmp_path / "m",
+        dataset="colored-mnist",
+        seed=3,
+    )
+    r = run_cli(
+        "attack",
+        "--attack",
+        "colornet",
+        "--obfnet",
+        tmp_path / "m",
+        "--n-train",
+        "200",
+        "--n-test",
+        "70",
+        "--epochs",
+        "1",
+        "--no-controls",
+        "--out",
+        tmp_path / "o",
+        "--json",
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout)["settings"]["split_seed"] == 3

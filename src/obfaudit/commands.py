@@ -42,8 +42,11 @@ class DataQuery:
     """Download full MNIST into --data-root when it is missing (needs a network)."""
 
     def load(self, **kw):
-        from obfaudit.data import load_dataset
+        from obfaudit.data import PROXY_DATASETS, load_dataset
 
+        n = kw.get("n", self.n)
+        if self.dataset in PROXY_DATASETS and n:  # generated: n images are made, whatever n is
+            check_fits_in_memory(n * 3 * 28 * 28 * 4 * 2, f"--n {n}")
         return load_dataset(
             kw.get("dataset", self.dataset),
             split=kw.get("split", self.split),

@@ -29,7 +29,7 @@ from obfaudit.experiments.context import DATASET_LABELS, PROXIES, RunContext, Ru
 from obfaudit.experiments.presets import Preset
 from obfaudit.experiments.stages import Resources, Stage
 from obfaudit.experiments.steps import fit_infnet, fit_obfnet
-from obfaudit.models import load_model, model_id, read_sidecar, save_model
+from obfaudit.models import create_model, load_model, model_id, read_sidecar, save_model
 from obfaudit.train import predict
 from obfaudit.transforms import CONTROLS
 
@@ -217,7 +217,15 @@ def run_controls(ctx: RunContext, stage: Stage, inputs: Mapping[str, dict]) -> d
     judge = _judge(ctx, inputs, ds)
     config = _audit_config(ctx, tuple(stage.settings["attacks"]))
     records, verdicts, skipped = [], {}, {}
-    for name, make in CONTROLS.items():
+    controls = {name: make for name, make in CONTROLS.items()}
+    for arch, n in stage.settings.get("random_weights", []):
+        # the same architecture with random weights: what training the ObfNet added or removed
+        def make(arch=arch, n=n):
+            torch.manual_seed(ctx.seed + 7919)
+            return create_model(f"obfnet_{arch}", input_shape=test.shape, bottleneck=n)
+
+        controls[f"random-weights-{arch}-b{n}"] = make
+    for name, make in controls.items():
         res = audit_transform(
             name,
             make(),
@@ -356,7 +364,14 @@ def plan(preset: Preset, settings: RunSettings) -> tuple[list[Stage], list[NotRu
             Stage(
                 f"controls-{ds}",
                 run_controls,
-                settings={"data": data, **_audit_settings_static(preset, settings, controls)},
+                settings={
+                    "data": data,
+                    **_audit_settings_static(preset, settings, controls),
+                    # one random-weights control per architecture, at the sweep's largest bottleneck
+                    "random_weights": sorted(
+                        {(a, max(n for b, n in sweep(preset, ds) if b == a)) for a, _ in sweep(preset, ds)}
+                    ),
+                },
                 deps=(inf, *judge),
                 about={
                     "kind": "controls",

@@ -8,6 +8,7 @@ never by retraining.
 from __future__ import annotations
 
 import platform
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
@@ -80,6 +81,7 @@ def _run(settings, preset, out, stages, not_run, *, progress: bool, log: Log) ->
         "data": data_description(preset, settings.data_root) if has_digits else None,
         "stages": [s.name for s in stages],
         "not_run": [asdict(n) for n in not_run],
+        "command": sys.argv,
         "obfaudit": __version__,
         "torch": torch.__version__,
         "python": platform.python_version(),
