@@ -637,13 +637,13 @@ def run_audit(job: AuditJob, *, log=lambda message: None) -> dict:
 
     from obfaudit._version import __version__
     from obfaudit.attacks import AuditConfig, attack_class, attack_names, audit_transform
-    from obfaudit.attacks.audit import available_needs
+    from obfaudit.attacks.audit import available_needs, differentiable
     from obfaudit.attacks.judge import train_attribute_judge
     from obfaudit.experiments.steps import check_model_fits
     from obfaudit.models import create_model, load_model
     from obfaudit.records import Experiment, overall_verdict, write_csv
     from obfaudit.report.audit import write_audit_report
-    from obfaudit.transforms import CONTROLS, resolve_source
+    from obfaudit.transforms import CONTROLS, CheckedTransform, resolve_source
     from obfaudit.transforms.onnx import OnnxTransform
 
     device = str(resolve_device(job.device))
@@ -659,11 +659,14 @@ def run_audit(job: AuditJob, *, log=lambda message: None) -> dict:
     if subject.info:
         check_model_fits(subject.info, test, what=f"--transform {job.transform}")
     proxies = _proxies(job, attribute, test)
-    available = available_needs(train, test, proxies, attribute)
+    grads = differentiable(CheckedTransform(subject.transform, subject.name), test.x[:2].to(device))
+    available = available_needs(train, test, proxies, attribute, gradients=grads)
     attacks = job.attacks or tuple(a for a in attack_names() if not attack_class(a).unmet(available))
-    if not attacks:
+    unmet = {a: attack_class(a).unmet(available) for a in attacks}
+    if all(unmet.values()):  # before any training: nothing could give a verdict
+        why = "; ".join(f"{a}: needs {', '.join(u)}" for a, u in unmet.items()) or "no attack applies"
         raise ObfauditError(
-            f"no registered attack can run on this data for {attribute!r}, so there is no verdict"
+            f"no attack can run on {subject.name} for {attribute!r}, so there is no verdict ({why})"
         )
     infnet = None
     if job.infnet:

@@ -84,16 +84,40 @@ class AuditResult:
         return overall_verdict([r.verdict for r in self.records])
 
 
+def differentiable(transform: Transform, x: torch.Tensor) -> bool:
+    """Whether gradient-based attacks can run through ``transform``: it is torch code (not an
+    ONNX graph, which says ``differentiable = False``, nor numpy) that accepts a tracked input.
+    A constant transform (the null control) counts: its gradient is zero, which is the point."""
+    inner = getattr(transform, "transform", transform)
+    if getattr(inner, "differentiable", True) is False:
+        return False
+    with torch.enable_grad():
+        try:
+            z = transform(x.detach().clone().requires_grad_(True))
+        except Exception:  # noqa: BLE001 - a transform that cannot take a grad-tracking input
+            return False
+    return isinstance(z, torch.Tensor) and not getattr(transform, "numpy_output", False)
+
+
 def available_needs(
-    train: ImageSet | None, test: ImageSet, proxies: Mapping[str, ProxySet], attribute: str
+    train: ImageSet | None,
+    test: ImageSet,
+    proxies: Mapping[str, ProxySet],
+    attribute: str,
+    *,
+    gradients: bool = False,
 ) -> set[str]:
     """What this audit can offer attacks (see :data:`obfaudit.attacks.base.NEEDS`)."""
     have = {"traffic", "transform"}
+    if gradients:
+        have.add("gradients")
     if train is not None:
         have.add("train")
     if attribute in test.labels:
         have.add("attribute")
     have |= {f"proxy:{n}" for n, p in proxies.items() if attribute in p.labels}
+    if proxies:
+        have.add("proxy")
     return have
 
 
@@ -142,11 +166,13 @@ def audit_transform(
     )
     builders: dict[Party, Callable[[], object]] = {
         Party.SERVER: lambda: ServerKnowledge(transform, train, device),
-        Party.ADVERSARY: lambda: AdversaryKnowledge(transform, proxies, device),
+        Party.ADVERSARY: lambda: AdversaryKnowledge(transform, proxies, device, test.shape),
         Party.THIRD_PARTY: lambda: ThirdPartyKnowledge(traffic),
     }
     knowledge: dict[Party, object] = {}
-    available = available_needs(train, test, proxies, config.attribute)
+    needs = {n for name in config.attacks for n in attack_class(name).needs}
+    grads = "gradients" in needs and differentiable(transform, test.x[:2].float().to(device))
+    available = available_needs(train, test, proxies, config.attribute, gradients=grads)
     result = AuditResult(subject)
     result.artifacts["originals"] = test.x[: config.samples]
     result.artifacts["transformed"] = traffic[: config.samples]

@@ -39,8 +39,9 @@ class Output(StrEnum):
     """A low-dimensional embedding, scored by how well neighbours share the attribute."""
 
 
-#: What an attack may declare in ``needs``. ``proxy:NAME`` asks for one proxy dataset.
-NEEDS = ("train", "attribute", "traffic", "transform", "proxy:NAME")
+#: What an attack may declare in ``needs``. ``proxy:NAME`` asks for one proxy dataset,
+#: ``proxy`` for any; ``gradients`` for a transform that gradients flow through.
+NEEDS = ("train", "attribute", "traffic", "transform", "gradients", "proxy", "proxy:NAME")
 
 
 class Attack(ABC):

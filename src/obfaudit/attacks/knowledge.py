@@ -54,6 +54,8 @@ class AdversaryKnowledge:
     transform: Transform
     proxies: Mapping[str, ProxySet]
     device: str = "cpu"
+    input_shape: tuple[int, int, int] | None = None
+    """The shape of one input image: public, like the transform that takes it."""
     party = Party.ADVERSARY
     _observer: Observer = field(init=False, repr=False)
 

@@ -18,7 +18,20 @@ from obfaudit.errors import ObfauditError
 _ATTACKS: dict[str, type[Attack]] = {}
 _plugins_loaded = False
 #: The built-in attacks in the study's order; they lead every listing, plugins follow.
-_BUILTIN_ORDER = ("recnet", "colornet", "noisynet", "pathnet", "proxynet", "tsne")
+_BUILTIN_ORDER = (
+    "recnet",
+    "colornet",
+    "noisynet",
+    "pathnet",
+    "proxynet",
+    "tsne",
+    "inversion",
+    "decoder",
+    "linprobe",
+    "knnprobe",
+    "linprobe-proxy",
+    "knnprobe-proxy",
+)
 
 
 def register_attack(name: str) -> Callable[[type[Attack]], type[Attack]]:
@@ -54,7 +67,14 @@ def load_plugins() -> None:
     if _plugins_loaded:
         return
     _plugins_loaded = True
-    from obfaudit.attacks import attribute, embedding, reconstruct  # noqa: F401  (they register)
+    from obfaudit.attacks import (  # noqa: F401  (they register)
+        attribute,
+        decoder,
+        embedding,
+        inversion,
+        probes,
+        reconstruct,
+    )
 
     modules = [m.strip() for m in os.environ.get("OBFAUDIT_PLUGINS", "").split(",") if m.strip()]
     for module in modules:

@@ -63,6 +63,7 @@ class CheckedTransform:
     def __init__(self, transform: Transform, name: str) -> None:
         self.transform = transform
         self.name = name
+        self.numpy_output = False
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         try:
@@ -74,7 +75,8 @@ class CheckedTransform:
             raise TransformError(
                 f"transform {self.name} failed on a batch of shape {tuple(x.shape)}: {type(e).__name__}: {e}"
             ) from e
-        if isinstance(z, np.ndarray):
+        self.numpy_output = isinstance(z, np.ndarray)
+        if self.numpy_output:
             z = torch.from_numpy(np.ascontiguousarray(z))
         if not isinstance(z, torch.Tensor):
             raise TransformError(f"transform {self.name} returned {type(z).__name__}, not a tensor")
