@@ -1,4 +1,8 @@
-"""Reconstruction: the server trains RecNet to map transformed images back to originals."""
+"""Reconstruction: RecNet maps transformed images back to originals.
+
+The server trains it on its training split (``recnet``); the eavesdropper trains the same
+network on its own proxy images (``decoder``, :mod:`.decoder`).
+"""
 
 from __future__ import annotations
 
@@ -10,35 +14,40 @@ from obfaudit.attacks.base import Attack, Output, Party
 from obfaudit.attacks.knowledge import ServerKnowledge, expect
 from obfaudit.attacks.registry import register_attack
 from obfaudit.models import create_model
-from obfaudit.train import predict, train_reconstructor
+from obfaudit.train import TrainConfig, predict, train_reconstructor
 
 
-@register_attack("recnet")
-class RecNet(Attack):
-    """RecNet: ObfNet-MLP with N = 1024, trained with an MSE pixel loss on the training split."""
+class Reconstructor(Attack):
+    """RecNet: ObfNet-MLP with N = 1024, trained with an MSE pixel loss from z to x."""
 
-    party = Party.SERVER
-    needs = ("train",)
     output = Output.IMAGE
-    description = "server: RecNet (ObfNet-MLP, N=1024) trained on (transform(train), train) pairs"
-
     net: torch.nn.Module | None = None
 
-    def fit(self, knowledge: ServerKnowledge) -> dict:
-        expect(knowledge, self.party, self.name)
+    def _train(self, z: torch.Tensor, x: torch.Tensor, config: TrainConfig, trained_on) -> dict:
         cfg = replace(
-            self.config.train,
-            seed=self.config.seed,
-            device=self.config.device,
-            desc=f"{self.config.label}{self.name}",
+            config, seed=self.config.seed, device=self.config.device, desc=f"{self.config.label}{self.name}"
         )
-        z, x = knowledge.observed_train(), knowledge.train.x
         torch.manual_seed(cfg.seed)
         self.net = create_model("recnet", input_shape=tuple(z.shape[1:]), output_shape=tuple(x.shape[1:]))
         result = train_reconstructor(self.net, z, x, cfg)
-        return {"trained_on": knowledge.train.name, "n_train": len(x), **result.to_dict()}
+        return {"trained_on": trained_on, "n_train": len(x), **result.to_dict()}
 
     def infer(self, traffic: torch.Tensor) -> torch.Tensor:
         if self.net is None:
             raise RuntimeError(f"{self.name}: call fit() before infer()")
         return predict(self.net, traffic, device=self.config.device).cpu()
+
+
+@register_attack("recnet")
+class RecNet(Reconstructor):
+    """The server's RecNet, trained on its transformed training split."""
+
+    party = Party.SERVER
+    needs = ("train",)
+    description = "server: RecNet (ObfNet-MLP, N=1024) trained on (transform(train), train) pairs"
+
+    def fit(self, knowledge: ServerKnowledge) -> dict:
+        expect(knowledge, self.party, self.name)
+        return self._train(
+            knowledge.observed_train(), knowledge.train.x, self.config.train, knowledge.train.name
+        )
