@@ -153,15 +153,6 @@ def check_output_dir(path: str | os.PathLike, *, what: str = "--out") -> Path:
     return path
 
 
-def check_output_file(path: str | os.PathLike, *, what: str = "--out") -> Path:
-    """Make sure the file ``path`` can be written (its folder exists or can be made, and is writable)."""
-    path = Path(path)
-    if path.is_dir():
-        raise ObfauditError(f"{what} {path} is a directory; give a file name")
-    check_output_dir(path.parent if str(path.parent) else Path("."), what=f"{what}'s folder")
-    return path
-
-
 class RunLock:
     """An exclusive lock on a run directory, held for the life of a run.
 

@@ -46,7 +46,7 @@ class DataQuery:
 
         n = kw.get("n", self.n)
         if self.dataset in PROXY_DATASETS and n:  # generated: n images are made, whatever n is
-            check_fits_in_memory(n * 3 * 28 * 28 * 4 * 2, f"--n {n}")
+            check_fits_in_memory(proxy_bytes(n, copies=2), f"--n {n}")
         return load_dataset(
             kw.get("dataset", self.dataset),
             split=kw.get("split", self.split),
@@ -276,7 +276,50 @@ def obfuscate(job: ObfuscateJob) -> dict:
 
 
 @dataclass(frozen=True, kw_only=True)
-class AttackJob:
+class AttackRun:
+    """Settings every command that trains attacks shares (``attack``, ``audit``)."""
+
+    infnet: Path | None = None
+    """A clean InfNet of the task, the judge that reads the task from reconstructions."""
+    epochs: int = 15
+    """Epochs of the attack networks trained on the training split (proxy-trained: a third, at least 1)."""
+    n_train: int | None = None
+    """Use only the first N training images."""
+    n_test: int | None = None
+    """Use only the first N test images."""
+    n_proxy: int = 30_000
+    """Images the adversary generates per built-in proxy (noisy, path)."""
+    n_tsne: int = 1000
+    """Test images the t-SNE embeds."""
+    no_controls: bool = False
+    """Skip the controls (identity, null and, for a saved model in audit, random weights)."""
+    seed: int = 0
+    """Seeds the split, the proxies, every attack network and the bootstrap."""
+    device: str = "cpu"
+    """cpu, cuda, cuda:N or auto: where the transform, the attacks and the judges run."""
+    data_root: Path | None = None
+    """For MNIST data: a directory with full MNIST (MNIST/raw/*-ubyte) instead of the embedded subset."""
+    out: Path = Path("audit")
+    """Directory for the results (JSON, CSV) and the figures."""
+    progress: bool = False
+    """Show progress bars (the CLI sets it on a terminal)."""
+
+    def train_configs(self, device: str) -> tuple[TrainConfig, TrainConfig]:
+        """(server's, proxy-trained) attack training: the proxies are larger, a third of the epochs."""
+        from dataclasses import replace
+
+        base = TrainConfig(epochs=self.epochs, patience=2, progress=self.progress, device=device)
+        return base, replace(base, epochs=max(1, self.epochs // 3), patience=1)
+
+
+def proxy_bytes(n: int, copies: int = 3) -> int:
+    """Memory of ``n`` generated 3x28x28 float32 proxy images, held ``copies`` times
+    (the images, their transform, a training copy)."""
+    return n * 3 * 28 * 28 * 4 * copies
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttackJob(AttackRun):
     """Settings of ``obfaudit attack``."""
 
     attacks: tuple[str, ...]
@@ -290,39 +333,14 @@ class AttackJob:
     """Audit a control transform: identity or null."""
     data: str | None = None
     """Dataset: mnist or colored-mnist (default: the ObfNet's, else colored-mnist)."""
-    infnet: Path | None = None
-    """Clean InfNet, the judge that reads digits from reconstructions."""
-    epochs: int = 15
-    """Epochs of the server's attack networks (the adversary's get a third of them, at least 1)."""
-    n_train: int | None = None
-    """Use only the first N training images."""
-    n_test: int | None = None
-    """Use only the first N test images."""
-    n_proxy: int = 30_000
-    """Proxy images the adversary generates, per proxy dataset."""
-    n_tsne: int = 1000
-    """Test images the t-SNE embeds."""
     tsne_backend: str = "opentsne"
     """t-SNE implementation: opentsne (the faster here) or sklearn."""
-    no_controls: bool = False
-    """Skip the identity and null controls."""
-    seed: int = 0
-    """Seeds the train/test split, the proxies and every attack network."""
-    device: str = "cpu"
-    """cpu, cuda, cuda:N or auto: where the transform, the attacks and the judge run."""
-    data_root: Path | None = None
-    """Directory with full MNIST (MNIST/raw/*-ubyte); default: the embedded 5,000-image MNIST subset."""
     download: bool = False
     """Download full MNIST into --data-root when it is missing (needs a network)."""
-    out: Path = Path("audit")
-    """Directory for attack.json, attack.csv and the figures."""
-    progress: bool = False
-    """Show progress bars (the CLI sets it on a terminal)."""
 
 
 def run_attacks(job: AttackJob, *, log=lambda message: None) -> dict:
     """Audit one transform (and the controls) with the chosen attacks; write JSON, CSV and figures."""
-    from dataclasses import replace
 
     from obfaudit.attacks import AuditConfig, attack_class, audit
     from obfaudit.data import load_dataset, load_proxy
@@ -338,7 +356,7 @@ def run_attacks(job: AttackJob, *, log=lambda message: None) -> dict:
     needs = {n for a in job.attacks for n in attack_class(a).needs}
     proxy_count = sum(f"proxy:{p}" in needs for p in ("noisy", "path"))
     # each proxy image (3x28x28 float32) is held with its transform and a training copy
-    check_fits_in_memory(proxy_count * job.n_proxy * 3 * 28 * 28 * 4 * 3, f"--n-proxy {job.n_proxy}")
+    check_fits_in_memory(proxy_count * proxy_bytes(job.n_proxy), f"--n-proxy {job.n_proxy}")
     subject = load_transform(obfnet=job.obfnet, transform=job.transform, control=job.control, device=device)
     dataset = job.data or subject.dataset or "colored-mnist"
     # A saved model's own split: another seed would put its training images in the test split.
@@ -357,11 +375,11 @@ def run_attacks(job: AttackJob, *, log=lambda message: None) -> dict:
     if job.infnet:
         infnet, info = load_model(job.infnet, device=device, role="infnet")
         check_model_fits(info, test, what=f"--infnet {job.infnet}")
-    base = TrainConfig(epochs=job.epochs, patience=2, progress=job.progress)
+    train_config, proxy_config = job.train_configs(device)
     config = AuditConfig(
         attacks=job.attacks,
-        train=base,
-        proxy_train=replace(base, epochs=max(1, job.epochs // 3), patience=1),
+        train=train_config,
+        proxy_train=proxy_config,
         tsne_points=job.n_tsne,
         tsne_backend=job.tsne_backend,
         seed=job.seed,
@@ -510,7 +528,7 @@ def rebuild_report(run_dir: Path) -> dict:
 
 
 @dataclass(frozen=True, kw_only=True)
-class AuditJob:
+class AuditJob(AttackRun):
     """Settings of ``obfaudit audit``."""
 
     transform: str
@@ -533,30 +551,6 @@ class AuditJob:
     """Registered attacks to run (default: every one whose needs the data meets)."""
     repeats: int = 1
     """Train each attack K times with seeds SEED..SEED+K-1 and report the spread."""
-    infnet: Path | None = None
-    """A clean InfNet of the task, to read the task from reconstructions."""
-    epochs: int = 15
-    """Epochs of the attack networks trained on the training split (proxy-trained: a third, at least 1)."""
-    n_train: int | None = None
-    """Use only the first N training images."""
-    n_test: int | None = None
-    """Use only the first N test images."""
-    n_proxy: int = 30_000
-    """Images the adversary generates per built-in proxy."""
-    n_tsne: int = 1000
-    """Test images the t-SNE embeds."""
-    no_controls: bool = False
-    """Skip the identity, null and random-weights controls."""
-    seed: int = 0
-    """Seeds the split, the proxies, every attack network and the bootstrap."""
-    device: str = "cpu"
-    """cpu, cuda, cuda:N or auto."""
-    data_root: Path | None = None
-    """For colored-mnist: a directory with full MNIST (MNIST/raw/*-ubyte) instead of the embedded subset."""
-    out: Path = Path("audit")
-    """Directory for results.json, results.csv, figures/ and report.html."""
-    progress: bool = False
-    """Show progress bars (the CLI sets it on a terminal)."""
 
 
 def _audit_data(job: AuditJob, split_seed: int):
@@ -598,7 +592,7 @@ def _proxies(job: AuditJob, attribute: str, test) -> dict:
                 raise ObfauditError(
                     f"--proxy {p} makes 28x28 colour images for the colour attribute; give a folder"
                 )
-            check_fits_in_memory(job.n_proxy * 3 * 28 * 28 * 4 * 3, f"--n-proxy {job.n_proxy}")
+            check_fits_in_memory(proxy_bytes(job.n_proxy), f"--n-proxy {job.n_proxy}")
             # the data's own order of the colour names (a folder's is alphabetical)
             out[p] = load_proxy(p, seed=job.seed + 1 + i, n=job.n_proxy).relabel(
                 attribute, test.classes[attribute]
@@ -672,13 +666,13 @@ def run_audit(job: AuditJob, *, log=lambda message: None) -> dict:
     if job.infnet:
         infnet, info = load_model(job.infnet, device=device, role="infnet")
         check_model_fits(info, test, what=f"--infnet {job.infnet}")
-    base = TrainConfig(epochs=job.epochs, patience=2, progress=job.progress, device=device)
+    train_config, proxy_config = job.train_configs(device)
     config = AuditConfig(
         attacks=attacks,
         attribute=attribute,
         task=task,
-        train=base,
-        proxy_train=replace(base, epochs=max(1, job.epochs // 3), patience=1),
+        train=train_config,
+        proxy_train=proxy_config,
         tsne_points=min(job.n_tsne, len(test)),
         seed=job.seed,
         device=device,
