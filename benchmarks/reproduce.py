@@ -4,6 +4,10 @@ Runs the preset in-process into a fresh directory (so nothing is skipped) and wr
 time, seconds per stage (grouped by kind), peak resident memory and the findings to JSON.
 
     python benchmarks/reproduce.py [--preset default] [--out benchmarks/results/reproduce.json]
+
+``--attacks recnet colornet noisynet pathnet tsne`` prices the study's attacks alone at the
+same commit (the cost of the others is the difference); ``--slow-on-all`` runs the slow
+attacks (decoder, inversion) on every ObfNet and the controls, not only the preset's.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import torch
 
 from obfaudit._io import keep_freed_memory
 from obfaudit.experiments.context import RunSettings
+from obfaudit.experiments.presets import get_preset
 from obfaudit.experiments.reproduce import reproduce
 
 
@@ -31,14 +36,23 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--run-dir", type=Path, default=None, help="keep the run here (default: a temp dir)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/reproduce.json"))
+    ap.add_argument("--attacks", nargs="+", default=None, help="instead of the preset's attacks")
+    ap.add_argument("--slow-on-all", action="store_true", help="slow attacks on every ObfNet")
     args = ap.parse_args()
     keep_freed_memory()  # as the CLI does
     run_dir = args.run_dir or Path(tempfile.mkdtemp(prefix="obfaudit-bench-"))
     if run_dir.exists():
         shutil.rmtree(run_dir)
     t0 = time.perf_counter()
+    preset = get_preset(args.preset, **({"slow_on": None} if args.slow_on_all else {}))
     summary = reproduce(
-        RunSettings(preset=args.preset, out=run_dir, device=args.device),
+        RunSettings(
+            preset=args.preset,
+            out=run_dir,
+            device=args.device,
+            attacks=tuple(args.attacks) if args.attacks else None,
+        ),
+        preset=preset,
         log=lambda m: print(f"[{time.perf_counter() - t0:7.1f} s] {m}", file=sys.stderr, flush=True),
     )
     wall = time.perf_counter() - t0
@@ -48,6 +62,8 @@ def main() -> None:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result = {
         "preset": args.preset,
+        "attacks": list(args.attacks or preset.attacks),
+        "slow_on": preset.slow_on,
         "wall_seconds": round(wall, 1),
         "peak_rss_mb": round(peak_mb),
         "seconds_by_kind": {k: round(v, 1) for k, v in sorted(by_kind.items(), key=lambda t: -t[1])},

@@ -59,6 +59,12 @@ def test_smoke_run_writes_every_output(smoke_run):
             for a in ("recnet", "colornet", "noisynet", "pathnet"):
                 assert (arch, n, a) in attacks
     assert ("mlp", 64, "tsne") in attacks
+    # the stronger attacks: probes everywhere, the slow ones on the preset's slow_on ObfNet only
+    for arch in ("mlp", "cnn"):
+        for n in (8, 64):
+            assert {(arch, n, "linprobe"), (arch, n, "knnprobe")} <= attacks
+    assert {("mlp", 64, "decoder"), ("mlp", 64, "inversion-decoder")} <= attacks
+    assert not {a for a in attacks if a[2] in ("decoder", "inversion-decoder") and a[:2] != ("mlp", 64)}
     controls = {(e["subject"], e["attack"]) for e in results["experiments"] if e["kind"] == "control"}
     assert ("identity", "colornet") in controls and ("null", "pathnet") in controls
     assert any(e["kind"] == "cost" for e in results["experiments"])
@@ -78,6 +84,12 @@ def test_report_is_self_contained(smoke_run):
     assert page.count("data:image/png;base64,") >= len(EXPECTED_FIGURES)
     assert "http://" not in page and "https://" not in page and "<script" not in page
     assert "embedded 5,000-image MNIST subset" in page
+    # the verdict tables lead with each party's worst case; the new attacks are compared with the study's
+    assert "server: strongest F_a" in page and "adversary: best SSIM" in page
+    verdicts = page[page.index('id="verdicts"') : page.index('id="beyond"')]
+    assert verdicts.index("server: strongest F_a") < verdicts.index("recnet SSIM")
+    beyond = page[page.index('id="beyond"') : page.index('id="controls"')]
+    assert "ObfNet-MLP</td><td>64</td>" in beyond and "On " in beyond and "of 4 ObfNets" in beyond
     assert "verdict" in page and "Controls" in page and "Table 1" in page
 
 

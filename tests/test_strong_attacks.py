@@ -35,7 +35,15 @@ def results():
     test = load_colored_mnist("test").subset(slice(0, 140))
     proxies = {"path": load_proxy("path", seed=2, n=1400)}
     cfg = AuditConfig(
-        attacks=("inversion", "decoder", "linprobe", "knnprobe", "linprobe-proxy", "knnprobe-proxy"),
+        attacks=(
+            "inversion",
+            "decoder",
+            "inversion-decoder",
+            "linprobe",
+            "knnprobe",
+            "linprobe-proxy",
+            "knnprobe-proxy",
+        ),
         train=TrainConfig(epochs=2, patience=None, val_fraction=0),
         proxy_train=TrainConfig(epochs=2, patience=None, val_fraction=0),
     )
@@ -47,20 +55,48 @@ def results():
 
 def test_every_new_attack_runs_under_its_party(results):
     ident = {r.attack: r for r in results["identity"].records}
-    assert set(ident) == {"inversion", "decoder", "linprobe", "knnprobe", "linprobe-proxy", "knnprobe-proxy"}
-    assert {ident[a].party for a in ("inversion", "decoder", "linprobe-proxy", "knnprobe-proxy")} == {
-        "adversary"
+    assert set(ident) == {
+        "inversion",
+        "decoder",
+        "inversion-decoder",
+        "linprobe",
+        "knnprobe",
+        "linprobe-proxy",
+        "knnprobe-proxy",
     }
+    adversary = ("inversion", "decoder", "inversion-decoder", "linprobe-proxy", "knnprobe-proxy")
+    assert {ident[a].party for a in adversary} == {"adversary"}
     assert ident["linprobe"].party == "server"
     for a in ("linprobe", "linprobe-proxy", "inversion"):
         assert ident[a].verdict == "compromised", a
 
 
-def test_on_the_null_control_the_probes_are_at_chance(results):
+def test_on_the_null_control_the_probes_and_inversions_are_at_chance(results):
+    checked = set()
     for r in results["null"].records:
-        if r.output == "attribute":
+        if r.metrics.get("feature_accuracy") is not None:
             lo, hi = r.metrics["feature_accuracy_ci"]
             assert lo <= 1 / 7 <= hi or hi < 0.3, (r.attack, lo, hi)
+            checked.add(r.attack)
+    assert {"inversion", "inversion-decoder", "linprobe"} <= checked
+
+
+def test_the_decoder_started_inversion_reuses_the_decoder_and_refines_it(results):
+    recs = {r.attack: r for r in results["identity"].records}
+    hybrid = recs["inversion-decoder"]
+    assert hybrid.fit["start"] == "decoder" and hybrid.fit["decoder"]["shared"] is True
+    assert recs["decoder"].fit["shared"] is False
+    # through the identity, refining the decoder's guess fits the traffic: better than the decoder
+    assert hybrid.metrics["ssim"] > recs["decoder"].metrics["ssim"]
+    assert hybrid.metrics["ssim"] >= 0.9
+
+
+def test_inversion_can_start_from_given_images():
+    x = torch.rand(6, 3, 8, 8)
+    out = invert(IdentityTransform(), x, (3, 8, 8), steps=0, start=x)
+    assert torch.allclose(out, x.clamp(1e-3, 1 - 1e-3), atol=1e-5)
+    with pytest.raises(ValueError, match="2 starting images for 6 targets"):
+        invert(IdentityTransform(), x, (3, 8, 8), steps=1, start=x[:2])
 
 
 def test_inversion_refuses_a_graph_it_cannot_differentiate(tmp_path):
@@ -100,3 +136,40 @@ def test_inversion_refuses_a_graph_it_cannot_differentiate(tmp_path):
     )
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads(r.stdout)["skipped"]["t"] == {"inversion": "needs gradients"}
+
+
+def _exp(attack, party, fa, ci, arch="mlp", n=64, **metrics):
+    from obfaudit.records import Experiment
+
+    return Experiment(
+        id=f"{arch}{n}/{attack}",
+        kind="attack",
+        dataset="colored-mnist",
+        arch=arch,
+        bottleneck=n,
+        attack=attack,
+        party=party,
+        metrics={"feature_accuracy": fa, "feature_accuracy_ci": ci, **metrics},
+    )
+
+
+def test_a_new_attack_beats_the_study_only_when_the_intervals_are_apart():
+    from obfaudit.report.findings import beyond_study, beyond_summary
+
+    exps = [
+        _exp("recnet", "server", 0.70, [0.67, 0.73], ssim=0.55, ssim_ci=[0.54, 0.56]),
+        _exp("noisynet", "adversary", 0.25, [0.22, 0.28]),
+        _exp("decoder", "adversary", 0.65, [0.62, 0.68], ssim=0.39, ssim_ci=[0.38, 0.40]),
+        _exp("inversion-decoder", "adversary", 0.91, [0.89, 0.93], ssim=0.56, ssim_ci=[0.55, 0.57]),
+        # on the CNN, the new attack's interval overlaps the study's: no win
+        _exp("colornet", "server", 0.40, [0.37, 0.43], arch="cnn"),
+        _exp("linprobe", "server", 0.42, [0.39, 0.45], arch="cnn"),
+    ]
+    rows = {r["arch"]: r for r in beyond_study(exps)}
+    assert rows["mlp"]["new"].attack == "inversion-decoder" and rows["mlp"]["study"].attack == "recnet"
+    assert rows["mlp"]["new_image"].attack == "inversion-decoder"
+    text = beyond_summary(list(rows.values()))
+    assert "On 1 of 2 ObfNets the strongest new attack beats the study's strongest by F_a: MLP-64" in text
+    assert "On 1 of 1 ObfNet the eavesdropper's strongest new attack beats NoisyNet and PathNet" in text
+    # SSIM 0.56 [0.55, 0.57] against RecNet's 0.55 [0.54, 0.56]: overlapping, not a win
+    assert "On 0 of 1 ObfNet the best new reconstruction beats the server's RecNet by SSIM." in text

@@ -55,6 +55,8 @@ class Attack(ABC):
             sensitive attribute), ``traffic``, ``transform``, ``proxy:NAME``.
         output: what ``infer`` returns, which picks the scorer.
         description: one line for ``--help`` and the report.
+        slow: tens of seconds per transform on a CPU (trains on proxies, or optimises
+            images); a reproduction preset may run such attacks on some ObfNets only.
     """
 
     name: ClassVar[str] = ""
@@ -62,6 +64,7 @@ class Attack(ABC):
     needs: ClassVar[tuple[str, ...]] = ()
     output: ClassVar[Output]
     description: ClassVar[str] = ""
+    slow: ClassVar[bool] = False
 
     def __init__(self, config: AuditConfig) -> None:
         self.config = config

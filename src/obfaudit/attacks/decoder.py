@@ -2,7 +2,8 @@
 
 The adversary holds the public transform and images it made itself, so it can train
 RecNet without the private training data: on every proxy set it has, transformed, mapped
-back to the proxy images. It then decodes the traffic.
+back to the proxy images. It then decodes the traffic. The trained decoder is kept in the
+adversary's knowledge, so ``inversion-decoder`` starts from it without training another.
 """
 
 from __future__ import annotations
@@ -21,11 +22,19 @@ class EavesdropperDecoder(Reconstructor):
 
     party = Party.ADVERSARY
     needs = ("proxy",)
+    slow = True
     description = "adversary: RecNet trained on (transform(proxy), proxy) pairs of its own images"
 
     def fit(self, knowledge: AdversaryKnowledge) -> dict:
         expect(knowledge, self.party, self.name)
+        key = ("decoder", self.config.seed)
+        made = not knowledge.has_derived(key)
+        self.net, fit = knowledge.derived(key, lambda: self._train_on_proxies(knowledge))
+        return {**fit, "shared": not made}
+
+    def _train_on_proxies(self, knowledge: AdversaryKnowledge) -> tuple[torch.nn.Module, dict]:
         names = sorted(knowledge.proxies)
         z = torch.cat([knowledge.observed_proxy(n) for n in names])
         x = torch.cat([knowledge.proxy(n).x for n in names])
-        return self._train(z, x, self.config.proxy_train, [knowledge.proxy(n).name for n in names])
+        fit = self._train(z, x, self.config.proxy_train, [knowledge.proxy(n).name for n in names])
+        return self.net, fit

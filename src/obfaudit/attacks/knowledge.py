@@ -11,9 +11,10 @@ transformed tensors only. The test split and its labels live in the scorer alone
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TypeVar
 
 import torch
 
@@ -21,6 +22,8 @@ from obfaudit.attacks.base import Party
 from obfaudit.data import ImageSet, ProxySet
 from obfaudit.errors import ThreatModelError
 from obfaudit.transforms import Observer, Transform
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ class AdversaryKnowledge:
     """The shape of one input image: public, like the transform that takes it."""
     party = Party.ADVERSARY
     _observer: Observer = field(init=False, repr=False)
+    _derived: dict = field(init=False, repr=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         for name, data in self.proxies.items():
@@ -78,6 +82,16 @@ class AdversaryKnowledge:
     def observed_proxy(self, name: str) -> torch.Tensor:
         """The transform of proxy ``name``'s images (computed once)."""
         return self._observer(f"proxy:{name}", self.proxy(name).x)
+
+    def derived(self, key: Hashable, make: Callable[[], T]) -> T:
+        """What the adversary made from this knowledge alone (e.g. a decoder trained on its
+        proxies), made once by ``make`` and shared with its other attacks in the same audit."""
+        if key not in self._derived:
+            self._derived[key] = make()
+        return self._derived[key]
+
+    def has_derived(self, key: Hashable) -> bool:
+        return key in self._derived
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,7 @@ class ServerProbe(Probe):
 class AdversaryProbe(Probe):
     party = Party.ADVERSARY
     needs = ("proxy", "attribute")
+    slow = True  # 60,000 proxy images: 10-35 s per ObfNet here
 
     def fit(self, knowledge: AdversaryKnowledge) -> dict:
         expect(knowledge, self.party, self.name)

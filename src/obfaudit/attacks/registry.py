@@ -27,6 +27,7 @@ _BUILTIN_ORDER = (
     "tsne",
     "inversion",
     "decoder",
+    "inversion-decoder",
     "linprobe",
     "knnprobe",
     "linprobe-proxy",

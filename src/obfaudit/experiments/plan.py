@@ -59,17 +59,20 @@ def attacks_for(
     ds: str, attacks: tuple[str, ...], preset: Preset, subject: tuple[str, int] | None
 ) -> tuple[str, ...]:
     """The attacks that can run on ``ds`` (their needs met by its labels and the proxies);
-    embedding attacks only on the preset's t-SNE subjects (they cost a minute each)."""
+    embedding attacks only on the preset's t-SNE subjects (they cost a minute each), slow
+    attacks only on its ``slow_on`` subjects (``subject`` None: the controls)."""
     has_attr = ATTRIBUTE in DATASET_LABELS[ds]
-    available = {"train", "traffic", "transform"}
+    available = {"train", "traffic", "transform", "gradients"}  # ObfNets are torch modules
     if has_attr:
-        available |= {"attribute", *(f"proxy:{p}" for p in PROXIES)}
+        available |= {"attribute", "proxy", *(f"proxy:{p}" for p in PROXIES)}
     keep = []
     for name in attacks:
         cls = attack_class(name)
         if cls.unmet(available):
             continue
         if cls.output is Output.EMBEDDING and subject not in preset.tsne:
+            continue
+        if cls.slow and preset.slow_on is not None and subject not in preset.slow_on:
             continue
         keep.append(name)
     return tuple(keep)

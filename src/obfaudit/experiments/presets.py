@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 
+from obfaudit.attacks.audit import STUDY_ATTACKS
 from obfaudit.errors import ObfauditError
 
 STUDY_BOTTLENECKS = (8, 16, 32, 64, 128, 256, 512, 1024)
+#: The stronger attacks every preset adds to the study's (issue 13): the server's probes, the
+#: eavesdropper's decoder and the inversion started from it.
+NEW_ATTACKS = ("linprobe", "knnprobe", "decoder", "inversion-decoder")
 
 
 @dataclass(frozen=True)
@@ -22,8 +26,12 @@ class Preset:
     mnist_bottlenecks: tuple[int, ...] = STUDY_BOTTLENECKS[:-1]
     """MNIST ObfNet-MLP bottlenecks (figure 7)."""
     archs: tuple[str, ...] = ("mlp", "cnn")
-    attacks: tuple[str, ...] = ("recnet", "colornet", "noisynet", "pathnet", "tsne")
-    """Registered attacks run on each ObfNet (embedding attacks only on the ``tsne`` ObfNets)."""
+    attacks: tuple[str, ...] = STUDY_ATTACKS + NEW_ATTACKS
+    """Registered attacks run on each ObfNet (embedding attacks only on the ``tsne`` ObfNets,
+    slow ones only on the ``slow_on`` ObfNets)."""
+    slow_on: tuple[tuple[str, int], ...] | None = None
+    """(arch, N) of the ObfNets that slow attacks (decoder, inversions, proxy probes) run on;
+    None: every ObfNet and the controls."""
     infnet_epochs: int = 14
     obfnet_epochs: int = 14
     attack_epochs: int = 15
@@ -61,6 +69,9 @@ PRESETS: dict[str, Preset] = {
         obfnet_epochs=8,
         attack_epochs=15,
         proxy_epochs=2,
+        # the decoder and the inversion cost 25-70 s per ObfNet here: on two ObfNets only, one
+        # per architecture, where the study's adversary is weakest against its server
+        slow_on=(("mlp", 64), ("cnn", 1024)),
     ),
     "paper": Preset(
         name="paper",
@@ -89,6 +100,7 @@ PRESETS: dict[str, Preset] = {
         n_test=210,
         tsne=(("mlp", 64),),
         tsne_points=150,
+        slow_on=(("mlp", 64),),
     ),
     "imagenette": Preset(
         name="imagenette",

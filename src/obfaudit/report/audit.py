@@ -10,18 +10,8 @@ from pathlib import Path
 from obfaudit._io import atomic_write_text
 from obfaudit.records import Experiment, overall_verdict
 from obfaudit.report import figures as F
+from obfaudit.report.collect import strongest
 from obfaudit.report.html import _environment, num_ci, pct_ci
-
-
-def strongest(records: list[Experiment]) -> Experiment | None:
-    """The worst case among one party's attacks: the highest F_a lower bound, else the best SSIM."""
-    scored = [e for e in records if e.metrics.get("feature_accuracy") is not None]
-    if scored:
-        return max(
-            scored, key=lambda e: (e.metrics.get("feature_accuracy_ci") or [e.metrics["feature_accuracy"]])[0]
-        )
-    images = [e for e in records if e.metrics.get("ssim") is not None]
-    return max(images, key=lambda e: e.metrics["ssim"]) if images else None
 
 
 def score_text(e: Experiment) -> str:

@@ -134,3 +134,48 @@ def attacks_present(exps: list[Experiment], *, output: str | None = None) -> lis
     }
     known = [a for a in attack_names() if a in seen]
     return known + sorted(seen - set(known))
+
+
+def lower_bound(e: Experiment, metric: str = "feature_accuracy") -> float:
+    """The lower end of a metric's 95% interval (the value itself when it has none)."""
+    ci = e.metrics.get(f"{metric}_ci")
+    return ci[0] if ci else e.metrics[metric]
+
+
+def upper_bound(e: Experiment, metric: str = "feature_accuracy") -> float:
+    ci = e.metrics.get(f"{metric}_ci")
+    return ci[1] if ci else e.metrics[metric]
+
+
+def strongest_by(records: Iterable[Experiment], metric: str) -> Experiment | None:
+    """The record with the highest lower bound of ``metric`` (F_a, SSIM), or None."""
+    scored = [e for e in records if e.metrics.get(metric) is not None]
+    return max(scored, key=lambda e: lower_bound(e, metric)) if scored else None
+
+
+def strongest(records: list[Experiment]) -> Experiment | None:
+    """The worst case among one party's attacks: the highest F_a lower bound, else the best SSIM."""
+    return strongest_by(records, "feature_accuracy") or strongest_by(records, "ssim")
+
+
+def worst_case(on: Iterable[Experiment]) -> dict[str, dict[str, Experiment | None]]:
+    """{party: {"feature_accuracy": strongest by F_a, "ssim": best reconstruction}} of one subject."""
+    by_party: dict[str, list[Experiment]] = defaultdict(list)
+    for e in on:
+        by_party[e.party].append(e)
+    return {
+        party: {m: strongest_by(recs, m) for m in ("feature_accuracy", "ssim")}
+        for party, recs in sorted(by_party.items(), key=lambda kv: PARTY_ORDER.get(kv[0], 9))
+    }
+
+
+PARTY_ORDER = {"server": 0, "adversary": 1, "third-party": 2}
+
+
+def compare(new: Experiment, old: Experiment, metric: str = "feature_accuracy") -> str:
+    """ "beats" when new's interval lies above old's, "below" when under it, else "overlaps"."""
+    if lower_bound(new, metric) > upper_bound(old, metric):
+        return "beats"
+    if upper_bound(new, metric) < lower_bound(old, metric):
+        return "below"
+    return "overlaps"

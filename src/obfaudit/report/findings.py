@@ -6,8 +6,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from obfaudit.attacks.audit import STUDY_ATTACKS
 from obfaudit.records import Experiment
-from obfaudit.report.collect import attack_series
+from obfaudit.report.collect import attack_series, attacks_by_subject, compare, strongest_by
 
 #: What the study reports in numbers (the rest of its results are plots).
 STUDY_NUMBERS = {
@@ -141,3 +142,57 @@ def findings(
             )
         )
     return out
+
+
+def beyond_study(exps: list[Experiment], dataset: str = DATASET) -> list[dict]:
+    """Per ObfNet where an attack beyond the study's ran: the strongest study attack and the
+    strongest new one by F_a (overall and the eavesdropper's), and RecNet's SSIM against the
+    best new reconstruction."""
+    rows = []
+    for (arch, n), on in sorted(attacks_by_subject(exps, dataset).items()):
+        study = [e for a, e in on.items() if a in STUDY_ATTACKS]
+        new = [e for a, e in on.items() if a not in STUDY_ATTACKS]
+        if not new:
+            continue
+        adversary = [e for e in new if e.party == "adversary"]
+        rows.append(
+            {
+                "arch": arch,
+                "bottleneck": n,
+                "study": strongest_by(study, "feature_accuracy"),
+                "new": strongest_by(new, "feature_accuracy"),
+                "study_adversary": strongest_by(
+                    [e for e in study if e.party == "adversary"], "feature_accuracy"
+                ),
+                "new_adversary": strongest_by(adversary, "feature_accuracy"),
+                "recnet": on.get("recnet")
+                if (on.get("recnet") and on["recnet"].metrics.get("ssim") is not None)
+                else None,
+                "new_image": strongest_by(new, "ssim"),
+            }
+        )
+    return rows
+
+
+def beyond_summary(rows: list[dict]) -> str:
+    """One sentence per comparison: on how many ObfNets a new attack beats the study's."""
+    parts = []
+    for old, new, metric, what in (
+        ("study", "new", "feature_accuracy", "the strongest new attack beats the study's strongest by F_a"),
+        (
+            "study_adversary",
+            "new_adversary",
+            "feature_accuracy",
+            "the eavesdropper's strongest new attack beats NoisyNet and PathNet",
+        ),
+        ("recnet", "new_image", "ssim", "the best new reconstruction beats the server's RecNet by SSIM"),
+    ):
+        pairs = [(r, compare(r[new], r[old], metric)) for r in rows if r[old] and r[new]]
+        if not pairs:
+            continue
+        won = [f"{r['arch'].upper()}-{r['bottleneck']} ({r[new].attack})" for r, c in pairs if c == "beats"]
+        parts.append(
+            f"On {len(won)} of {len(pairs)} ObfNet{'' if len(pairs) == 1 else 's'} {what}"
+            + (f": {', '.join(won)}." if won else ".")
+        )
+    return " ".join(parts)

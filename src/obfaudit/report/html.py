@@ -10,14 +10,15 @@ from pathlib import Path
 from obfaudit._io import atomic_write_text
 from obfaudit.cost import format_size, human
 from obfaudit.records import Experiment, overall_verdict
-from obfaudit.report.collect import attacks_by_subject, attacks_present
-from obfaudit.report.findings import Finding
+from obfaudit.report.collect import attacks_by_subject, attacks_present, compare, worst_case
+from obfaudit.report.findings import Finding, beyond_study, beyond_summary
 
 SECTIONS = (
     ("settings", "Data and settings"),
     ("threat-model", "Threat model"),
     ("findings", "The study's findings, checked"),
     ("verdicts", "Verdicts"),
+    ("beyond", "Beyond the study"),
     ("controls", "Controls"),
     ("figures", "Figures"),
     ("cost", "Table 1: cost at 224x224x3"),
@@ -83,7 +84,27 @@ def _header(attack: str, output: str, attribute: str | None) -> list[str]:
     return [f"{attack} F_a"]
 
 
+WORST_HEADERS = {"feature_accuracy": "strongest F_a", "ssim": "best SSIM"}
+
+
+def _worst_cells(on: dict[str, Experiment], columns: list[tuple[str, str]]) -> list[str]:
+    """Per (party, metric) column: the strongest attack of that party on this subject and its score."""
+    worst = worst_case(on.values())
+    cells = []
+    for party, metric in columns:
+        e = worst.get(party, {}).get(metric)
+        if e is None:
+            cells.append("-")
+        elif metric == "ssim":
+            cells.append(f"{e.attack} {num_ci(e.metrics['ssim'], e.metrics.get('ssim_ci'))}")
+        else:
+            cells.append(f"{e.attack} {pct_ci(e.metrics[metric], e.metrics.get(f'{metric}_ci'))}")
+    return cells
+
+
 def verdict_tables(exps: list[Experiment]) -> list[dict]:
+    """Per dataset, a row per ObfNet: utility, then the strongest attack of each party (the
+    worst case, first), then every attack's score."""
     tables = []
     for ds in ("colored-mnist", "mnist"):
         obfs = sorted(
@@ -97,11 +118,19 @@ def verdict_tables(exps: list[Experiment]) -> list[dict]:
         has_attr = next(
             (e.attribute for e in exps if e.kind == "attack" and e.dataset == ds and e.attribute), None
         )
-        header = [h for a in attacks for h in _header(a, outputs[a], has_attr)]
+        ran = [e for e in exps if e.kind == "attack" and e.dataset == ds]
+        worst = [
+            (party, metric)
+            for party, best in worst_case(ran).items()
+            for metric, e in best.items()
+            if e is not None
+        ]
+        header = [f"{party}: {WORST_HEADERS[metric]}" for party, metric in worst]
+        header += [h for a in attacks for h in _header(a, outputs[a], has_attr)]
         rows = []
         for o in obfs:
             on = by_subject.get((o.arch, o.bottleneck), {})
-            cells = []
+            cells = _worst_cells(on, worst)
             for a in attacks:
                 got = _score_cells(on.get(a))
                 cells += got + ["-"] * (len(_header(a, outputs[a], has_attr)) - len(got))
@@ -115,8 +144,33 @@ def verdict_tables(exps: list[Experiment]) -> list[dict]:
                     "verdict": overall_verdict([e.verdict for e in on.values()]),
                 }
             )
-        tables.append({"dataset": ds, "header": header, "rows": rows})
+        tables.append({"dataset": ds, "header": header, "rows": rows, "worst": len(worst)})
     return tables
+
+
+def _cell(e: Experiment | None, metric: str) -> str:
+    if e is None:
+        return "-"
+    m = e.metrics
+    fmt = num_ci if metric == "ssim" else pct_ci
+    return f"{e.attack} {fmt(m[metric], m.get(f'{metric}_ci'))}"
+
+
+def beyond_study_table(exps: list[Experiment]) -> dict:
+    """The report's rows comparing the new attacks with the study's, and a one-line summary."""
+    rows = beyond_study(exps)
+    cells = []
+    for r in rows:
+        row = []
+        for old, new, metric in (
+            ("study", "new", "feature_accuracy"),
+            ("study_adversary", "new_adversary", "feature_accuracy"),
+            ("recnet", "new_image", "ssim"),
+        ):
+            o, n = r[old], r[new]
+            row += [_cell(o, metric), _cell(n, metric), compare(n, o, metric) if o and n else "-"]
+        cells.append({"name": f"ObfNet-{r['arch'].upper()}", "bottleneck": r["bottleneck"], "cells": row})
+    return {"beyond": cells, "beyond_summary": beyond_summary(rows)}
 
 
 def control_rows(exps: list[Experiment]) -> list[dict]:
@@ -200,6 +254,7 @@ def write_report(
         "threat_model": threat_model(exps),
         "findings": found,
         "verdict_tables": verdict_tables(exps),
+        **beyond_study_table(exps),
         "controls": control_rows(exps),
         "figures": _figures(run_dir, results.get("figures", {})),
         "cost": cost,

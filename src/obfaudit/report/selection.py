@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 
 from obfaudit.records import Experiment
 from obfaudit.report import figures as F
-from obfaudit.report.collect import attack_series, attacks_present
+from obfaudit.report.collect import attack_series, attacks_by_subject, attacks_present, compare
 from obfaudit.report.findings import STUDY_NUMBERS, pct
 
 #: The study's figure numbers for its attacks; any other attack gets a figure of its own name.
@@ -84,35 +84,74 @@ def _reconstructions(run_dir: Path, exps: list[Experiment], figs: dict, fdir: Pa
 
 
 def _attribute_curves(exps: list[Experiment], figs: dict, fdir: Path, chance: float, thr: float) -> None:
+    """fig9 (ColorNet) and fig10a/b (NoisyNet, PathNet) with, as dashed extra lines, every other
+    attack of the same party that reads the attribute (probes, the attribute read from
+    reconstructions, the decoder, inversion); an attribute attack of a party the study never
+    plotted gets a figure of its own."""
+    party_of = {e.attack: e.party for e in exps if e.kind == "attack" and e.dataset == DATASET}
+    plotted = {party_of[a] for a in STUDY_FIGURE_IDS if a in party_of}
+    extras = [
+        a
+        for a in attacks_present(exps)
+        if a in party_of and a not in STUDY_FIGURE_IDS and attack_series(exps, DATASET, a)
+    ]
     for attack in attacks_present(exps, output="attribute"):
         series = attack_series(exps, DATASET, attack)
         if not series:
             continue
-        party = next(e.party for e in exps if e.attack == attack)
+        party = party_of[attack]
+        if attack not in STUDY_FIGURE_IDS and party in plotted:
+            continue  # a dashed line in its party's study figure
         fig_id = STUDY_FIGURE_IDS.get(attack, "fig")
         name = f"{fig_id}_{attack}_fa.png"
         cis = attack_series(exps, DATASET, attack, "feature_accuracy_ci")
+        others = (
+            [a for a in extras if party_of[a] == party and a != attack] if attack in STUDY_FIGURE_IDS else []
+        )
         F.fa_vs_bottleneck(
-            {f"ObfNet-{a.upper()}": v for a, v in series.items()},
+            {f"{attack} ObfNet-{a.upper()}": v for a, v in series.items()},
             fdir / name,
             chance=chance,
             threshold=thr,
-            title=f"{fig_id}: {party}'s {attack} F_a vs bottleneck",
+            title=f"{fig_id}: {party}'s {attack} F_a vs bottleneck"
+            + (f" (dashed: the {party}'s other attacks)" if others else ""),
             intervals={
-                f"ObfNet-{a.upper()}": [dict(zip(*cis.get(a, ([], [])), strict=True)).get(n) for n in ns]
+                f"{attack} ObfNet-{a.upper()}": [
+                    dict(zip(*cis.get(a, ([], [])), strict=True)).get(n) for n in ns
+                ]
                 for a, (ns, _) in series.items()
+            },
+            reference={
+                f"{o} ObfNet-{a.upper()}": v
+                for o in others
+                for a, v in attack_series(exps, DATASET, o).items()
             },
         )
         above = sum(f > thr for _, v in series.values() for f in v)
         total = sum(len(v) for _, v in series.values())
         lo = min((min(v), a) for a, (_, v) in series.items())
         hi = max((max(v), a) for a, (_, v) in series.items())
-        figs[name] = {
-            "title": f"{fig_id}: {attack} ({party}) feature accuracy",
-            "reading": f"Every point above the dashed line is a compromised ObfNet: {above} of {total}. F_a ranges "
+        reading = (
+            f"Every point above the dashed line is a compromised ObfNet: {above} of {total}. F_a ranges "
             f"from {pct(lo[0])} (ObfNet-{lo[1].upper()}) to {pct(hi[0])} (ObfNet-{hi[1].upper()}); chance is "
-            f"{pct(chance)}.",
-        }
+            f"{pct(chance)}."
+        )
+        for o in others:
+            higher, both = _higher(exps, o, attack)
+            if both:
+                reading += f" {o} scores higher than {attack} on {higher} of the {both} ObfNets both ran on."
+        figs[name] = {"title": f"{fig_id}: {attack} ({party}) feature accuracy", "reading": reading}
+
+
+def _higher(exps: list[Experiment], attack: str, than: str) -> tuple[int, int]:
+    """On how many ObfNets ``attack``'s F_a interval lies above ``than``'s, of those both ran on."""
+    on = attacks_by_subject(exps, DATASET)
+    pairs = [
+        (s[attack], s[than])
+        for s in on.values()
+        if attack in s and than in s and s[attack].metrics.get("feature_accuracy") is not None
+    ]
+    return sum(compare(a, b) == "beats" for a, b in pairs), len(pairs)
 
 
 def _embeddings(

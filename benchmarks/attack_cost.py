@@ -1,0 +1,81 @@
+"""Seconds and scores of each attack on ObfNets a reproduction already trained.
+
+Loads the ObfNets, InfNet and judge of a run directory (e.g. runs/default) and audits the
+chosen ObfNets with the chosen attacks under the preset's settings, one attack at a time,
+printing seconds, F_a and SSIM of each. Use it to price an attack before adding it to a
+preset, and to compare attacks on the same ObfNets.
+
+    python benchmarks/attack_cost.py runs/default --subjects mlp-b64 cnn-b128 \
+        --attacks inversion decoder linprobe knnprobe
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from obfaudit._io import keep_freed_memory
+from obfaudit.attacks import attack_names, audit_transform
+from obfaudit.experiments.context import RunContext, RunSettings
+from obfaudit.experiments.plan import _audit_config, _audit_data
+from obfaudit.experiments.presets import get_preset
+from obfaudit.models import load_model
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run", type=Path, help="a reproduction's run directory")
+    ap.add_argument("--preset", default="default")
+    ap.add_argument("--dataset", default="colored-mnist")
+    ap.add_argument("--subjects", nargs="+", default=["mlp-b64", "cnn-b128"], help="ARCH-bN of ObfNets")
+    ap.add_argument("--attacks", nargs="+", default=["inversion", "decoder"], choices=attack_names())
+    args = ap.parse_args()
+    keep_freed_memory()
+    preset = get_preset(args.preset)
+    ctx = RunContext(settings=RunSettings(preset=args.preset), preset=preset, out=args.run)
+    train, test, proxies = _audit_data(ctx, args.dataset)
+    infnet, _ = load_model(args.run / "models" / f"infnet-cnn-{args.dataset}.safetensors", role="infnet")
+    judge_path = args.run / "models" / f"judge-colour-{args.dataset}.safetensors"
+    judge = load_model(judge_path)[0] if judge_path.exists() else None
+    print("| ObfNet | attack | party | seconds | F_a [95% CI] | SSIM [95% CI] |")
+    print("|---|---|---|---|---|---|")
+    total = 0.0
+    for subject in args.subjects:
+        obfnet, _ = load_model(args.run / "models" / f"obfnet-{subject}-{args.dataset}.safetensors")
+        for name in args.attacks:
+            t0 = time.perf_counter()
+            res = audit_transform(
+                f"obfnet-{subject}",
+                obfnet,
+                train=train,
+                test=test,
+                proxies=proxies,
+                infnet=infnet,
+                attribute_judge=judge,
+                config=_audit_config(ctx, (name,)),
+            )
+            seconds = time.perf_counter() - t0
+            total += seconds
+            for r in res.records:
+                m = r.metrics
+                fa = _ci(m, "feature_accuracy", 100, "%")
+                ssim = _ci(m, "ssim", 1, "")
+                print(f"| {subject} | {name} | {r.party} | {seconds:.1f} | {fa} | {ssim} |")
+            for attack, why in res.skipped.items():
+                print(f"| {subject} | {attack} | - | - | skipped: {why} | |")
+    print(f"\ntotal {total:.1f} s")
+
+
+def _ci(m: dict, key: str, scale: float, unit: str) -> str:
+    v = m.get(key)
+    if v is None:
+        return "-"
+    ci = m.get(f"{key}_ci")
+    if ci:
+        return f"{scale * v:.2f}{unit} [{scale * ci[0]:.2f}, {scale * ci[1]:.2f}]"
+    return f"{scale * v:.2f}{unit}"
+
+
+if __name__ == "__main__":
+    main()
