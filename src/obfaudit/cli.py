@@ -41,6 +41,7 @@ def _number_arg(kind: Callable[[str], float], accept: Callable[[float], bool], e
 positive_int = _number_arg(int, lambda v: v > 0, "a positive integer")
 non_negative_int = _number_arg(int, lambda v: v >= 0, "an integer of 0 or more")
 positive_float = _number_arg(float, lambda v: 0 < v < float("inf"), "a positive finite number")
+non_negative_float = _number_arg(float, lambda v: 0 <= v < float("inf"), "a finite number >= 0")
 n_tsne = _number_arg(int, lambda v: v >= 50, "at least 50 points (t-SNE and its k-NN scores need them)")
 
 
@@ -220,6 +221,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def add_train_commands(sub: argparse._SubParsersAction) -> None:
     from obfaudit.commands import TrainJob
+    from obfaudit.defences import defence_names
     from obfaudit.train import TrainConfig
 
     train = sub.add_parser("train", help="train and save a model", description="Train and save a model.")
@@ -249,11 +251,13 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
     add(
         p,
         TrainJob,
-        ["arch", "bottleneck", "infnet", "data", "infnet_dropout"],
+        ["arch", "bottleneck", "infnet", "data", "infnet_dropout", "defence", "strength"],
         arch={"choices": ("mlp", "cnn"), "default": "mlp"},
         bottleneck={"required": True},
         infnet={"required": True},
         data={"choices": DIGITS},
+        defence={"choices": defence_names()},
+        strength={"type": non_negative_float, "metavar": "X"},
     )
     add(p, TrainConfig, TRAINING, epochs={"default": 20})
     add(p, TrainJob, ["data_root", "download", "out"], out={"required": True})

@@ -146,6 +146,10 @@ class TrainJob:
     (its seed) is used."""
     infnet_dropout: bool = False
     """Keep InfNet's dropout active while training the ObfNet (the reference Keras behaviour)."""
+    defence: str = "none"
+    """How the ObfNet is defended: none, noise (sigma), dcor (NoPeek, lambda) or adversarial (lambda)."""
+    strength: float = 0.0
+    """The defence's strength: its weight lambda, or the noise scale sigma."""
     data_root: Path | None = None
     """Directory with full MNIST (MNIST/raw/*-ubyte); default: the embedded 5,000-image MNIST subset."""
     download: bool = False
@@ -186,6 +190,7 @@ def train_infnet(job: TrainJob) -> dict:
 
 def train_obfnet(job: TrainJob) -> dict:
     """Train an ObfNet through a frozen InfNet on the InfNet's own split, and save it."""
+    from obfaudit.defences import get_defence
     from obfaudit.experiments.steps import check_model_fits, fit_obfnet
     from obfaudit.models import load_model, model_id, read_sidecar, save_model
 
@@ -200,13 +205,23 @@ def train_obfnet(job: TrainJob) -> dict:
     # The InfNet's own split: with another seed, its training images would be in the test split.
     train, test = _splits(job, dataset, info.get("seed", job.train.seed))
     check_model_fits(info, train, what=f"--infnet {job.infnet}")
+    defence = get_defence(job.defence, job.strength)
     infnet, _ = load_model(job.infnet, role="infnet")
     model, metrics = fit_obfnet(
-        job.arch, job.bottleneck, infnet, train, test, job.train, infnet_dropout=job.infnet_dropout
+        job.arch,
+        job.bottleneck,
+        infnet,
+        train,
+        test,
+        job.train,
+        infnet_dropout=job.infnet_dropout,
+        defence=defence,
     )
+    suffix = "" if defence.name == "none" else f"-{defence.label}"
     path = save_model(
         model,
-        job.out / f"{model_id('obfnet_' + job.arch, bottleneck=job.bottleneck)}-{dataset}",
+        job.out / f"{model_id('obfnet_' + job.arch, bottleneck=job.bottleneck)}{suffix}-{dataset}",
+        defence=defence.to_dict(),
         dataset=dataset,
         seed=job.train.seed,
         infnet=str(job.infnet),

@@ -122,6 +122,7 @@ def fit(
     forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
     metric: Callable[[torch.Tensor, torch.Tensor], float] | None = None,
     set_mode: Callable[[bool], None] | None = None,
+    objective: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> FitResult:
     """Train ``model``'s parameters with Adam to minimise ``loss_fn(forward(x), y)``.
 
@@ -135,6 +136,10 @@ def fit(
         metric: a score of outputs against targets, reported on the validation split.
         set_mode: called with True before training epochs and False before validation,
             for modules other than ``model`` whose mode must follow (e.g. a frozen InfNet).
+        objective: the training loss of a batch (inputs, targets), run under autocast,
+            instead of ``loss_fn(forward(x), y)``; validation still uses ``forward`` and
+            ``loss_fn``. A defence adds its penalty here, and may step its own optimiser
+            (an adversary's) inside it before returning the obfuscator's loss.
 
     Returns:
         The run's summary. With early stopping, ``model`` ends with its best weights.
@@ -181,8 +186,8 @@ def fit(
                 xb = random_shift(xb, config.shift, g)
             yb = as_float(y[idx].to(device, non_blocking=True))
             with autocast(device, config.precision):
-                out = forward(xb)
-            loss = loss_fn(out.float(), yb)
+                out = forward(xb) if objective is None else objective(xb, yb)
+            loss = loss_fn(out.float(), yb) if objective is None else out
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -306,12 +311,18 @@ def train_obfnet(
     config: TrainConfig,
     *,
     infnet_dropout: bool = False,
+    defence=None,
+    attribute: torch.Tensor | None = None,
 ) -> FitResult:
     """Train ``obfnet`` to minimise the frozen ``infnet``'s cross-entropy on obfnet(x).
 
     InfNet's weights never receive a gradient. By default InfNet runs in eval mode; with
     ``infnet_dropout`` its dropout stays active during training, as in the reference Keras
     code (Keras does not switch dropout off for frozen layers inside ``fit``).
+
+    A ``defence`` (:mod:`obfaudit.defences`) with a penalty adds it to the loss of every
+    batch (and may train its own adversary beside, with its own optimiser); ``attribute``
+    holds the training images' labels of the sensitive attribute when it needs them.
     """
     device = resolve_device(config.device)
     freeze(infnet).to(device)
@@ -322,7 +333,38 @@ def train_obfnet(
     def set_mode(training: bool) -> None:
         infnet.train(training and infnet_dropout)
 
-    return fit(obfnet, x, y, F.cross_entropy, config, forward=forward, metric=accuracy, set_mode=set_mode)
+    if defence is None or not defence.has_penalty:
+        return fit(obfnet, x, y, F.cross_entropy, config, forward=forward, metric=accuracy, set_mode=set_mode)
+    if defence.needs_attribute and attribute is None:
+        raise ObfauditError(
+            f"the {defence.name} defence trains on the sensitive attribute's labels: none given"
+        )
+    # targets: digits, and the attribute beside them when the defence needs it (sliced together)
+    targets = torch.stack([y, attribute], dim=1) if attribute is not None else y[:, None]
+    defence.setup(
+        tuple(obfnet.output_shape),
+        int(attribute.max()) + 1 if attribute is not None else 0,
+        device,
+        config.seed,
+    )
+
+    def objective(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        z = obfnet(xb)
+        loss = F.cross_entropy(infnet(z).float(), yb[:, 0])
+        extra = defence.penalty(xb, z, yb[:, 1] if yb.shape[1] > 1 else None)
+        return loss if extra is None else loss + extra
+
+    return fit(
+        obfnet,
+        x,
+        targets,
+        lambda out, yb: F.cross_entropy(out, yb[:, 0]),
+        config,
+        forward=forward,
+        metric=lambda out, yb: accuracy(out, yb[:, 0]),
+        set_mode=set_mode,
+        objective=objective,
+    )
 
 
 def train_reconstructor(

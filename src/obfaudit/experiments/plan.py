@@ -24,6 +24,7 @@ from obfaudit._io import atomic_write_bytes
 from obfaudit.attacks import AuditConfig, Output, attack_class, audit_transform
 from obfaudit.attacks.audit import available_needs
 from obfaudit.attacks.judge import train_attribute_judge
+from obfaudit.defences import get_defence
 from obfaudit.errors import ObfauditError
 from obfaudit.experiments.context import DATASET_LABELS, PROXIES, RunContext, RunSettings
 from obfaudit.experiments.presets import Preset
@@ -49,6 +50,21 @@ def sweep(preset: Preset, ds: str) -> list[tuple[str, int]]:
     if ds == "mnist":
         return [("mlp", n) for n in preset.mnist_bottlenecks]
     return [(arch, n) for arch in preset.archs for n in preset.bottlenecks]
+
+
+def defences_for(preset: Preset, ds: str) -> list[dict | None]:
+    """The defences each ObfNet of ``ds`` is trained with: None (the study's ObfNet) unless the
+    preset sweeps defences (on the data with the attribute the adversarial one needs)."""
+    if not preset.defences or ATTRIBUTE not in DATASET_LABELS[ds]:
+        return [None]
+    return [get_defence(name, strength).to_dict() for name, strength in preset.defences]
+
+
+def subject_suffix(defence: dict | None) -> str:
+    """How a defended ObfNet's stage and subject names end, e.g. ``-dcor-2`` (none: ``-none``)."""
+    if defence is None:
+        return ""
+    return "-none" if defence["name"] == "none" else f"-{defence['name']}-{defence['strength']:g}"
 
 
 def _active(preset: Preset, ds: str) -> bool:
@@ -91,7 +107,8 @@ def _model_ok(ctx: RunContext, record: dict) -> bool:
 
 
 def _saved(ctx: RunContext, model, path: Path, ds: str, metrics: dict) -> dict:
-    weights = save_model(model, path, dataset=ds, seed=ctx.seed, metrics=metrics)
+    extra = {"defence": metrics["defence"]} if "defence" in metrics else {}
+    weights = save_model(model, path, dataset=ds, seed=ctx.seed, metrics=metrics, **extra)
     sha = read_sidecar(weights)["sha256"]
     return {"model": str(weights.relative_to(ctx.out)), "sha256": sha, **metrics}
 
@@ -113,6 +130,7 @@ def run_obfnet(ctx: RunContext, stage: Stage, inputs: Mapping[str, dict]) -> dic
     train, test = ctx.data(ds)
     (infnet_record,) = inputs.values()
     infnet, _ = load_model(ctx.out / infnet_record["result"]["model"])
+    d = stage.settings.get("defence")
     model, metrics = fit_obfnet(
         arch,
         n,
@@ -121,8 +139,11 @@ def run_obfnet(ctx: RunContext, stage: Stage, inputs: Mapping[str, dict]) -> dic
         test,
         ctx.train_config(p.obfnet_epochs, patience=p.model_patience),
         infnet_dropout=p.infnet_dropout,
+        defence=get_defence(d["name"], d["strength"]) if d else None,
+        attribute=ATTRIBUTE,
     )
-    return _saved(ctx, model, ctx.models / f"{model_id(f'obfnet_{arch}', bottleneck=n)}-{ds}", ds, metrics)
+    name = f"{model_id(f'obfnet_{arch}', bottleneck=n)}{subject_suffix(d)}-{ds}"
+    return _saved(ctx, model, ctx.models / name, ds, metrics)
 
 
 def _audit_config(ctx: RunContext, attacks: tuple[str, ...]) -> AuditConfig:
@@ -188,12 +209,13 @@ def _judge(ctx: RunContext, inputs: Mapping[str, dict], ds: str):
 
 def run_audit(ctx: RunContext, stage: Stage, inputs: Mapping[str, dict]) -> dict:
     ds, arch, n = stage.about["dataset"], stage.about["arch"], stage.about["bottleneck"]
-    obf_record, infnet_record = inputs[f"obfnet-{ds}-{arch}-b{n}"], inputs[f"infnet-{ds}"]
+    suffix = subject_suffix(stage.settings.get("defence"))
+    obf_record, infnet_record = inputs[f"obfnet-{ds}-{arch}-b{n}{suffix}"], inputs[f"infnet-{ds}"]
     train, test, proxies = _audit_data(ctx, ds)
     obfnet, _ = load_model(ctx.out / obf_record["result"]["model"], device=ctx.device, role="obfuscator")
     infnet, _ = load_model(ctx.out / infnet_record["result"]["model"], device=ctx.device, role="infnet")
     res = audit_transform(
-        f"obfnet-{arch}-b{n}",
+        f"obfnet-{arch}-b{n}{suffix}",
         obfnet,
         train=train,
         test=test,
@@ -317,9 +339,14 @@ def plan(preset: Preset, settings: RunSettings) -> tuple[list[Stage], list[NotRu
                     resources=gpu,
                 )
             )
-        for arch, n in sweep(preset, ds):
-            obf = f"obfnet-{ds}-{arch}-b{n}"
+        for (arch, n), defence in ((s, d) for s in sweep(preset, ds) for d in defences_for(preset, ds)):
+            suffix = subject_suffix(defence)
+            obf = f"obfnet-{ds}-{arch}-b{n}{suffix}"
             about = {"dataset": ds, "arch": arch, "bottleneck": n}
+            # a defended ObfNet's settings and about name its defence; the study's keep their keys
+            guard = {"defence": defence} if defence else {}
+            if defence:
+                about["defence"] = suffix[1:]
             stages.append(
                 Stage(
                     obf,
@@ -331,6 +358,7 @@ def plan(preset: Preset, settings: RunSettings) -> tuple[list[Stage], list[NotRu
                         "precision": preset.precision,
                         "patience": preset.model_patience,
                         "infnet_dropout": preset.infnet_dropout,
+                        **guard,
                     },
                     deps=(inf,),
                     about={"kind": "obfnet", **about},
@@ -343,9 +371,9 @@ def plan(preset: Preset, settings: RunSettings) -> tuple[list[Stage], list[NotRu
             chosen = attacks_for(ds, attacks, preset, (arch, n))
             stages.append(
                 Stage(
-                    f"audit-{ds}-{arch}-b{n}",
+                    f"audit-{ds}-{arch}-b{n}{suffix}",
                     run_audit,
-                    settings=_audit_settings_static(preset, settings, chosen),
+                    settings={**_audit_settings_static(preset, settings, chosen), **guard},
                     deps=(obf, inf, *judge),
                     about={
                         "kind": "audit",

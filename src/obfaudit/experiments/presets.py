@@ -11,6 +11,17 @@ STUDY_BOTTLENECKS = (8, 16, 32, 64, 128, 256, 512, 1024)
 #: The stronger attacks every preset adds to the study's (issue 13): the server's probes, the
 #: eavesdropper's decoder and the inversion started from it.
 NEW_ATTACKS = ("linprobe", "knnprobe", "decoder", "inversion-decoder")
+#: (defence, strength) pairs of the defences preset: the undefended ObfNet and each defence at
+#: a weak and a strong setting.
+DEFENCE_SWEEP = (
+    ("none", 0.0),
+    ("noise", 0.5),
+    ("noise", 2.0),
+    ("dcor", 1.0),
+    ("dcor", 4.0),
+    ("adversarial", 1.0),
+    ("adversarial", 4.0),
+)
 
 
 @dataclass(frozen=True)
@@ -47,6 +58,9 @@ class Preset:
     tsne: tuple[tuple[str, int], ...] = (("mlp", 1024), ("cnn", 8))
     """(arch, N) of the ObfNets that embedding attacks (t-SNE) run on, the study's fig11."""
     tsne_points: int = 1000
+    defences: tuple[tuple[str, float], ...] = ()
+    """(defence, strength) pairs: each Colored-MNIST ObfNet of the sweep is trained once per pair
+    (see obfaudit.defences); empty: the study's undefended ObfNets."""
     precision: str = "bf16"
     infnet_dropout: bool = False
     """Keep InfNet dropout on while training ObfNets (the reference Keras behaviour)."""
@@ -101,6 +115,21 @@ PRESETS: dict[str, Preset] = {
         tsne=(("mlp", 64),),
         tsne_points=150,
         slow_on=(("mlp", 64),),
+    ),
+    "defences": Preset(
+        name="defences",
+        description="defended ObfNet-MLPs (N = 64 and 256; none, noise, distance correlation and "
+        "adversarial training at two strengths each), every attack retrained on each; the frontier",
+        bottlenecks=(64, 256),
+        mnist_bottlenecks=(),
+        archs=("mlp",),
+        attacks=STUDY_ATTACKS[:-1] + NEW_ATTACKS,
+        tsne=(),
+        obfnet_epochs=8,
+        attack_epochs=15,
+        proxy_epochs=2,
+        proxy_n=10_000,
+        defences=DEFENCE_SWEEP,
     ),
     "imagenette": Preset(
         name="imagenette",

@@ -57,17 +57,36 @@ def fit_obfnet(
     config: TrainConfig,
     *,
     infnet_dropout: bool = False,
+    defence=None,
+    attribute: str = "colour",
 ) -> tuple[nn.Module, dict]:
-    """Train an ObfNet through the frozen InfNet; return it and its utility metrics."""
+    """Train an ObfNet through the frozen InfNet; return it and its utility metrics.
+
+    ``defence``: a :class:`obfaudit.defences.Defence` (None: today's ObfNet); one that needs
+    the sensitive attribute trains on ``train.labels[attribute]``.
+    """
+    from obfaudit.errors import ObfauditError
+
     torch.manual_seed(config.seed)
-    obfnet = create_model(OBFNET_ARCHS[arch], input_shape=train.shape, bottleneck=bottleneck)
+    kwargs = defence.model_kwargs() if defence is not None else {}
+    obfnet = create_model(OBFNET_ARCHS[arch], input_shape=train.shape, bottleneck=bottleneck, **kwargs)
+    labels = None
+    if defence is not None and defence.needs_attribute:
+        if attribute not in train.labels:
+            raise ObfauditError(
+                f"the {defence.name} defence needs the {attribute!r} labels, which {train.source} lacks"
+            )
+        labels = train.labels[attribute]
+    label = f"-{defence.label}" if defence is not None and defence.name != "none" else ""
     fit = train_obfnet(
         obfnet,
         infnet,
         train.x,
         train.labels["digit"],
-        replace(config, desc=f"obfnet-{arch}-b{bottleneck}"),
+        replace(config, desc=f"obfnet-{arch}-b{bottleneck}{label}"),
         infnet_dropout=infnet_dropout,
+        defence=defence,
+        attribute=labels,
     )
     metrics = {
         "obfuscated_test_acc": digit_accuracy(lambda x: infnet(obfnet(x)), test, config.device),
@@ -75,4 +94,6 @@ def fit_obfnet(
         "infnet_mode_during_training": "dropout active (reference Keras)" if infnet_dropout else "eval",
         "fit": fit.to_dict(),
     }
+    if defence is not None:
+        metrics["defence"] = defence.to_dict()
     return obfnet.cpu(), metrics

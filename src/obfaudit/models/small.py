@@ -59,14 +59,28 @@ class Flatten(nn.Flatten):
         return super().forward(x)
 
 
+def _check_noise(noise: float) -> float:
+    if not (isinstance(noise, int | float) and not isinstance(noise, bool) and 0 <= noise < 1e6):
+        raise ValueError(f"noise must be a number between 0 and 1e6, got {noise!r}")
+    return float(noise)
+
+
 class Obfuscator(nn.Module):
-    """Base for obfuscators: :meth:`obfuscate` is what the edge device transmits."""
+    """Base for obfuscators: :meth:`obfuscate` is what the edge device transmits.
+
+    ``noise`` > 0 adds Gaussian noise of that scale to every output, in training and at
+    inference (the noise defence, :mod:`obfaudit.defences.noise`).
+    """
 
     input_shape: Shape
     output_shape: Shape
+    noise: float = 0.0
 
     def obfuscate(self, x: torch.Tensor) -> torch.Tensor:
         return self(x)
+
+    def _send(self, z: torch.Tensor) -> torch.Tensor:
+        return z + self.noise * torch.randn_like(z) if self.noise else z
 
 
 class InfNetCNN(nn.Module):
@@ -121,10 +135,13 @@ class ObfNetMLP(Obfuscator):
     transformed tensor of any shape back to the image shape.
     """
 
-    def __init__(self, input_shape: Shape, bottleneck: int, output_shape: Shape | None = None):
+    def __init__(
+        self, input_shape: Shape, bottleneck: int, output_shape: Shape | None = None, noise: float = 0.0
+    ):
         super().__init__()
         if bottleneck <= 0:
             raise ValueError(f"bottleneck must be positive, got {bottleneck}")
+        self.noise = _check_noise(noise)
         self.input_shape = tuple(input_shape)
         self.output_shape = tuple(output_shape or input_shape)
         self.net = nn.Sequential(
@@ -136,16 +153,17 @@ class ObfNetMLP(Obfuscator):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).view(-1, *self.output_shape)
+        return self._send(self.net(x).view(-1, *self.output_shape))
 
 
 class ObfNetCNN(Obfuscator):
     """Conv(32) -> MaxPool(2) -> Flatten -> Dense(N) -> Dense(C*H*W, ReLU) -> reshape."""
 
-    def __init__(self, input_shape: Shape, bottleneck: int) -> None:
+    def __init__(self, input_shape: Shape, bottleneck: int, noise: float = 0.0) -> None:
         super().__init__()
         if bottleneck <= 0:
             raise ValueError(f"bottleneck must be positive, got {bottleneck}")
+        self.noise = _check_noise(noise)
         c, h, w = input_shape
         self.input_shape = self.output_shape = tuple(input_shape)
         flat = 32 * ((h - 2) // 2) * ((w - 2) // 2)
@@ -162,7 +180,7 @@ class ObfNetCNN(Obfuscator):
         self.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(channels_last(x)).view(-1, *self.output_shape)
+        return self._send(self.net(channels_last(x)).view(-1, *self.output_shape))
 
 
 RECNET_BOTTLENECK = 1024
@@ -179,13 +197,13 @@ def infnet_mlp(*, input_shape: Shape = (1, 28, 28), classes: int = 10) -> InfNet
 
 
 @register_model("obfnet_mlp")
-def obfnet_mlp(*, input_shape: Shape = (1, 28, 28), bottleneck: int = 512) -> ObfNetMLP:
-    return ObfNetMLP(tuple(input_shape), bottleneck)
+def obfnet_mlp(*, input_shape: Shape = (1, 28, 28), bottleneck: int = 512, noise: float = 0.0) -> ObfNetMLP:
+    return ObfNetMLP(tuple(input_shape), bottleneck, noise=noise)
 
 
 @register_model("obfnet_cnn")
-def obfnet_cnn(*, input_shape: Shape = (1, 28, 28), bottleneck: int = 512) -> ObfNetCNN:
-    return ObfNetCNN(tuple(input_shape), bottleneck)
+def obfnet_cnn(*, input_shape: Shape = (1, 28, 28), bottleneck: int = 512, noise: float = 0.0) -> ObfNetCNN:
+    return ObfNetCNN(tuple(input_shape), bottleneck, noise=noise)
 
 
 @register_model("recnet")

@@ -30,7 +30,8 @@ def write_outputs(run_dir: str | Path) -> dict:
     thr, chance = compromise_threshold(K_ATTRIBUTE), chance_level(K_ATTRIBUTE)
     scaling = records["scaling"]["result"] if "scaling" in records else None
     figs = make_figures(run_dir, exps, chance=chance, threshold=thr, attribute=ATTRIBUTE, scaling=scaling)
-    found = findings(exps, threshold=thr, chance=chance, attribute=ATTRIBUTE)
+    study = [e for e in exps if not e.defence]  # defended ObfNets have their own section
+    found = findings(study, threshold=thr, chance=chance, attribute=ATTRIBUTE)
     results = {
         "obfaudit_results": 2,
         "generated": datetime.now(UTC).isoformat(timespec="seconds"),

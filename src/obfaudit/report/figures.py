@@ -257,6 +257,19 @@ def fa_vs_bottleneck(
     return _save(fig, path)
 
 
+def _leakage_axes(ax, chance: float, threshold: float, xlabel: str, ylabel: str, title: str) -> None:
+    """Chance and compromise lines on a leakage (F_a %) x axis, labels, grid, title, legend."""
+    ax.axvline(100 * chance, color="grey", ls=":", label=f"chance {100 * chance:.1f}%")
+    ax.axvline(100 * threshold, color="black", ls="--", label=f"compromised above {100 * threshold:.0f}%")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_xlim(0, 105)
+    ax.grid(alpha=0.3)
+    # Outside the axes: inside, it hid the points of the least useful obfuscators.
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.set_title(title, fontsize=10)
+
+
 def privacy_utility(points: Sequence[dict], path: str | Path, *, chance: float, threshold: float) -> Path:
     """Utility (task accuracy) against leakage (worst-case F_a), one point per obfuscator.
 
@@ -278,15 +291,14 @@ def privacy_utility(points: Sequence[dict], path: str | Path, *, chance: float, 
         texts += [
             ax.text(xi, yi, str(p["bottleneck"]), fontsize=7) for xi, yi, p in zip(x, y, ps, strict=True)
         ]
-    ax.axvline(100 * chance, color="grey", ls=":", label=f"chance {100 * chance:.1f}%")
-    ax.axvline(100 * threshold, color="black", ls="--", label=f"compromised above {100 * threshold:.0f}%")
-    ax.set_xlabel("leakage: worst-case attribute F_a over the attacks (%), lower is more private")
-    ax.set_ylabel("utility: digit accuracy on\nobfuscated test images (%)")
-    ax.set_xlim(0, 105)
-    ax.grid(alpha=0.3)
-    # Outside the axes: inside, it hid the points of the least useful obfuscators.
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    ax.set_title("privacy-utility trade-off (labels: bottleneck N)", fontsize=10)
+    _leakage_axes(
+        ax,
+        chance,
+        threshold,
+        "leakage: worst-case attribute F_a over the attacks (%), lower is more private",
+        "utility: digit accuracy on\nobfuscated test images (%)",
+        "privacy-utility trade-off (labels: bottleneck N)",
+    )
     fig.tight_layout()
     if texts:
         adjust_text(
@@ -297,4 +309,55 @@ def privacy_utility(points: Sequence[dict], path: str | Path, *, chance: float, 
             expand=(1.3, 1.5),
             arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.5},
         )
+    return _save(fig, path)
+
+
+def defence_frontier(rows: Sequence[dict], path: str | Path, *, chance: float, threshold: float) -> Path:
+    """Utility against the worst-case F_a over every attack, one point per defended obfuscator,
+    with the F_a interval as a horizontal bar; Pareto-optimal points circled and joined."""
+    from adjustText import adjust_text
+
+    fig, ax = plt.subplots(figsize=(8.4, 5.0))
+    markers = {"none": "o", "noise": "s", "dcor": "^", "adversarial": "D"}
+    texts, xs, ys = [], [], []
+    shown = set()
+    for r in rows:
+        if r["fa"] is None or r["utility"] is None:
+            continue
+        x, y = 100 * r["fa"], 100 * r["utility"]
+        ci = r["fa_ci"]
+        label = r["defence"] if r["defence"] not in shown else None
+        shown.add(r["defence"])
+        ax.errorbar(
+            x,
+            y,
+            xerr=[[x - 100 * ci[0]], [100 * ci[1] - x]] if ci else None,
+            marker=markers.get(r["defence"], "o"),
+            ms=6,
+            capsize=2,
+            lw=0.8,
+            color=f"C{list(markers).index(r['defence']) if r['defence'] in markers else 4}",
+            label=label,
+        )
+        xs.append(x)
+        ys.append(y)
+        strength = "" if r["defence"] == "none" else f" {r['strength_name'] or 's'}={r['strength']:g}"
+        texts.append(ax.text(x, y, f"N={r['bottleneck']}{strength}", fontsize=7))
+    front = sorted((100 * r["fa"], 100 * r["utility"]) for r in rows if r["pareto"])
+    if front:
+        ax.step(
+            *zip(*front, strict=True), where="post", color="black", lw=1, alpha=0.6, label="Pareto frontier"
+        )
+        ax.scatter(*zip(*front, strict=True), s=160, facecolors="none", edgecolors="black", lw=1)
+    _leakage_axes(
+        ax,
+        chance,
+        threshold,
+        "leakage: worst-case attribute F_a over every attack (%, 95% interval)",
+        "utility: digit accuracy on\nwhat is sent (%)",
+        "defences: privacy-utility frontier (upper left is better)",
+    )
+    fig.tight_layout()
+    if texts:
+        adjust_text(texts, x=xs, y=ys, ax=ax, arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.5})
     return _save(fig, path)

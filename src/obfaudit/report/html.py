@@ -19,6 +19,7 @@ SECTIONS = (
     ("findings", "The study's findings, checked"),
     ("verdicts", "Verdicts"),
     ("beyond", "Beyond the study"),
+    ("defences", "Defences"),
     ("controls", "Controls"),
     ("figures", "Figures"),
     ("cost", "Table 1: cost at 224x224x3"),
@@ -173,6 +174,35 @@ def beyond_study_table(exps: list[Experiment]) -> dict:
     return {"beyond": cells, "beyond_summary": beyond_summary(rows)}
 
 
+def defence_table(exps: list[Experiment]) -> dict:
+    """The defences section's rows (formatted) and its reading against the target."""
+    from obfaudit.attacks.metrics import compromise_threshold
+    from obfaudit.data import COLOUR_NAMES
+    from obfaudit.report.defences import defence_rows, target_reading
+
+    rows = defence_rows(exps)
+    out = []
+    for r in rows:
+        image = r["image"]
+        out.append(
+            {
+                "name": f"ObfNet-{r['arch'].upper()}",
+                "bottleneck": r["bottleneck"],
+                "defence": r["defence"],
+                "strength": "-" if r["defence"] == "none" else f"{r['strength_name']} = {r['strength']:g}",
+                "utility": pct(r["utility"]),
+                "drop": "-" if r["utility_drop"] is None else f"{100 * r['utility_drop']:+.1f}",
+                "worst": _cell(r["worst"], "feature_accuracy"),
+                "image": _cell(image, "ssim"),
+                "digit": pct(image.metrics.get("digit_acc_on_reconstructions")) if image else "-",
+                "verdict": r["verdict"],
+                "pareto": r["pareto"],
+            }
+        )
+    reading = target_reading(rows, compromise_threshold(len(COLOUR_NAMES))) if rows else ""
+    return {"rows": out, "reading": reading}
+
+
 def control_rows(exps: list[Experiment]) -> list[dict]:
     rows = []
     for e in exps:
@@ -240,6 +270,7 @@ def write_report(
     timing = sorted(
         ((n, r.get("seconds", 0)) for n, r in records.items() if n in stages), key=lambda t: -t[1]
     )
+    study = [e for e in exps if not e.defence]
     context = {
         "results": results,
         "cfg": cfg,
@@ -247,14 +278,16 @@ def write_report(
         "sections": [
             (anchor, title)
             for anchor, title in SECTIONS
-            if anchor not in ("cost", "scaling")
+            if anchor not in ("cost", "scaling", "defences")
             or (anchor == "cost" and cost)
             or (anchor == "scaling" and scaling)
+            or (anchor == "defences" and any(e.defence for e in exps))
         ],
         "threat_model": threat_model(exps),
         "findings": found,
-        "verdict_tables": verdict_tables(exps),
-        **beyond_study_table(exps),
+        "verdict_tables": verdict_tables(study),
+        **beyond_study_table(study),
+        "defences": defence_table(exps),
         "controls": control_rows(exps),
         "figures": _figures(run_dir, results.get("figures", {})),
         "cost": cost,

@@ -9,6 +9,7 @@ from safetensors.torch import load_file
 from obfaudit.records import Experiment
 from obfaudit.report import figures as F
 from obfaudit.report.collect import attack_series, attacks_by_subject, attacks_present, compare
+from obfaudit.report.defences import defence_rows, frontier_figure, target_reading
 from obfaudit.report.findings import STUDY_NUMBERS, pct
 
 #: The study's figure numbers for its attacks; any other attack gets a figure of its own name.
@@ -221,6 +222,15 @@ def make_figures(
     """Every figure the results allow; {file: {"title", "reading"}} in report order."""
     figs: dict[str, dict] = {}
     fdir = run_dir / "figures"
+    defended = defence_rows(exps)
+    if defended:
+        name = "fig_defences_frontier.png"
+        frontier_figure(defended, fdir / name, chance=chance, threshold=threshold)
+        figs[name] = {
+            "title": "defences: utility against worst-case leakage",
+            "reading": target_reading(defended, threshold),
+        }
+    exps = [e for e in exps if not e.defence]  # the study's figures show its undefended ObfNets
     _reconstructions(run_dir, exps, figs, fdir)
     _attribute_curves(exps, figs, fdir, chance, threshold)
     _embeddings(run_dir, exps, figs, fdir, chance, attribute)

@@ -1,0 +1,123 @@
+"""The defences section: each defended obfuscator's utility against its worst-case leakage.
+
+For every defended ObfNet (trained by the ``defences`` preset, :mod:`obfaudit.defences`):
+its utility (InfNet digit accuracy on what it sends), the strongest attack on it (the
+highest lower bound of F_a over every attack, each retrained on this obfuscator's outputs),
+the best reconstruction and what the InfNet reads from it, and whether it is on the Pareto
+frontier (no other obfuscator is both at least as useful and at most as leaky).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from obfaudit.records import Experiment, overall_verdict
+from obfaudit.report.collect import strongest_by
+
+DATASET = "colored-mnist"
+UTILITY_MARGIN = 0.03
+"""The target: a defence within 3 points of the undefended ObfNet's utility."""
+
+
+def defence_rows(exps: list[Experiment]) -> list[dict]:
+    """One row per defended ObfNet: utility, worst case, best reconstruction, Pareto flag."""
+    attacks: dict[str, list[Experiment]] = {}
+    for e in exps:
+        if e.kind == "attack" and e.dataset == DATASET and e.defence:
+            attacks.setdefault(f"{e.arch}-{e.bottleneck}-{e.defence}", []).append(e)
+    rows = []
+    for o in exps:
+        if o.kind != "obfnet" or o.dataset != DATASET or not o.defence:
+            continue
+        on = attacks.get(f"{o.arch}-{o.bottleneck}-{o.defence}", [])
+        worst = strongest_by(on, "feature_accuracy")
+        image = strongest_by(on, "ssim")
+        d = o.metrics.get("defence") or {"name": o.defence, "strength": 0.0, "strength_name": ""}
+        rows.append(
+            {
+                "arch": o.arch,
+                "bottleneck": o.bottleneck,
+                "defence": d["name"],
+                "strength": d["strength"],
+                "strength_name": d.get("strength_name", ""),
+                "label": o.defence,
+                "utility": o.metrics.get("obfuscated_test_acc"),
+                "worst": worst,
+                "fa": worst.metrics["feature_accuracy"] if worst else None,
+                "fa_ci": worst.metrics.get("feature_accuracy_ci") if worst else None,
+                "image": image,
+                "verdict": overall_verdict([e.verdict for e in on]),
+            }
+        )
+    _mark_pareto(rows)
+    for r in rows:
+        base = next(
+            (
+                b
+                for b in rows
+                if b["defence"] == "none" and (b["arch"], b["bottleneck"]) == (r["arch"], r["bottleneck"])
+            ),
+            None,
+        )
+        r["utility_drop"] = (
+            base["utility"] - r["utility"] if base and None not in (base["utility"], r["utility"]) else None
+        )
+    return sorted(
+        rows, key=lambda r: (r["arch"], r["bottleneck"], r["defence"] != "none", r["defence"], r["strength"])
+    )
+
+
+def _mark_pareto(rows: list[dict]) -> None:
+    """A row is Pareto-optimal when no other is at least as useful and at most as leaky, one strictly."""
+    scored = [r for r in rows if r["fa"] is not None and r["utility"] is not None]
+    for r in rows:
+        r["pareto"] = r in scored and not any(
+            q["utility"] >= r["utility"]
+            and q["fa"] <= r["fa"]
+            and (q["utility"] > r["utility"] or q["fa"] < r["fa"])
+            for q in scored
+        )
+
+
+def target_reading(rows: list[dict], threshold: float) -> str:
+    """Whether a defence keeps utility within 3 points while its worst-case F_a interval lies
+    below the line; if none does, the closest one and what it lacks."""
+    if not rows:
+        return ""
+    below = [r for r in rows if r["defence"] != "none" and r["fa_ci"] and r["fa_ci"][1] < threshold]
+    good = [r for r in below if r["utility_drop"] is not None and r["utility_drop"] <= UTILITY_MARGIN]
+    if good:
+        best = min(good, key=lambda r: r["utility_drop"])
+        return (
+            f"{len(good)} defended ObfNet(s) keep utility within {100 * UTILITY_MARGIN:.0f} points of the "
+            f"undefended one while every attack's F_a interval lies below the {100 * threshold:.0f}% line; the "
+            f"best: ObfNet-{best['arch'].upper()}({best['bottleneck']}) {best['label']}, utility "
+            f"{100 * best['utility']:.1f}% ({100 * best['utility_drop']:+.1f} points lost), worst case "
+            f"{best['worst'].attack} F_a {100 * best['fa']:.1f}% [{100 * best['fa_ci'][0]:.1f}, "
+            f"{100 * best['fa_ci'][1]:.1f}]."
+        )
+    if below:
+        best = min(below, key=lambda r: r["utility_drop"] if r["utility_drop"] is not None else 1.0)
+        return (
+            f"No defence removes the {100 * threshold:.0f}% line's worth of leakage within "
+            f"{100 * UTILITY_MARGIN:.0f} points of utility. Below the line, the most useful is "
+            f"ObfNet-{best['arch'].upper()}({best['bottleneck']}) {best['label']}: utility "
+            f"{100 * best['utility']:.1f}%, {100 * (best['utility_drop'] or 0):.1f} points under the undefended one."
+        )
+    candidates = [r for r in rows if r["defence"] != "none" and r["fa"] is not None]
+    if not candidates:
+        return "No defended ObfNet was audited."
+    best = min(candidates, key=lambda r: r["fa_ci"][1] if r["fa_ci"] else r["fa"])
+    return (
+        f"No defence brings the worst-case F_a interval below the {100 * threshold:.0f}% line. The closest: "
+        f"ObfNet-{best['arch'].upper()}({best['bottleneck']}) {best['label']}, {best['worst'].attack} F_a "
+        f"{100 * best['fa']:.1f}% at utility {100 * best['utility']:.1f}%."
+    )
+
+
+def frontier_figure(rows: list[dict], path: Path, *, chance: float, threshold: float) -> Path:
+    """Utility against worst-case F_a (with its interval) per defended ObfNet; the Pareto
+    frontier joined and circled."""
+    from obfaudit.report.figures import defence_frontier
+
+    return defence_frontier(rows, path, chance=chance, threshold=threshold)

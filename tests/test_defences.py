@@ -1,0 +1,132 @@
+"""Defences: each trains on tiny data, is recorded in the sidecar, and shows in the report."""
+
+import json
+
+import pytest
+import torch
+
+from obfaudit.data import load_colored_mnist
+from obfaudit.defences import defence_names, get_defence
+from obfaudit.defences.dcor import distance_correlation
+from obfaudit.errors import ObfauditError
+from obfaudit.experiments.steps import fit_obfnet
+from obfaudit.models import create_model, load_model, read_sidecar, save_model
+from obfaudit.train import TrainConfig
+from tests.conftest import run_cli
+
+TINY = TrainConfig(epochs=1, batch_size=32, patience=None, val_fraction=0)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    train = load_colored_mnist("train").subset(slice(0, 96))
+    test = load_colored_mnist("test").subset(slice(0, 32))
+    torch.manual_seed(0)
+    return train, test, create_model("infnet_cnn", input_shape=(3, 28, 28))
+
+
+@pytest.mark.parametrize("name", ["none", "noise", "dcor", "adversarial"])
+def test_every_defence_trains_an_obfnet_and_leaves_the_infnet_alone(tiny, name):
+    train, test, infnet = tiny
+    before = {k: v.clone() for k, v in infnet.state_dict().items()}
+    model, metrics = fit_obfnet("mlp", 8, infnet, train, test, TINY, defence=get_defence(name, 1.0))
+    assert metrics["defence"] == {
+        "name": name,
+        "strength": 1.0,
+        "strength_name": get_defence(name).strength_name,
+    }
+    assert metrics["fit"]["epochs_run"] == 1 and 0 <= metrics["obfuscated_test_acc"] <= 1
+    assert all(torch.equal(before[k], v) for k, v in infnet.state_dict().items())
+
+
+def test_the_registry_lists_the_four_defences():
+    assert set(defence_names()) >= {"none", "noise", "dcor", "adversarial"}
+    with pytest.raises(ObfauditError, match="unknown defence 'bogus'"):
+        get_defence("bogus")
+    with pytest.raises(ObfauditError, match="finite number >= 0"):
+        get_defence("noise", float("nan"))
+
+
+def test_noise_is_sent_at_inference_too_and_survives_saving(tmp_path):
+    model = create_model(
+        "obfnet_mlp", input_shape=(3, 28, 28), bottleneck=8, **get_defence("noise", 2.0).model_kwargs()
+    )
+    x = torch.rand(4, 3, 28, 28)
+    model.eval()
+    with torch.no_grad():
+        assert not torch.equal(model(x), model(x))  # a fresh draw per call, in eval mode
+    loaded, info = load_model(save_model(model, tmp_path / "m"))
+    assert info["kwargs"]["noise"] == 2.0 and loaded.noise == 2.0
+
+
+def test_distance_correlation_is_one_for_the_same_data_and_zero_for_a_constant():
+    x = torch.rand(64, 10)
+    assert distance_correlation(x, 3 * x + 1).item() == pytest.approx(1.0, abs=1e-4)
+    z = torch.zeros(64, 5, requires_grad=True)
+    d = distance_correlation(x, z)
+    d.backward()
+    assert d.item() == pytest.approx(0.0, abs=1e-4) and torch.isfinite(z.grad).all()
+    g = torch.Generator().manual_seed(0)
+    u, v = torch.rand(500, 1, generator=g) - 0.5, torch.rand(500, 1, generator=g)
+    assert distance_correlation(u, v).item() < 0.15  # independent
+    assert distance_correlation(u, u**2).item() > 0.4  # dependent, with zero linear correlation
+
+
+def test_the_adversarial_defence_trains_its_own_classifier_beside():
+    d = get_defence("adversarial", 2.0)
+    d.setup((3, 28, 28), 7, torch.device("cpu"), seed=0)
+    first = [p.clone() for p in d.adversary.parameters()]
+    z = torch.rand(16, 3, 28, 28, requires_grad=True)
+    loss = d.penalty(torch.rand(16, 3, 28, 28), z, torch.randint(0, 7, (16,)))
+    loss.backward()
+    assert any(not torch.equal(a, b) for a, b in zip(first, d.adversary.parameters(), strict=True))
+    assert z.grad is not None and torch.isfinite(z.grad).all()
+
+
+def test_train_obfnet_records_the_defence_in_the_sidecar(tmp_path):
+    r = run_cli("train", "infnet", "--arch", "mlp", "--epochs", "1", "--out", tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    infnet = tmp_path / "infnet-mlp-colored-mnist"
+    r = run_cli(
+        "train", "obfnet", "--bottleneck", "8", "--infnet", infnet, "--defence", "adversarial",
+        "--strength", "2", "--epochs", "1", "--out", tmp_path, "--json",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    path = json.loads(r.stdout)["model"]
+    assert path.endswith("obfnet-mlp-b8-adversarial-2-colored-mnist.safetensors")
+    info = read_sidecar(path)
+    assert info["defence"] == {"name": "adversarial", "strength": 2.0, "strength_name": "lambda"}
+    for bad, why in (
+        (["--strength", "-1"], "finite number >= 0"),
+        (["--defence", "bogus"], "invalid choice"),
+    ):
+        r = run_cli("train", "obfnet", "--bottleneck", "8", "--infnet", infnet, *bad, "--out", tmp_path)
+        assert r.returncode == 2 and why in r.stderr
+
+
+def test_a_defences_sweep_reports_its_frontier(tmp_path):
+    from obfaudit.experiments.context import RunSettings
+    from obfaudit.experiments.presets import get_preset
+    from obfaudit.experiments.reproduce import reproduce
+
+    preset = get_preset(
+        "smoke",
+        bottlenecks=(8,),
+        mnist_bottlenecks=(),
+        archs=("mlp",),
+        tsne=(),
+        slow_on=(),
+        attacks=("recnet", "colornet", "linprobe"),
+        defences=(("none", 0.0), ("noise", 4.0)),
+    )
+    reproduce(RunSettings(preset="smoke", out=tmp_path / "run"), preset=preset)
+    out = tmp_path / "run"
+    assert (out / "figures" / "fig_defences_frontier.png").read_bytes()[:4] == b"\x89PNG"
+    info = read_sidecar(out / "models" / "obfnet-mlp-b8-noise-4-colored-mnist")
+    assert info["defence"]["name"] == "noise" and info["kwargs"]["noise"] == 4.0
+    page = (out / "report.html").read_text()
+    section = page[page.index('id="defences"') : page.index('id="controls"')]
+    assert "noise" in section and "sigma = 4" in section and "Pareto" in section
+    exps = json.loads((out / "results.json").read_text())["experiments"]
+    audited = {(e["defence"], e["attack"]) for e in exps if e["kind"] == "attack"}
+    assert {("noise-4", "colornet"), ("none", "linprobe")} <= audited
