@@ -6,7 +6,11 @@ printing seconds, F_a and SSIM of each. Use it to price an attack before adding 
 preset, and to compare attacks on the same ObfNets.
 
     python benchmarks/attack_cost.py runs/default --subjects mlp-b64 cnn-b128 \
-        --attacks inversion decoder linprobe knnprobe
+        --attacks inversion decoder linprobe knnprobe [--save records.json]
+
+The attacks on one ObfNet run in one audit, as in a reproduction (the decoder is trained
+once for ``decoder`` and ``inversion-decoder``); the seconds are each record's own.
+``--save`` writes the records as experiments that ``compare_attacks.py`` merges with a run.
 """
 
 from __future__ import annotations
@@ -15,12 +19,13 @@ import argparse
 import time
 from pathlib import Path
 
-from obfaudit._io import keep_freed_memory
+from obfaudit._io import keep_freed_memory, write_json
 from obfaudit.attacks import attack_names, audit_transform
 from obfaudit.experiments.context import RunContext, RunSettings
 from obfaudit.experiments.plan import _audit_config, _audit_data
 from obfaudit.experiments.presets import get_preset
 from obfaudit.models import load_model
+from obfaudit.records import Experiment
 
 
 def main() -> None:
@@ -30,6 +35,7 @@ def main() -> None:
     ap.add_argument("--dataset", default="colored-mnist")
     ap.add_argument("--subjects", nargs="+", default=["mlp-b64", "cnn-b128"], help="ARCH-bN of ObfNets")
     ap.add_argument("--attacks", nargs="+", default=["inversion", "decoder"], choices=attack_names())
+    ap.add_argument("--save", type=Path, default=None, help="write the records here (JSON)")
     args = ap.parse_args()
     keep_freed_memory()
     preset = get_preset(args.preset)
@@ -40,30 +46,35 @@ def main() -> None:
     judge = load_model(judge_path)[0] if judge_path.exists() else None
     print("| ObfNet | attack | party | seconds | F_a [95% CI] | SSIM [95% CI] |")
     print("|---|---|---|---|---|---|")
-    total = 0.0
+    total, saved = 0.0, []
     for subject in args.subjects:
         obfnet, _ = load_model(args.run / "models" / f"obfnet-{subject}-{args.dataset}.safetensors")
-        for name in args.attacks:
-            t0 = time.perf_counter()
-            res = audit_transform(
-                f"obfnet-{subject}",
-                obfnet,
-                train=train,
-                test=test,
-                proxies=proxies,
-                infnet=infnet,
-                attribute_judge=judge,
-                config=_audit_config(ctx, (name,)),
+        t0 = time.perf_counter()
+        res = audit_transform(
+            f"obfnet-{subject}",
+            obfnet,
+            train=train,
+            test=test,
+            proxies=proxies,
+            infnet=infnet,
+            attribute_judge=judge,
+            config=_audit_config(ctx, tuple(args.attacks)),
+        )
+        total += time.perf_counter() - t0
+        arch, n = subject.split("-b")
+        for r in res.records:
+            m = r.metrics
+            fa = _ci(m, "feature_accuracy", 100, "%")
+            ssim = _ci(m, "ssim", 1, "")
+            print(f"| {subject} | {r.attack} | {r.party} | {r.seconds:.1f} | {fa} | {ssim} |", flush=True)
+            e = Experiment.from_attack(
+                r, id=f"{subject}/{r.attack}", dataset=args.dataset, arch=arch, bottleneck=int(n)
             )
-            seconds = time.perf_counter() - t0
-            total += seconds
-            for r in res.records:
-                m = r.metrics
-                fa = _ci(m, "feature_accuracy", 100, "%")
-                ssim = _ci(m, "ssim", 1, "")
-                print(f"| {subject} | {name} | {r.party} | {seconds:.1f} | {fa} | {ssim} |")
-            for attack, why in res.skipped.items():
-                print(f"| {subject} | {attack} | - | - | skipped: {why} | |")
+            saved.append(e.to_dict())
+        for attack, why in res.skipped.items():
+            print(f"| {subject} | {attack} | - | - | skipped: {why} | |")
+    if args.save:
+        write_json(args.save, {"experiments": saved})
     print(f"\ntotal {total:.1f} s")
 
 

@@ -6,7 +6,10 @@ random-start inversion (F_a and SSIM with intervals), then the report's comparis
 strongest new attack against the strongest of the study's, overall and for the adversary),
 and the seconds each attack took summed over the run.
 
-    python benchmarks/compare_attacks.py runs/default
+    python benchmarks/compare_attacks.py runs/default [--extra records.json ...]
+
+``--extra`` adds records written by ``attack_cost.py --save`` (attacks run later on the
+same saved ObfNets), so the comparison covers ObfNets the preset ran no slow attacks on.
 """
 
 from __future__ import annotations
@@ -28,9 +31,12 @@ NEW = ("decoder", "inversion-decoder", "inversion")
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path)
+    ap.add_argument("--extra", type=Path, nargs="*", default=[], help="records from attack_cost.py --save")
     args = ap.parse_args()
     results = json.loads((args.run / "results.json").read_text())
     exps = [Experiment.from_dict(e) for e in results["experiments"]]
+    for path in args.extra:
+        exps += [Experiment.from_dict(e) for e in json.loads(path.read_text())["experiments"]]
     on = attacks_by_subject(exps, "colored-mnist")
     new = [a for a in NEW if any(a in s for s in on.values())]
     print(

@@ -39,6 +39,57 @@ def test_every_defence_trains_an_obfnet_and_leaves_the_infnet_alone(tiny, name):
     assert all(torch.equal(before[k], v) for k, v in infnet.state_dict().items())
 
 
+def test_a_penalty_enters_the_training_loss(tiny):
+    train, test, infnet = tiny
+    losses = {
+        lam: fit_obfnet("mlp", 8, infnet, train, test, TINY, defence=get_defence("dcor", lam))[1]["fit"][
+            "train_loss"
+        ]
+        for lam in (0.0, 5.0)
+    }
+    assert losses[5.0] > losses[0.0] + 0.5  # 5 x dCor, and dCor of images and ObfNet outputs is large
+
+
+def _row(defence, utility, fa, ci, verdict, n=64):
+    from obfaudit.records import Experiment
+
+    worst = Experiment(id="x", kind="attack", attack="colornet", metrics={"feature_accuracy": fa})
+    return {
+        "arch": "mlp",
+        "bottleneck": n,
+        "defence": defence,
+        "strength": 1.0,
+        "strength_name": "lambda",
+        "label": defence,
+        "utility": utility,
+        "worst": worst,
+        "fa": fa,
+        "fa_ci": ci,
+        "image": None,
+        "verdict": verdict,
+    }
+
+
+def test_the_frontier_and_the_target_reading_follow_the_rows():
+    from obfaudit.report.defences import _mark_pareto, target_reading
+
+    rows = [
+        _row("none", 0.90, 0.98, [0.97, 0.99], "compromised"),
+        _row("dcor", 0.89, 0.25, [0.22, 0.28], "not compromised"),
+        _row("noise", 0.80, 0.26, [0.23, 0.29], "not compromised"),  # dominated by dcor
+        # its strongest attack's interval is below the line but another attack's is not
+        _row("adversarial", 0.85, 0.20, [0.17, 0.23], "inconclusive"),
+    ]
+    _mark_pareto(rows)
+    assert [r["pareto"] for r in rows] == [True, True, False, True]
+    for r in rows:
+        r["utility_drop"] = 0.90 - r["utility"]
+    text = target_reading(rows, 0.3)
+    assert text.startswith("1 defended ObfNet(s) keep utility within 3 points") and "dcor" in text
+    rows[1]["utility"], rows[1]["utility_drop"] = 0.80, 0.10
+    assert "No defence keeps every attack below the 30% line" in target_reading(rows, 0.3)
+
+
 def test_the_registry_lists_the_four_defences():
     assert set(defence_names()) >= {"none", "noise", "dcor", "adversarial"}
     with pytest.raises(ObfauditError, match="unknown defence 'bogus'"):
@@ -102,6 +153,10 @@ def test_train_obfnet_records_the_defence_in_the_sidecar(tmp_path):
     ):
         r = run_cli("train", "obfnet", "--bottleneck", "8", "--infnet", infnet, *bad, "--out", tmp_path)
         assert r.returncode == 2 and why in r.stderr
+    r = run_cli(
+        "train", "obfnet", "--bottleneck", "8", "--infnet", infnet, "--strength", "2", "--out", tmp_path
+    )
+    assert r.returncode == 1 and "--strength needs --defence" in r.stderr
 
 
 def test_a_defences_sweep_reports_its_frontier(tmp_path):
@@ -126,7 +181,7 @@ def test_a_defences_sweep_reports_its_frontier(tmp_path):
     assert info["defence"]["name"] == "noise" and info["kwargs"]["noise"] == 4.0
     page = (out / "report.html").read_text()
     section = page[page.index('id="defences"') : page.index('id="controls"')]
-    assert "noise" in section and "sigma = 4" in section and "Pareto" in section
+    assert "noise" in section and "sigma = 4" in section and "the worst case is" in section
     exps = json.loads((out / "results.json").read_text())["experiments"]
     audited = {(e["defence"], e["attack"]) for e in exps if e["kind"] == "attack"}
     assert {("noise-4", "colornet"), ("none", "linprobe")} <= audited

@@ -205,6 +205,8 @@ def train_obfnet(job: TrainJob) -> dict:
     # The InfNet's own split: with another seed, its training images would be in the test split.
     train, test = _splits(job, dataset, info.get("seed", job.train.seed))
     check_model_fits(info, train, what=f"--infnet {job.infnet}")
+    if job.defence == "none" and job.strength:
+        raise ObfauditError("--strength needs --defence (noise, dcor or adversarial)")
     defence = get_defence(job.defence, job.strength)
     infnet, _ = load_model(job.infnet, role="infnet")
     model, metrics = fit_obfnet(

@@ -14,7 +14,7 @@ import math
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -335,6 +335,11 @@ def train_obfnet(
 
     if defence is None or not defence.has_penalty:
         return fit(obfnet, x, y, F.cross_entropy, config, forward=forward, metric=accuracy, set_mode=set_mode)
+    if config.patience:
+        # validation scores utility alone: stopping on it would keep the epoch before the defence
+        # took hold; a defended ObfNet trains every epoch
+        log.info("%s: early stopping off for the %s defence", config.desc, defence.name)
+        config = replace(config, patience=None, val_fraction=0.0)
     if defence.needs_attribute and attribute is None:
         raise ObfauditError(
             f"the {defence.name} defence trains on the sensitive attribute's labels: none given"

@@ -43,10 +43,19 @@ class Probe(Attack):
             steps.append(KNeighborsClassifier(n_neighbors=min(K, len(x))))
         import warnings
 
-        with warnings.catch_warnings():  # constant features (the null control) warn in PCA
-            warnings.simplefilter("ignore", RuntimeWarning)
+        from sklearn.exceptions import ConvergenceWarning
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("ignore", RuntimeWarning)  # constant features (the null control) in PCA
+            warnings.simplefilter("always", ConvergenceWarning)  # recorded in the fit, not printed
             self.model = make_pipeline(*steps).fit(x, y.numpy())
-        return {"trained_on": trained_on, "n_train": len(x), "features": x.shape[1], "probe": self.kind}
+        for w in caught:
+            if not issubclass(w.category, ConvergenceWarning):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        fit = {"trained_on": trained_on, "n_train": len(x), "features": x.shape[1], "probe": self.kind}
+        if self.kind == "linear":
+            fit["converged"] = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+        return fit
 
     def infer(self, traffic: torch.Tensor) -> torch.Tensor:
         x = traffic.reshape(len(traffic), -1).numpy().astype(np.float32)

@@ -34,8 +34,6 @@ class Defence:
     strength_name: ClassVar[str] = "lambda"
     needs_attribute: ClassVar[bool] = False
     """Whether training needs the server's labels of the sensitive attribute."""
-    strengths: ClassVar[tuple[float, ...]] = ()
-    """The strengths the ``defences`` preset sweeps."""
     has_penalty: ClassVar[bool] = False
     """Whether :meth:`penalty` adds a term (else the obfuscator trains on InfNet's loss alone)."""
 
@@ -89,4 +87,3 @@ def get_defence(name: str, strength: float = 0.0) -> Defence:
 @register_defence("none")
 class NoDefence(Defence):
     description = "today's ObfNet: the InfNet's cross-entropy alone"
-    strengths = (0.0,)

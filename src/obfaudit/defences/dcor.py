@@ -22,15 +22,15 @@ def distance_correlation(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """Sample distance correlation (Szekely et al. 2007) of two batches, rows paired, in [0, 1]."""
     a = _centred_distances(x.flatten(1).float())
     b = _centred_distances(z.flatten(1).float())
-    dcov_xy = (a * b).mean().clamp_min(0)
+    dcov_xy = (a * b).mean()
     dvar = ((a * a).mean() * (b * b).mean()).clamp_min(1e-24)
-    return (dcov_xy / dvar.sqrt()).sqrt()
+    # clamped before the root: its gradient at 0 is infinite (a collapsed z gave NaN losses)
+    return (dcov_xy / dvar.sqrt()).clamp_min(1e-12).sqrt()
 
 
 @register_defence("dcor")
 class DistanceCorrelation(Defence):
     description = "NoPeek: lambda * distance correlation of the images and what is sent, per batch"
-    strengths = (0.5, 2.0, 8.0)
     has_penalty = True
 
     def penalty(self, x: torch.Tensor, z: torch.Tensor, attribute: torch.Tensor) -> torch.Tensor | None:

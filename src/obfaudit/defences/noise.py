@@ -6,13 +6,18 @@ inference: the saved model sends noisy tensors, and every attack sees them.
 """
 
 from obfaudit.defences.base import Defence, register_defence
+from obfaudit.errors import ObfauditError
 
 
 @register_defence("noise")
 class NoiseDefence(Defence):
     description = "Gaussian noise of scale sigma added to what is sent, in training and at inference"
     strength_name = "sigma"
-    strengths = (0.5, 1.0, 2.0)
+
+    def __init__(self, strength: float = 0.0) -> None:
+        super().__init__(strength)
+        if self.strength >= 1e6:
+            raise ObfauditError(f"--strength of noise (sigma) must be below 1e6, got {strength!r}")
 
     def model_kwargs(self) -> dict:
         return {"noise": self.strength}

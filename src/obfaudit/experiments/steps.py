@@ -96,4 +96,10 @@ def fit_obfnet(
     }
     if defence is not None:
         metrics["defence"] = defence.to_dict()
+        # the scale of what is sent before any noise: the noise defence's sigma means little
+        # without it (an ObfNet can learn to send larger values)
+        noise, obfnet.noise = getattr(obfnet, "noise", 0.0), 0.0
+        z = predict(obfnet, test.x, device=config.device)
+        obfnet.noise = noise
+        metrics["signal_rms"] = float(z.pow(2).mean().sqrt())
     return obfnet.cpu(), metrics

@@ -178,7 +178,7 @@ def defence_table(exps: list[Experiment]) -> dict:
     """The defences section's rows (formatted) and its reading against the target."""
     from obfaudit.attacks.metrics import compromise_threshold
     from obfaudit.data import COLOUR_NAMES
-    from obfaudit.report.defences import defence_rows, target_reading
+    from obfaudit.report.defences import defence_rows, defence_summary, target_reading
 
     rows = defence_rows(exps)
     out = []
@@ -200,7 +200,7 @@ def defence_table(exps: list[Experiment]) -> dict:
             }
         )
     reading = target_reading(rows, compromise_threshold(len(COLOUR_NAMES))) if rows else ""
-    return {"rows": out, "reading": reading}
+    return {"rows": out, "reading": reading, "summary": defence_summary(rows)}
 
 
 def control_rows(exps: list[Experiment]) -> list[dict]:
