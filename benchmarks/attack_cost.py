@@ -26,6 +26,7 @@ from obfaudit.experiments.plan import _audit_config, _audit_data
 from obfaudit.experiments.presets import get_preset
 from obfaudit.models import load_model
 from obfaudit.records import Experiment
+from obfaudit.transforms import CONTROLS
 
 
 def main() -> None:
@@ -33,7 +34,12 @@ def main() -> None:
     ap.add_argument("run", type=Path, help="a reproduction's run directory")
     ap.add_argument("--preset", default="default")
     ap.add_argument("--dataset", default="colored-mnist")
-    ap.add_argument("--subjects", nargs="+", default=["mlp-b64", "cnn-b128"], help="ARCH-bN of ObfNets")
+    ap.add_argument(
+        "--subjects",
+        nargs="+",
+        default=["mlp-b64", "cnn-b128"],
+        help="ARCH-bN of ObfNets, or identity / null",
+    )
     ap.add_argument("--attacks", nargs="+", default=["inversion", "decoder"], choices=attack_names())
     ap.add_argument("--save", type=Path, default=None, help="write the records here (JSON)")
     args = ap.parse_args()
@@ -48,7 +54,10 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     total, saved = 0.0, []
     for subject in args.subjects:
-        obfnet, _ = load_model(args.run / "models" / f"obfnet-{subject}-{args.dataset}.safetensors")
+        if subject in CONTROLS:
+            obfnet = CONTROLS[subject]()
+        else:
+            obfnet, _ = load_model(args.run / "models" / f"obfnet-{subject}-{args.dataset}.safetensors")
         t0 = time.perf_counter()
         res = audit_transform(
             f"obfnet-{subject}",
@@ -61,7 +70,7 @@ def main() -> None:
             config=_audit_config(ctx, tuple(args.attacks)),
         )
         total += time.perf_counter() - t0
-        arch, n = subject.split("-b")
+        arch, n = subject.split("-b") if subject not in CONTROLS else (subject, 0)
         for r in res.records:
             m = r.metrics
             fa = _ci(m, "feature_accuracy", 100, "%")
