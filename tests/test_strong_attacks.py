@@ -13,6 +13,18 @@ from obfaudit.train import TrainConfig
 from obfaudit.transforms import IdentityTransform, NullTransform
 from tests.conftest import run_cli
 
+#: The attacks beyond the study's, in the order the auditor runs them (decoder before the
+#: inversion that starts from it).
+NEW = (
+    "inversion",
+    "decoder",
+    "inversion-decoder",
+    "linprobe",
+    "knnprobe",
+    "linprobe-proxy",
+    "knnprobe-proxy",
+)
+
 
 def test_inversion_recovers_the_identity():
     x = load_colored_mnist("test").x[:30]
@@ -35,15 +47,7 @@ def results():
     test = load_colored_mnist("test").subset(slice(0, 140))
     proxies = {"path": load_proxy("path", seed=2, n=1400)}
     cfg = AuditConfig(
-        attacks=(
-            "inversion",
-            "decoder",
-            "inversion-decoder",
-            "linprobe",
-            "knnprobe",
-            "linprobe-proxy",
-            "knnprobe-proxy",
-        ),
+        attacks=NEW,
         train=TrainConfig(epochs=2, patience=None, val_fraction=0),
         proxy_train=TrainConfig(epochs=2, patience=None, val_fraction=0),
     )
@@ -55,15 +59,7 @@ def results():
 
 def test_every_new_attack_runs_under_its_party(results):
     ident = {r.attack: r for r in results["identity"].records}
-    assert set(ident) == {
-        "inversion",
-        "decoder",
-        "inversion-decoder",
-        "linprobe",
-        "knnprobe",
-        "linprobe-proxy",
-        "knnprobe-proxy",
-    }
+    assert set(ident) == set(NEW)
     adversary = ("inversion", "decoder", "inversion-decoder", "linprobe-proxy", "knnprobe-proxy")
     assert {ident[a].party for a in adversary} == {"adversary"}
     assert ident["linprobe"].party == "server"

@@ -62,9 +62,7 @@ def defences_for(preset: Preset, ds: str) -> list[dict | None]:
 
 def subject_suffix(defence: dict | None) -> str:
     """How a defended ObfNet's stage and subject names end, e.g. ``-dcor-2`` (none: ``-none``)."""
-    if defence is None:
-        return ""
-    return "-none" if defence["name"] == "none" else f"-{defence['name']}-{defence['strength']:g}"
+    return "" if defence is None else f"-{get_defence(defence['name'], defence['strength']).label}"
 
 
 def _active(preset: Preset, ds: str) -> bool:

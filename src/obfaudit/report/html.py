@@ -91,16 +91,7 @@ WORST_HEADERS = {"feature_accuracy": "strongest F_a", "ssim": "best SSIM"}
 def _worst_cells(on: dict[str, Experiment], columns: list[tuple[str, str]]) -> list[str]:
     """Per (party, metric) column: the strongest attack of that party on this subject and its score."""
     worst = worst_case(on.values())
-    cells = []
-    for party, metric in columns:
-        e = worst.get(party, {}).get(metric)
-        if e is None:
-            cells.append("-")
-        elif metric == "ssim":
-            cells.append(f"{e.attack} {num_ci(e.metrics['ssim'], e.metrics.get('ssim_ci'))}")
-        else:
-            cells.append(f"{e.attack} {pct_ci(e.metrics[metric], e.metrics.get(f'{metric}_ci'))}")
-    return cells
+    return [_cell(worst.get(party, {}).get(metric), metric) for party, metric in columns]
 
 
 def verdict_tables(exps: list[Experiment]) -> list[dict]:
