@@ -414,6 +414,8 @@ def add_audit_command(sub: argparse._SubParsersAction) -> None:
             "repeats",
             "infnet",
             "epochs",
+            "traffic",
+            "edge_record",
         ],
         transform={"required": True, "metavar": "SRC"},
         data={"metavar": "colored-mnist|DIR"},
@@ -421,6 +423,8 @@ def add_audit_command(sub: argparse._SubParsersAction) -> None:
         attacks={"flag": "--attack", "choices": attack_names(), "metavar": "NAME"},
         repeats={"type": positive_int, "metavar": "K"},
         size={"type": positive_int},
+        traffic={"metavar": "CAPTURE"},
+        edge_record={"metavar": "EDGE_JSON"},
     )
     add(
         p,
@@ -537,6 +541,172 @@ def add_reproduce_commands(sub: argparse._SubParsersAction) -> None:
 
 # --------------------------------------------------------------------------- main
 
+# --------------------------------------------------------------------------- the live system
+
+
+def _announce(line: str) -> None:
+    print(line, flush=True)
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from obfaudit.serve.jobs import ServeJob, serve
+
+    serve(pick(args, ServeJob), announce=_announce)
+
+
+def cmd_tap(args: argparse.Namespace) -> None:
+    from obfaudit.serve.jobs import TapJob, tap
+
+    tap(pick(args, TapJob), announce=_announce)
+
+
+def cmd_edge(args: argparse.Namespace) -> None:
+    from obfaudit.serve.edge import EdgeJob, run_edge
+
+    r = run_edge(pick(args, EdgeJob, progress=progress_enabled()), log=log(args))
+    lat = r["latency_ms"]
+    server = r["server_ms_per_request"]
+    lines = [
+        f"{r['images']} images in {r['requests']} requests, {r['wire']} on the wire: "
+        f"server accuracy {r['accuracy']:.2%}",
+        f"  {r['body_bytes_per_image']:.0f} bytes/image on the wire "
+        f"({r['tensor_bytes_per_image']:.0f} of tensor)",
+        f"  latency p50 {lat['p50']:.1f} ms, p95 {lat['p95']:.1f} ms, p99 {lat['p99']:.1f} ms; "
+        f"{r['images_per_s']:.0f} images/s, {r['requests_per_s']:.0f} requests/s",
+        f"  obfuscation on this device {r['obfuscate_ms_per_image']:.3f} ms/image",
+    ]
+    if server:
+        lines.append(
+            f"  server per request: decode {server['compute_input_ms']:.2f} ms, "
+            f"infer {server['compute_infer_ms']:.2f} ms, encode {server['compute_output_ms']:.2f} ms"
+        )
+    lines.append(f"record: {r['record']}")
+    emit(args, r, "\n".join(lines))
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from obfaudit.serve.export import ExportJob, export_obfnet
+
+    r = export_obfnet(pick(args, ExportJob))
+    t = r["latency_single_thread"]
+    parity = (
+        r["parity_note"]
+        or f"max |ONNX - PyTorch| {r['parity_max_abs_diff']:.2e} on {r['parity_images']} images"
+    )
+    text = "\n".join(
+        [
+            f"{r['onnx']}: {r['arch']}, {r['parameters']:,} parameters, {r['onnx_bytes'] / 1e6:.2f} MB",
+            f"  parity: {parity}",
+            f"  one image, one thread: onnxruntime {t['onnxruntime']['median_ms']:.3f} ms "
+            f"(p95 {t['onnxruntime']['p95_ms']:.3f}), PyTorch {t['pytorch']['median_ms']:.3f} ms "
+            f"(p95 {t['pytorch']['p95_ms']:.3f})",
+        ]
+    )
+    emit(args, r, text)
+
+
+def add_live_commands(sub: argparse._SubParsersAction) -> None:
+    from obfaudit.serve.edge import EdgeJob
+    from obfaudit.serve.export import ExportJob
+    from obfaudit.serve.jobs import ServeJob, TapJob
+
+    p = sub.add_parser(
+        "serve",
+        help="serve an InfNet over the Open Inference Protocol (KServe V2 REST)",
+        description="Serve a saved InfNet over the Open Inference Protocol (KServe V2 REST, with binary "
+        "tensors): the server of the study's system. Bad requests get a 4xx and a JSON error.",
+    )
+    add(
+        p,
+        ServeJob,
+        ["infnet", "name", "host", "port", "token", "max_body", "max_batch", "log", "threads", "device"],
+        infnet={"required": True, "metavar": "MODEL"},
+        port={"type": non_negative_int},
+        max_body={"type": positive_int, "metavar": "BYTES"},
+        max_batch={"type": positive_int},
+        threads={"type": positive_int},
+        log={"metavar": "FILE"},
+    )
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "tap",
+        help="forward traffic to a server and record the tensors it carries",
+        description="An eavesdropper on the wire: forwards every request to the upstream server unchanged "
+        "and records the obfuscated tensors (and the server's labels) to a safetensors capture, which "
+        "'obfaudit audit --traffic' attacks.",
+    )
+    add(
+        p,
+        TapJob,
+        ["listen", "upstream", "capture", "flush_seconds"],
+        upstream={"required": True, "metavar": "HOST:PORT"},
+        capture={"required": True, "metavar": "FILE"},
+        listen={"metavar": "HOST:PORT"},
+        flush_seconds={"type": positive_float},
+    )
+    p.set_defaults(func=cmd_tap)
+
+    p = sub.add_parser(
+        "edge",
+        help="obfuscate test images locally and send them to a server",
+        description="The edge device: obfuscates test images with an ObfNet (PyTorch or ONNX), sends them to "
+        "an Open Inference Protocol server, and reports utility, bytes per image on the wire, latency "
+        "percentiles and throughput. Writes edge.json, the record that scores a capture.",
+    )
+    add(
+        p,
+        EdgeJob,
+        [
+            "obfnet",
+            "server",
+            "model",
+            "wire",
+            "batch_size",
+            "concurrency",
+            "n",
+            "token",
+            "timeout",
+            "data",
+            "attributes",
+            "attribute",
+            "size",
+            "data_root",
+            "seed",
+            "device",
+            "out",
+        ],
+        obfnet={"required": True, "metavar": "MODEL"},
+        server={"required": True, "metavar": "URL"},
+        wire={"choices": ("float32", "float16", "uint8")},
+        concurrency={"type": positive_int},
+        timeout={"type": positive_float},
+        size={"type": positive_int},
+        data={"metavar": "colored-mnist|DIR"},
+    )
+    add_json(p)
+    p.set_defaults(func=cmd_edge)
+
+    p = sub.add_parser(
+        "export",
+        help="export an ObfNet to ONNX, with parity, size and single-thread latency",
+        description="Export a saved ObfNet to ONNX for the device, check it against PyTorch, and measure its "
+        "size and its single-image latency on one thread (onnxruntime and PyTorch).",
+    )
+    add(
+        p,
+        ExportJob,
+        ["obfnet", "onnx", "check_images", "tolerance", "timing_runs", "seed"],
+        obfnet={"required": True, "metavar": "MODEL"},
+        onnx={"required": True, "metavar": "FILE"},
+        check_images={"type": positive_int},
+        tolerance={"type": positive_float},
+        timing_runs={"type": positive_int},
+    )
+    add_json(p)
+    p.set_defaults(func=cmd_export)
+
+
 COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_data_commands,
     add_train_commands,
@@ -544,6 +714,7 @@ COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_attack_command,
     add_audit_command,
     add_reproduce_commands,
+    add_live_commands,
 ]
 
 

@@ -568,33 +568,27 @@ class AuditJob(AttackRun):
     """Registered attacks to run (default: every one whose needs the data meets)."""
     repeats: int = 1
     """Train each attack K times with seeds SEED..SEED+K-1 and report the spread."""
+    traffic: Path | None = None
+    """A capture from 'obfaudit tap' (or 'serve --log'): attack the tensors it holds instead of transforming
+    the test images; the data and labels come from --edge-record."""
+    edge_record: Path | None = None
+    """The edge's run record (edge.json) of the captured traffic: which images were sent, and their labels."""
 
 
 def _audit_data(job: AuditJob, split_seed: int):
     """(train, test, attribute, task) of the job's data."""
-    from obfaudit.data import load_colored_mnist
-    from obfaudit.data.attributes import TASK, load_attribute_folder
+    from obfaudit.data.select import load_task_data
 
-    if job.data == "colored-mnist":
-        kw = {"seed": split_seed, "data_root": job.data_root}
-        train, test = load_colored_mnist("train", **kw), load_colored_mnist("test", **kw)
-        task = "digit"
-    else:
-        root = Path(job.data)
-        if not root.is_dir():
-            raise ObfauditError(f"--data {job.data}: neither colored-mnist nor a folder")
-        kw = {"attributes": job.attributes, "size": job.size}
-        train, test = load_attribute_folder(root, "train", **kw), load_attribute_folder(root, "test", **kw)
-        task = TASK
-    if job.n_train:
-        train = train.subset(slice(0, job.n_train))
-    if job.n_test:
-        test = test.subset(slice(0, job.n_test))
-    names = [k for k in test.labels if k != task]
-    attribute = job.attribute or ("colour" if "colour" in names else names[0])
-    if attribute not in names:
-        raise ObfauditError(f"--attribute {attribute!r}: the data has {', '.join(names) or 'no attributes'}")
-    return train, test, attribute, task
+    return load_task_data(
+        job.data,
+        seed=split_seed,
+        data_root=job.data_root,
+        attributes=job.attributes,
+        size=job.size,
+        attribute=job.attribute,
+        n_train=job.n_train,
+        n_test=job.n_test,
+    )
 
 
 def _proxies(job: AuditJob, attribute: str, test) -> dict:
@@ -664,7 +658,19 @@ def run_audit(job: AuditJob, *, log=lambda message: None) -> dict:
     subject = resolve_source(job.transform, device=device)
     # A saved model's own split: another seed would put its training images in the test split.
     split_seed = subject.info.get("seed", job.seed) if subject.info else job.seed
-    train, test, attribute, task = _audit_data(job, split_seed)
+    view = None
+    if job.traffic or job.edge_record:
+        if not (job.traffic and job.edge_record):
+            raise ObfauditError(
+                "--traffic and --edge-record go together: the capture and the edge's record of it"
+            )
+        from obfaudit.serve.traffic import captured_view
+
+        view = captured_view(job.traffic, job.edge_record, n_train=job.n_train)
+        train, test, attribute, task = view.train, view.test, view.attribute, view.task
+        split_seed = view.about["split_seed"]
+    else:
+        train, test, attribute, task = _audit_data(job, split_seed)
     if isinstance(subject.transform, OnnxTransform):
         subject.transform.check_input(test.shape)
     if subject.info:
@@ -672,7 +678,27 @@ def run_audit(job: AuditJob, *, log=lambda message: None) -> dict:
     proxies = _proxies(job, attribute, test)
     grads = differentiable(CheckedTransform(subject.transform, subject.name), test.x[:2].to(device))
     available = available_needs(train, test, proxies, attribute, gradients=grads)
-    attacks = job.attacks or tuple(a for a in attack_names() if not attack_class(a).unmet(available))
+    if view is not None:  # only the attacks of the parties that saw this capture
+        parties = view.about["parties"]
+        for name in job.attacks or ():
+            if str(attack_class(name).party) not in parties:
+                raise ObfauditError(
+                    f"--attack {name} is a {attack_class(name).party} attack; the {view.about['seen_by']} "
+                    f"capture is seen by {', '.join(parties)}"
+                )
+        z = CheckedTransform(subject.transform, subject.name)(test.x[:2].to(device))
+        if tuple(z.shape[1:]) != tuple(view.traffic.shape[1:]):
+            raise ObfauditError(
+                f"--transform {job.transform} sends {tuple(z.shape[1:])}, the capture holds "
+                f"{tuple(view.traffic.shape[1:])}: not the transform of this traffic"
+            )
+    else:
+        parties = ("server", "adversary", "third-party")
+    attacks = job.attacks or tuple(
+        a
+        for a in attack_names()
+        if not attack_class(a).unmet(available) and str(attack_class(a).party) in parties
+    )
     unmet = {a: attack_class(a).unmet(available) for a in attacks}
     if all(unmet.values()):  # before any training: nothing could give a verdict
         why = "; ".join(f"{a}: needs {', '.join(u)}" for a, u in unmet.items()) or "no attack applies"
@@ -698,7 +724,7 @@ def run_audit(job: AuditJob, *, log=lambda message: None) -> dict:
     log(f"training the attribute judge on clean {train.name} images ({attribute})")
     judge = train_attribute_judge(train, attribute, replace(config.train, seed=job.seed))
     subjects = {subject.name: subject.transform}
-    if not job.no_controls:
+    if not job.no_controls and view is None:  # captured traffic has no controls: they were never sent
         subjects.update({name: make() for name, make in CONTROLS.items() if name != subject.name})
         if subject.info:  # the same architecture with random weights: what training added
             torch.manual_seed(job.seed + 7919)
@@ -716,6 +742,7 @@ def run_audit(job: AuditJob, *, log=lambda message: None) -> dict:
             attribute_judge=judge,
             config=config,
             on_attack=lambda attack, n=name: log(f"{n}: {attack}"),
+            traffic=view.traffic if view is not None and name == subject.name else None,
         )
     main = results[subject.name]
     if not main.records:
@@ -759,6 +786,8 @@ def run_audit(job: AuditJob, *, log=lambda message: None) -> dict:
         "settings": settings,
         "experiments": [e.to_dict() for e in exps],
     }
+    if view is not None:
+        results_json["traffic"] = view.about
     write_json(out / "results.json", results_json)
     write_csv(out / "results.csv", exps)
     report = write_audit_report(out, results_json, exps, main)

@@ -132,6 +132,7 @@ def audit_transform(
     attribute_judge: nn.Module | None = None,
     config: AuditConfig | None = None,
     on_attack: Callable[[str], None] | None = None,
+    traffic: torch.Tensor | None = None,
 ) -> AuditResult:
     """Run the configured attacks on ``transform`` and score them on ``test``.
 
@@ -145,15 +146,20 @@ def audit_transform(
         attribute_judge: a clean attribute classifier, the judge of the attribute on them.
         config: the audit's settings.
         on_attack: called with each attack's name as it starts (for progress).
+        traffic: what was captured on the wire for ``test``'s images, row for row; attacked
+            instead of ``transform`` applied to them (the live system's view).
     """
     config = replace(config or AuditConfig(), label=f"{subject}: ")
     proxies = dict(proxies or {})
     device = str(resolve_device(config.device))
     transform = CheckedTransform(to_device(transform, device), subject)
     torch.manual_seed(config.seed)  # a random transform draws the same noise for one seed
-    traffic = apply_transform(
-        transform, test.x, device=device, progress=config.train.progress, desc=f"{subject}: transform"
-    )
+    if traffic is None:
+        traffic = apply_transform(
+            transform, test.x, device=device, progress=config.train.progress, desc=f"{subject}: transform"
+        )
+    elif len(traffic) != len(test):
+        raise ValueError(f"{len(traffic)} captured tensors for {len(test)} test images")
     scorer = Scorer(
         test,
         config.attribute,

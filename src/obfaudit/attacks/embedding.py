@@ -116,7 +116,7 @@ def silhouette(x: np.ndarray, y: np.ndarray, *, seed: int = 0, max_points: int =
     """Silhouette of the grouping ``y`` in ``x`` (Euclidean), on a seeded sample if large."""
     from sklearn.metrics import silhouette_score
 
-    if len(np.unique(y)) < 2:
+    if not 2 <= len(np.unique(y)) < len(y):  # undefined: one group, or every point its own
         return float("nan")
     size = min(len(x), max_points)
     return float(silhouette_score(x, y, sample_size=size if size < len(x) else None, random_state=seed))

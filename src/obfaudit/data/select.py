@@ -1,0 +1,56 @@
+"""The (train, test) pair a command works on: Colored-MNIST or a user's image folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from obfaudit.errors import ObfauditError
+
+
+def load_task_data(
+    data: str,
+    *,
+    seed: int,
+    data_root: Path | None = None,
+    attributes: Path | None = None,
+    size: int | None = None,
+    attribute: str | None = None,
+    n_train: int | None = None,
+    n_test: int | None = None,
+):
+    """(train, test, attribute, task) of ``data``: ``colored-mnist`` split with ``seed``, or a
+    folder DIR with DIR/train, DIR/test and an attributes CSV; each cut to its first N images."""
+    from obfaudit.data import load_colored_mnist
+    from obfaudit.data.attributes import TASK, load_attribute_folder
+
+    if data == "colored-mnist":
+        kw = {"seed": seed, "data_root": data_root}
+        train, test = load_colored_mnist("train", **kw), load_colored_mnist("test", **kw)
+        task = "digit"
+    else:
+        root = Path(data)
+        if not root.is_dir():
+            raise ObfauditError(f"--data {data}: neither colored-mnist nor a folder")
+        kw = {"attributes": attributes, "size": size}
+        train, test = load_attribute_folder(root, "train", **kw), load_attribute_folder(root, "test", **kw)
+        task = TASK
+    if n_train:
+        train = train.subset(slice(0, n_train))
+    if n_test:
+        test = test.subset(slice(0, n_test))
+    names = [k for k in test.labels if k != task]
+    attribute = attribute or ("colour" if "colour" in names else names[0])
+    if attribute not in names:
+        raise ObfauditError(f"--attribute {attribute!r}: the data has {', '.join(names) or 'no attributes'}")
+    return train, test, attribute, task
+
+
+def labels_match(test, labels: dict[str, list[int]]) -> bool:
+    """Whether ``test``'s labels are ``labels`` (a record's copy): the same images, in order."""
+    return all(
+        name in test.labels
+        and torch.equal(test.labels[name], torch.tensor(values, dtype=test.labels[name].dtype))
+        for name, values in labels.items()
+    )
