@@ -303,7 +303,7 @@ def _offline_accuracy(models: Path, batch: int) -> float:
 
 def test_edge_through_tap_to_server_then_audit_the_capture(models, tmp_path):
     sp, tp = free_port(), free_port()
-    server = _start("serve", "--infnet", models / "inf", "--port", sp, "--token", "s3", port=sp)
+    server = _start("serve", "--infnet", models / "inf", "--port", sp, "--token", "s3", "--log", tmp_path / "server.safetensors", port=sp)
     try:
         tap = _start("tap", "--listen", f"127.0.0.1:{tp}", "--upstream", f"127.0.0.1:{sp}", "--capture",
                      tmp_path / "cap.safetensors", port=tp)  # fmt: skip
@@ -339,7 +339,12 @@ def test_edge_through_tap_to_server_then_audit_the_capture(models, tmp_path):
     assert summary8["tensor_bytes_per_image"] == math.prod(SHAPE)
     assert abs(summary8["accuracy"] - summary["accuracy"]) <= 2 / N  # 256 levels barely move an argmax
     assert no_token.returncode == 1 and "401" in no_token.stderr and "Traceback" not in no_token.stderr
-    assert "Traceback" not in tap_err
+    assert "Traceback" not in tap_err and "error" not in tap_err
+    from obfaudit.serve.capture import read_capture
+
+    z, request, meta = read_capture(tmp_path / "server.safetensors")  # the server's own view: both runs
+    assert meta["seen_by"] == "server" and len(z) == 2 * N and len(meta["requests"]) == 6
+    assert {r["datatype"] for r in meta["requests"]} == {"FP32", "UINT8"}
 
     # The eavesdropper's capture, scored with the edge's record
     audit = tmp_path / "audit"

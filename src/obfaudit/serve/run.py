@@ -66,11 +66,14 @@ def run_foreground(app, host: str, port: int, announce: Callable[[str], None]) -
         await task
 
     try:
-        from uvicorn._compat import asyncio_run  # the loop factory uvicorn itself would use
-
-        asyncio_run(main(), loop_factory=server.config.get_loop_factory())
+        from uvicorn._compat import asyncio_run  # runs with the loop factory uvicorn itself would use
     except ImportError:
-        asyncio.run(main())
+        def asyncio_run(coro, loop_factory=None):
+            return asyncio.run(coro)
+    try:
+        asyncio_run(main(), loop_factory=server.config.get_loop_factory())
+    except KeyboardInterrupt:  # uvicorn stopped gracefully on Ctrl-C, then passed the signal on
+        return
     except OSError as e:
         raise ObfauditError(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
     if not server.started:

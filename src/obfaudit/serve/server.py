@@ -14,6 +14,7 @@ image, less than a hop to a thread pool would add.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import math
 import time
@@ -118,10 +119,17 @@ def create_app(
             model(torch.zeros(n, *input_shape, device=device))
     max_elements = limits.max_batch * math.prod(shape)
 
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        if capture is not None:  # what the server saw, written before the process goes
+            capture.flush()
+
     app = FastAPI(
         title="obfaudit InfNet server",
         version=__version__,
         description="Open Inference Protocol (KServe V2 REST) with the binary tensor data extension.",
+        lifespan=lifespan,
     )
 
     @app.exception_handler(HTTPException)
