@@ -303,7 +303,18 @@ def _offline_accuracy(models: Path, batch: int) -> float:
 
 def test_edge_through_tap_to_server_then_audit_the_capture(models, tmp_path):
     sp, tp = free_port(), free_port()
-    server = _start("serve", "--infnet", models / "inf", "--port", sp, "--token", "s3", "--log", tmp_path / "server.safetensors", port=sp)
+    server = _start(
+        "serve",
+        "--infnet",
+        models / "inf",
+        "--port",
+        sp,
+        "--token",
+        "s3",
+        "--log",
+        tmp_path / "server.safetensors",
+        port=sp,
+    )
     try:
         tap = _start("tap", "--listen", f"127.0.0.1:{tp}", "--upstream", f"127.0.0.1:{sp}", "--capture",
                      tmp_path / "cap.safetensors", port=tp)  # fmt: skip

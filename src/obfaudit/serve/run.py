@@ -68,8 +68,10 @@ def run_foreground(app, host: str, port: int, announce: Callable[[str], None]) -
     try:
         from uvicorn._compat import asyncio_run  # runs with the loop factory uvicorn itself would use
     except ImportError:
+
         def asyncio_run(coro, loop_factory=None):
             return asyncio.run(coro)
+
     try:
         asyncio_run(main(), loop_factory=server.config.get_loop_factory())
     except KeyboardInterrupt:  # uvicorn stopped gracefully on Ctrl-C, then passed the signal on
