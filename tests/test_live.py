@@ -143,6 +143,53 @@ def _corpus():
         ),
         ("uint8 without scale", "POST", infer, *_binary(np.zeros((1, *SHAPE)), "UINT8"), 400),
         ("malformed JSON", "POST", infer, b'{"inputs": [', {}, 400),
+        (
+            "output parameters a list",
+            "POST",
+            infer,
+            *_binary(_good(), header_extra={"outputs": [{"name": "label", "parameters": [1]}]}),
+            400,
+        ),
+        (
+            "empty dimension, huge other",
+            "POST",
+            infer,
+            b'{"inputs":[{"name":"z","datatype":"FP32","shape":[0,9223372036854775807],"data":[]}]}',
+            {},
+            400,
+        ),
+        (
+            "integer too large",
+            "POST",
+            infer,
+            b'{"inputs":[{"name":"z","datatype":"FP32","shape":[1],"data":[1' + b"0" * 400 + b"]}]}",
+            {},
+            400,
+        ),
+        (
+            "integer of 5,000 digits",
+            "POST",
+            infer,
+            b'{"inputs":[{"name":"z","datatype":"FP32","shape":[1],"data":[1' + b"0" * 5000 + b"]}]}",
+            {},
+            400,
+        ),
+        (
+            "strings as data",
+            "POST",
+            infer,
+            b'{"inputs":[{"name":"z","datatype":"FP32","shape":[1,3,28,28],"data":["1.5"]}]}',
+            {},
+            400,
+        ),
+        (
+            "data nested wrong",
+            "POST",
+            infer,
+            b'{"inputs":[{"name":"z","datatype":"FP32","shape":[2,3],"data":[[1,2],[3,4],[5,6]]}]}',
+            {},
+            400,
+        ),
         ("JSON not an object", "POST", infer, b"[1, 2]", {}, 400),
         ("no inputs", "POST", infer, b'{"outputs": []}', {}, 400),
         (
@@ -405,7 +452,9 @@ def test_server_killed_mid_run_stops_the_edge_with_one_line(models, tmp_path):
     assert edge.returncode == 1, err
     lines = [line for line in err.splitlines() if line.startswith("obfaudit: error")]
     assert len(lines) == 1 and "stopped answering after" in lines[0], err
-    assert "Traceback" not in err and not (tmp_path / "e" / "edge.json").exists()
+    assert "Traceback" not in err
+    record = json.loads((tmp_path / "e" / "edge.json").read_text())  # what was answered is kept
+    assert record["complete"] is False and record["summary"]["requests"] >= 5
 
 
 def test_live_commands_refuse_bad_arguments_in_one_line(models, tmp_path, capsys):

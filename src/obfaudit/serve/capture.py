@@ -40,6 +40,8 @@ class CaptureWriter:
         self.meta = {"version": VERSION, "seen_by": seen_by, "where": where, "requests": [], "unparsed": 0}
         self._rows: list[np.ndarray] = []
         self._lock = threading.Lock()
+        self._write = threading.Lock()  # one writer at a time, newest snapshot last
+        self._flusher: threading.Thread | None = None
         self._dirty = False
         self._last = time.monotonic()
         self.flush_seconds = flush_seconds
@@ -77,30 +79,36 @@ class CaptureWriter:
             self._dirty = True
 
     def maybe_flush(self) -> None:
-        if self._dirty and time.monotonic() - self._last >= self.flush_seconds:
-            self.flush()
+        """Flush in a background thread when ``flush_seconds`` have passed (the caller goes on)."""
+        if not self._dirty or time.monotonic() - self._last < self.flush_seconds:
+            return
+        if self._flusher is not None and self._flusher.is_alive():
+            return
+        self._last = time.monotonic()
+        self._flusher = threading.Thread(target=self.flush, daemon=True)
+        self._flusher.start()
 
     def flush(self) -> None:
         """Write everything captured so far (atomically: a reader sees the old or the new file)."""
+        with self._write:
+            self._flush()
+
+    def _flush(self) -> None:
         from safetensors.numpy import save
 
-        with self._lock:
+        with self._lock:  # a snapshot (rows are never changed once added), so adding goes on meanwhile
             if not self._dirty and self.path.exists():
                 return
-            shapes = {tuple(r.shape[1:]) for r in self._rows}
-            if len(shapes) > 1:  # one file holds one tensor shape; keep the first, count the rest
-                first = self._rows[0].shape[1:]
-                keep = [i for i, r in enumerate(self._rows) if r.shape[1:] == first]
-            else:
-                keep = list(range(len(self._rows)))
-            rows = [self._rows[i] for i in keep]
-            z = np.concatenate(rows) if rows else np.zeros((0, 0), np.float32)
-            request = np.concatenate(
-                [np.full(len(self._rows[i]), i, np.int64) for i in keep] or [np.zeros(0, np.int64)]
-            )
-            blob = save({"z": z, "request": request}, metadata={KEY: json.dumps(self.meta)})
+            rows_seen, meta = list(self._rows), json.dumps(self.meta)
             self._dirty = False
             self._last = time.monotonic()
+        # one file holds one tensor shape: the first one seen (requests of other shapes stay listed)
+        keep = [i for i, r in enumerate(rows_seen) if r.shape[1:] == rows_seen[0].shape[1:]]
+        z = np.concatenate([rows_seen[i] for i in keep]) if keep else np.zeros((0, 0), np.float32)
+        request = np.concatenate(
+            [np.full(len(rows_seen[i]), i, np.int64) for i in keep] or [np.zeros(0, np.int64)]
+        )
+        blob = save({"z": z, "request": request}, metadata={KEY: meta})
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         tmp.write_bytes(blob)
         tmp.replace(self.path)

@@ -34,6 +34,10 @@ class EdgeJob:
     """The server's base URL, e.g. http://127.0.0.1:8000 (or a tap in front of it)."""
     model: str = "infnet"
     """The model's name on the server."""
+    input_name: str = "z"
+    """The model's input tensor name (obfaudit serve: z; a Triton or KServe model: its own)."""
+    output: str = "label"
+    """The output to read the class from: labels, or logits/probabilities (their argmax is taken)."""
     wire: str = "float32"
     """How the obfuscated tensors travel: float32, float16 or uint8 (the batch's range, 256 levels)."""
     batch_size: int = 64
@@ -142,7 +146,7 @@ def _stats_delta(before: dict | None, after: dict | None) -> dict | None:
     }
 
 
-async def _send_all(job, transform, x: torch.Tensor, starts: list[int], run_id: str, bar) -> dict:
+async def _send_all(job, transform, x: torch.Tensor, starts: list[int], run_id: str, bar, out: dict) -> None:
     # aiohttp, not httpx: measured here, httpx's async pool stalled single-image requests at
     # concurrency 8 for 0.1-0.5 s every few hundred requests (p99 150 ms); aiohttp and a bare
     # asyncio client did not (p99 13-14 ms) against the same server.
@@ -151,15 +155,6 @@ async def _send_all(job, transform, x: torch.Tensor, starts: list[int], run_id: 
     device = resolve_device(job.device)
     base = job.server.rstrip("/")
     url = f"{base}/v2/models/{job.model}/infer"
-    out = {
-        "labels": [None] * len(starts),
-        "latency": [],
-        "tensor_bytes": 0,
-        "body_bytes": 0,
-        "obfuscate_s": 0.0,
-        "status_5xx": 0,
-        "done": 0,
-    }
     pending = iter(range(len(starts)))
     timeout = aiohttp.ClientTimeout(total=job.timeout, connect=min(job.timeout, 10.0))
     connector = aiohttp.TCPConnector(limit=job.concurrency)
@@ -174,10 +169,16 @@ async def _send_all(job, transform, x: torch.Tensor, starts: list[int], run_id: 
                 with torch.inference_mode():
                     z = transform(xb.to(device)).float().cpu().numpy()
                 try:
-                    body, headers = encode_request(z, wire=job.wire, request_id=f"{run_id}-{i}")
+                    body, headers = encode_request(
+                        z,
+                        wire=job.wire,
+                        request_id=f"{run_id}-{i}",
+                        name=job.input_name,
+                        outputs=(job.output,),
+                    )
                 except ValueError as e:
                     raise Stop(str(e)) from None
-                out["obfuscate_s"] += time.perf_counter() - t0
+                obfuscate = time.perf_counter() - t0
                 t1 = time.perf_counter()
                 try:
                     async with session.post(url, data=body, headers=headers) as r:
@@ -187,7 +188,7 @@ async def _send_all(job, transform, x: torch.Tensor, starts: list[int], run_id: 
                         f"the server at {job.server} stopped answering after {out['done']} of {len(starts)} "
                         f"requests ({type(e).__name__}{': ' + str(e) if str(e) else ''})"
                     ) from None
-                out["latency"].append(time.perf_counter() - t1)
+                latency = time.perf_counter() - t1
                 if status >= 500:
                     out["status_5xx"] += 1
                     continue
@@ -195,14 +196,17 @@ async def _send_all(job, transform, x: torch.Tensor, starts: list[int], run_id: 
                     raise Stop(f"the server refused request {i}: {status} {_server_error(answer)}")
                 try:
                     _, outputs = decode_response(answer, answer_headers)
-                    labels = outputs["label"].reshape(-1)
+                    labels = outputs[job.output]
+                    labels = labels.argmax(1) if labels.ndim == 2 else labels.reshape(-1)
                 except (ProtocolError, KeyError) as e:
                     raise Stop(
-                        f"request {i}: the server's answer is not a V2 response with labels ({e})"
+                        f"request {i}: the server's answer is not a V2 response with {job.output!r} ({e})"
                     ) from None
                 if len(labels) != len(xb):
                     raise Stop(f"request {i}: {len(labels)} labels for {len(xb)} images")
                 out["labels"][i] = labels
+                out["latency"].append(latency)
+                out["obfuscate_s"] += obfuscate
                 out["tensor_bytes"] += z.size * np.dtype(WIRE_DTYPES[job.wire]).itemsize
                 out["body_bytes"] += len(body)
                 out["done"] += 1
@@ -220,7 +224,6 @@ async def _send_all(job, transform, x: torch.Tensor, starts: list[int], run_id: 
         finally:
             out["wall_s"] = time.perf_counter() - t0
         out["server"] = _stats_delta(before, await _stats(session, base, job.model))
-    return out
 
 
 WIRE_DTYPES = {"float32": np.float32, "float16": np.float16, "uint8": np.uint8}
@@ -286,15 +289,26 @@ def run_edge(job: EdgeJob, *, log=lambda message: None) -> dict:
     starts = list(range(0, len(test), job.batch_size))
     run_id = secrets.token_hex(4)
     log(f"sending {len(test)} {test.name} images obfuscated by {subject.name} to {job.server} ({job.wire})")
+    sent = {
+        "labels": [None] * len(starts),
+        "latency": [],
+        "tensor_bytes": 0,
+        "body_bytes": 0,
+        "obfuscate_s": 0.0,
+        "status_5xx": 0,
+        "done": 0,
+        "wall_s": 0.0,
+        "server": None,
+    }
+    error = None
     with tqdm(total=len(test), desc="edge", unit="img", disable=not job.progress, leave=False) as bar:
         try:
-            sent = asyncio.run(_send_all(job, transform, test.x, starts, run_id, bar))
-            error = None
+            asyncio.run(_send_all(job, transform, test.x, starts, run_id, bar, sent))
         except Stop as e:
-            sent, error = None, str(e)
-    if sent is None:
-        raise ObfauditError(error)
+            error = str(e)
     done = [i for i, labels in enumerate(sent["labels"]) if labels is not None]
+    if not done:
+        raise ObfauditError(error or f"no request was answered ({sent['status_5xx']} failed on the server)")
     rows = torch.cat([torch.arange(starts[i], min(starts[i] + job.batch_size, len(test))) for i in done])
     predicted = torch.from_numpy(np.concatenate([sent["labels"][i] for i in done]))
     truth = test.labels[task][rows]
@@ -313,8 +327,8 @@ def run_edge(job: EdgeJob, *, log=lambda message: None) -> dict:
             "p99": float(np.percentile(latency_ms, 99)),
             "mean": float(latency_ms.mean()),
         },
-        "images_per_s": n / sent["wall_s"],
-        "requests_per_s": len(done) / sent["wall_s"],
+        "images_per_s": n / max(sent["wall_s"], 1e-9),
+        "requests_per_s": len(done) / max(sent["wall_s"], 1e-9),
         "wall_s": sent["wall_s"],
         "obfuscate_ms_per_image": 1e3 * sent["obfuscate_s"] / n,
         "status_5xx": sent["status_5xx"],
@@ -323,6 +337,7 @@ def run_edge(job: EdgeJob, *, log=lambda message: None) -> dict:
     record = {
         "obfaudit_edge": 1,
         "run": run_id,
+        "complete": error is None and not sent["status_5xx"],
         "obfnet": subject.name,
         "summary": summary,
         "settings": {
@@ -346,6 +361,8 @@ def run_edge(job: EdgeJob, *, log=lambda message: None) -> dict:
         "labels": {name: test.labels[name].tolist() for name in (task, attribute)},
     }
     write_json(out_dir / RECORD, record)
+    if error is not None:  # what was answered before is in the record: a capture of it can be scored
+        raise ObfauditError(f"{error}; the {len(done)} requests answered before are in {out_dir / RECORD}")
     if sent["status_5xx"]:
         raise ObfauditError(
             f"{sent['status_5xx']} requests failed on the server (5xx); the record is in {out_dir / RECORD}"

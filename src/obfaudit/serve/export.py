@@ -65,29 +65,31 @@ def export_obfnet(job: ExportJob) -> dict:
         raise ObfauditError(f"--onnx {job.onnx}: folder {job.onnx.parent} does not exist")
     shape = tuple(info.get("input_shape") or model.input_shape)
     tmp = job.onnx.with_name(f".{job.onnx.name}.tmp")
-    export_onnx(model, tmp, shape)
-    graph = onnx.load(str(tmp))
-    sidecar = {k: info[k] for k in ("arch", "kwargs", "seed", "dataset", "sha256") if k in info}
-    graph.metadata_props.add(key="obfaudit", value=json.dumps(sidecar))
-    onnx.save(graph, str(tmp))
-    tmp.replace(job.onnx)
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(job.onnx), options, providers=["CPUExecutionProvider"])
-    g = torch.Generator().manual_seed(job.seed)
-    x = torch.rand(job.check_images, *shape, generator=g)
-    noisy = bool(getattr(model, "noise", 0))
-    with torch.inference_mode():
-        want = model(x).numpy()
-    got = session.run(None, {"x": x.numpy()})[0]
-    max_diff = None if noisy else float(np.abs(got - want).max())
-    if max_diff is not None and not max_diff <= job.tolerance:
-        raise ObfauditError(
-            f"the ONNX graph differs from PyTorch by up to {max_diff:.2e} "
-            f"(> {job.tolerance:.0e}): not exported as is"
-        )
+    try:  # the graph lands at --onnx only once it matches PyTorch
+        export_onnx(model, tmp, shape)
+        graph = onnx.load(str(tmp))
+        sidecar = {k: info[k] for k in ("arch", "kwargs", "seed", "dataset", "sha256") if k in info}
+        graph.metadata_props.add(key="obfaudit", value=json.dumps(sidecar))
+        onnx.save(graph, str(tmp))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        session = ort.InferenceSession(str(tmp), options, providers=["CPUExecutionProvider"])
+        g = torch.Generator().manual_seed(job.seed)
+        x = torch.rand(job.check_images, *shape, generator=g)
+        noisy = bool(getattr(model, "noise", 0))
+        with torch.inference_mode():
+            want = model(x).numpy()
+        got = session.run(None, {"x": x.numpy()})[0]
+        max_diff = None if noisy else float(np.abs(got - want).max())
+        if max_diff is not None and not max_diff <= job.tolerance:
+            raise ObfauditError(
+                f"the ONNX graph differs from PyTorch by up to {max_diff:.2e} "
+                f"(> {job.tolerance:.0e}): not written"
+            )
+        tmp.replace(job.onnx)
+    finally:
+        tmp.unlink(missing_ok=True)
     one = x[:1]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -167,8 +167,8 @@ def _split(body: bytes | bytearray, headers) -> tuple[dict, memoryview]:
         doc = json.loads(bytes(view[:n]), parse_constant=_no_constant)
     except ProtocolError:
         raise
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ProtocolError(f"malformed JSON: {e}") from None
+    except ValueError as e:  # JSONDecodeError, bad UTF-8, integers of more than 4,300 digits
+        raise ProtocolError(f"malformed JSON: {str(e)[:120]}") from None
     except RecursionError:
         raise ProtocolError("malformed JSON: nested too deeply") from None
     if not isinstance(doc, dict):
@@ -180,18 +180,22 @@ def _no_constant(name: str):
     raise ProtocolError(f"malformed JSON: {name} is not a number")
 
 
-def _shape(entry: dict, what: str) -> tuple[int, ...]:
+def _shape(entry: dict, what: str, max_elements: int) -> tuple[int, ...]:
     shape = entry.get("shape")
     if (
         not isinstance(shape, list)
-        or not shape
-        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+        or not 0 < len(shape) <= 8
+        or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= max_elements for d in shape)
     ):
-        raise ProtocolError(f"{what}: shape must be a list of non-negative integers, got {shape!r}")
+        raise ProtocolError(
+            f"{what}: shape must be 1 to 8 integers from 0 to {max_elements}, got {str(shape)[:80]}"
+        )
     return tuple(shape)
 
 
-def _tensors(doc: dict, key: str, rest: memoryview, *, max_elements: int) -> list[Tensor]:
+def _tensors(
+    doc: dict, key: str, rest: memoryview, *, max_elements: int, max_json_elements: int = 1 << 20
+) -> list[Tensor]:
     entries = doc.get(key)
     if not isinstance(entries, list) or not entries:
         raise ProtocolError(f"'{key}' must be a non-empty list")
@@ -203,7 +207,7 @@ def _tensors(doc: dict, key: str, rest: memoryview, *, max_elements: int) -> lis
         datatype = entry.get("datatype")
         if datatype not in DATATYPES:
             raise ProtocolError(f"{what}: datatype {datatype!r} is not one of {', '.join(DATATYPES)}")
-        shape = _shape(entry, what)
+        shape = _shape(entry, what, max_elements)
         count = math.prod(shape)
         if count > max_elements:
             raise ProtocolError(f"{what}: {count} elements, more than the {max_elements} allowed", 413)
@@ -225,42 +229,64 @@ def _tensors(doc: dict, key: str, rest: memoryview, *, max_elements: int) -> lis
             data = np.frombuffer(rest[offset : offset + size], dtype=dtype).reshape(shape)
             offset += size
         else:
-            data = _json_data(entry.get("data"), dtype, count, what).reshape(shape)
+            if count > max_json_elements:
+                raise ProtocolError(
+                    f"{what}: {count} values as JSON; send more than {max_json_elements} as binary data", 413
+                )
+            data = _json_data(entry.get("data"), dtype, shape, what)
         tensors.append(Tensor(entry["name"], datatype, data, params))
     if offset != len(rest):
         raise ProtocolError(f"{len(rest) - offset} bytes of binary data follow the declared tensors")
     return tensors
 
 
-def _json_data(data, dtype: np.dtype, count: int, what: str) -> np.ndarray:
+def _json_data(data, dtype: np.dtype, shape: tuple[int, ...], what: str) -> np.ndarray:
+    """JSON ``data`` (flat, or nested as ``shape``) of plain numbers as an array of ``shape``."""
     if not isinstance(data, list):
         raise ProtocolError(f"{what}: needs data (a list) or parameters.binary_data_size")
     try:
-        values = np.asarray(data, dtype=np.float64).reshape(-1)
-    except (ValueError, TypeError):
+        values = np.asarray(data)
+    except (ValueError, TypeError, OverflowError):
         raise ProtocolError(f"{what}: data must be numbers, nested as the shape says") from None
+    count = math.prod(shape)
+    if values.dtype.kind not in "iuf" and not (values.size == 0 and count == 0):
+        raise ProtocolError(f"{what}: data must be plain numbers")
+    if values.ndim != 1 and values.shape != shape:
+        raise ProtocolError(f"{what}: data nested as {list(values.shape)}, the shape says {list(shape)}")
     if values.size != count:
         raise ProtocolError(f"{what}: {values.size} values for a shape of {count} elements")
     if dtype.kind in "ui":
         info = np.iinfo(dtype)
-        if not (np.all(values == np.rint(values)) and values.min(initial=0) >= info.min) or (
-            values.max(initial=0) > info.max
-        ):
+        exact = values.dtype.kind in "iu" or bool(np.all(values == np.rint(values)))
+        if not exact or (values.size and (values.min() < info.min or values.max() > info.max)):
             raise ProtocolError(f"{what}: values must be integers in [{info.min}, {info.max}]")
-    return values.astype(dtype)
+    return values.astype(dtype).reshape(shape)
 
 
 def decode_request(body: bytes | bytearray, headers=None, *, max_elements: int = 1 << 26) -> InferRequest:
-    """Parse an inference request (JSON, or binary with ``headers``' length field)."""
+    """Parse an inference request (JSON, or binary with ``headers``' length field).
+
+    Anything wrong with it is a :class:`ProtocolError`, whatever part of the parsing finds it.
+    """
+    try:
+        return _decode_request(body, headers, max_elements)
+    except ProtocolError:
+        raise
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError, OverflowError, RecursionError) as e:
+        raise ProtocolError(f"malformed request ({type(e).__name__}: {str(e)[:120]})") from None
+
+
+def _decode_request(body: bytes | bytearray, headers, max_elements: int) -> InferRequest:
     doc, rest = _split(body, headers)
     request_id = doc.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise ProtocolError("'id' must be a string")
     outputs = doc.get("outputs") or []
     if not isinstance(outputs, list) or not all(
-        isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs
+        isinstance(o, dict) and isinstance(o.get("name"), str) and isinstance(o.get("parameters") or {}, dict)
+        for o in outputs
     ):
-        raise ProtocolError("'outputs' must be a list of objects with a name")
+        raise ProtocolError("'outputs' must be a list of objects with a name (and object parameters)")
     wanted = [
         {"name": o["name"], "binary": bool((o.get("parameters") or {}).get("binary_data"))} for o in outputs
     ]

@@ -12,7 +12,7 @@ import contextlib
 import re
 
 from obfaudit.serve.capture import CaptureWriter
-from obfaudit.serve.protocol import ProtocolError, decode_request, decode_response, error_body
+from obfaudit.serve.protocol import decode_request, decode_response, error_body
 
 INFER = re.compile(r"^/v2/models/([^/]+)(?:/versions/[^/]+)?/infer$")
 #: Headers that belong to one hop, not to the message (RFC 9110 section 7.6.1), plus the ones httpx sets.
@@ -27,7 +27,20 @@ HOP = {
     "upgrade",
     "host",
     "content-length",
+    "expect",
 }
+#: Response headers the tap's own server writes itself (else they would appear twice).
+OWN = {"date", "server"}
+
+
+def _end_to_end(headers) -> list[tuple[str, str]]:
+    """``headers`` without hop-by-hop ones, including those the Connection header names."""
+    named = (
+        {t.strip().lower() for v in headers.getall("connection", []) for t in v.split(",")}
+        if hasattr(headers, "getall")
+        else {t.strip().lower() for t in headers.get("connection", "").split(",")}
+    )
+    return [(k, v) for k, v in headers.items() if k.lower() not in HOP and k.lower() not in named]
 
 
 def _capture(capture: CaptureWriter, model: str, body: bytes, headers) -> int | None:
@@ -37,7 +50,7 @@ def _capture(capture: CaptureWriter, model: str, body: bytes, headers) -> int | 
         return capture.add(
             request_id=req.id, model=model, datatype=t.datatype, z=t.as_float32(), body_bytes=len(body)
         )
-    except (ProtocolError, ValueError, IndexError):
+    except Exception:  # noqa: BLE001 - a passive tap forwards whatever it cannot read
         capture.unparsed()
         return None
 
@@ -60,7 +73,7 @@ def create_tap_app(upstream: str, capture: CaptureWriter, *, timeout: float = 60
         match = INFER.match(request.url.path)
         if request.method == "POST" and match:
             index = _capture(capture, match.group(1), body, request.headers)
-        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP]
+        headers = _end_to_end(request.headers)
         url = base + request.url.path + (f"?{request.url.query}" if request.url.query else "")
         try:
             async with session.request(request.method, url, headers=headers, data=body) as r:
@@ -76,11 +89,16 @@ def create_tap_app(upstream: str, capture: CaptureWriter, *, timeout: float = 60
                 _, outputs = decode_response(content, answer_headers)
                 if "label" in outputs:
                     capture.answer(index, outputs["label"].reshape(-1).tolist())
-            except (ProtocolError, ValueError):
+            except Exception:  # noqa: BLE001 - an answer it cannot read is still passed on
                 pass
         capture.maybe_flush()
-        out = {k: v for k, v in answer_headers.items() if k.lower() not in HOP}
-        return Response(content, status_code=status, headers=out)
+        response = Response(content, status_code=status)
+        response.raw_headers = [(b"content-length", str(len(content)).encode())] + [
+            (k.lower().encode("latin-1"), v.encode("latin-1"))
+            for k, v in _end_to_end(answer_headers)
+            if k.lower() not in OWN
+        ]
+        return response
 
     @contextlib.asynccontextmanager
     async def lifespan(app):

@@ -51,14 +51,13 @@ def captured_view(capture: Path, record_path: Path, *, n_train: int | None = Non
     z, request, meta = read_capture(capture)
     record = read_edge_record(record_path)
     sent = {r["id"]: (r["start"], r["stop"]) for r in record["requests"]}
-    rows, images = [], []
-    matched = 0
+    rows, images, matched = [], [], []
     for i, req in enumerate(meta["requests"]):
         span = sent.get(req.get("id"))
         mine = np.flatnonzero(request == i)
         if span is None or len(mine) != span[1] - span[0]:
             continue
-        matched += 1
+        matched.append(req)
         rows.append(mine)
         images.append(np.arange(*span))
     if not matched:
@@ -87,8 +86,8 @@ def captured_view(capture: Path, record_path: Path, *, n_train: int | None = Non
     test = test.subset(torch.from_numpy(images))
     answered = [
         (req["labels"], np.arange(*sent[req["id"]]))
-        for req in meta["requests"]
-        if req.get("id") in sent and len(req.get("labels") or []) == sent[req["id"]][1] - sent[req["id"]][0]
+        for req in matched
+        if len(req.get("labels") or []) == sent[req["id"]][1] - sent[req["id"]][0]
     ]
     about = {
         "capture": str(capture),
@@ -96,13 +95,12 @@ def captured_view(capture: Path, record_path: Path, *, n_train: int | None = Non
         "where": meta.get("where", ""),
         "parties": list(SEEN_BY_PARTIES.get(meta["seen_by"], ())),
         "requests_captured": len(meta["requests"]),
-        "requests_of_this_run": matched,
+        "requests_of_this_run": len(matched),
         "requests_sent": len(record["requests"]),
         "unparsed": meta.get("unparsed", 0),
         "tensors": len(rows),
-        "datatypes": sorted({r["datatype"] for r in meta["requests"] if r.get("id") in sent}),
-        "body_bytes_per_image": sum(r["body_bytes"] for r in meta["requests"] if r.get("id") in sent)
-        / len(rows),
+        "datatypes": sorted({r["datatype"] for r in matched}),
+        "body_bytes_per_image": sum(r["body_bytes"] for r in matched) / len(rows),
         "edge_record": str(record_path),
         "edge_run": record.get("run"),
         "split_seed": d["split_seed"],

@@ -45,6 +45,10 @@ class OnnxTransform:
                 f"{self.path}: input {self.input.name!r} is {self.input.type}, not tensor(float)"
             )
 
+    def __reduce__(self):
+        """Pickled as its path (a session is not picklable): a worker opens the graph itself."""
+        return (OnnxTransform, (str(self.path.resolve()),))
+
     def check_input(self, shape: tuple[int, ...]) -> None:
         """Refuse data of shape (C, H, W) that the graph's input cannot take."""
         declared = list(self.input.shape)
