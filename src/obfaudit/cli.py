@@ -429,9 +429,11 @@ def add_audit_command(sub: argparse._SubParsersAction) -> None:
     add(
         p,
         AuditJob,
-        ["n_train", "n_test", "n_proxy", "n_tsne", "no_controls", "seed", "device", "data_root", "out"],
-        out={"required": True},
+        ["n_train", "n_test", "n_proxy", "n_tsne", "no_controls", "executor", "address", "seed", "device"],
+        executor={"choices": ("serial", "ray")},
+        address={"metavar": "auto|HOST:PORT"},
     )
+    add(p, AuditJob, ["data_root", "out"], out={"required": True})
     add_json(p)
     p.set_defaults(func=cmd_audit)
 
@@ -505,11 +507,13 @@ def add_reproduce_commands(sub: argparse._SubParsersAction) -> None:
             "data_root",
             "download",
             "executor",
+            "address",
             "seed",
             "device",
             "out",
         ],
         preset={"choices": tuple(PRESETS)},
+        address={"metavar": "auto|HOST:PORT"},
         attacks={"flag": "--attack", "choices": attack_names(), "metavar": "NAME"},
         executor={"choices": tuple(EXECUTORS)},
     )
@@ -661,6 +665,8 @@ def add_live_commands(sub: argparse._SubParsersAction) -> None:
             "obfnet",
             "server",
             "model",
+            "input_name",
+            "output",
             "wire",
             "batch_size",
             "concurrency",

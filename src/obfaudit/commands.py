@@ -573,6 +573,12 @@ class AuditJob(AttackRun):
     the test images; the data and labels come from --edge-record."""
     edge_record: Path | None = None
     """The edge's run record (edge.json) of the captured traffic: which images were sent, and their labels."""
+    executor: str = "serial"
+    """serial (here, one after another) or ray: each subject and repeat as a Ray task, several at once
+    (pip install 'obfaudit[ray]')."""
+    address: str | None = None
+    """With --executor ray: the cluster to join, auto or HOST:PORT (default: start Ray on this machine's
+    cores)."""
 
 
 def _audit_data(job: AuditJob, split_seed: int):
@@ -634,6 +640,47 @@ def _baselines(test, attribute: str) -> dict:
     }
 
 
+def _audit_one(shared: dict, name: str, transform, run: int | None, on_attack=None):
+    """One subject's audit (all its repeats, or only ``run``) on the data in ``shared``."""
+    from obfaudit.attacks import audit_transform
+
+    return audit_transform(
+        name,
+        transform,
+        train=shared["train"],
+        test=shared["test"],
+        proxies=shared["proxies"],
+        infnet=shared["infnet"],
+        attribute_judge=shared["judge"],
+        config=shared["config"],
+        on_attack=on_attack,
+        traffic=shared["traffic"] if name == shared["subject"] else None,
+        runs=None if run is None else [run],
+    )
+
+
+def _audit_on_ray(job: AuditJob, subjects: dict, shared: dict, log) -> dict:
+    """Every (subject, repeat) as a Ray task; each subject's runs joined as one audit gives them."""
+    from obfaudit.attacks.audit import join_runs
+    from obfaudit.experiments.ray_executor import run_tasks
+
+    units = [(name, r) for name in subjects for r in range(job.repeats)]
+    log(f"auditing {len(subjects)} subjects x {job.repeats} repeats as {len(units)} Ray tasks")
+    done = run_tasks(
+        _audit_one,
+        [(f"{name} (seed {job.seed + r})", (name, subjects[name], r)) for name, r in units],
+        shared=shared,
+        address=job.address,
+        gpus=1.0 if str(job.device).startswith("cuda") else 0.0,
+        log=log,
+    )
+    seeds = [job.seed + r for r in range(job.repeats)]
+    return {
+        name: join_runs([res for (n, _), res in zip(units, done, strict=True) if n == name], seeds)
+        for name in subjects
+    }
+
+
 def run_audit(job: AuditJob, *, log=lambda message: None) -> dict:
     """Audit one transform on one dataset and sensitive attribute, with every applicable attack,
     the baselines and controls; write results.json/csv, figures and report.html."""
@@ -641,7 +688,7 @@ def run_audit(job: AuditJob, *, log=lambda message: None) -> dict:
     from dataclasses import asdict, replace
 
     from obfaudit._version import __version__
-    from obfaudit.attacks import AuditConfig, attack_class, attack_names, audit_transform
+    from obfaudit.attacks import AuditConfig, attack_class, attack_names
     from obfaudit.attacks.audit import available_needs, differentiable
     from obfaudit.attacks.judge import train_attribute_judge
     from obfaudit.experiments.steps import check_model_fits
@@ -652,6 +699,12 @@ def run_audit(job: AuditJob, *, log=lambda message: None) -> dict:
     from obfaudit.transforms.onnx import OnnxTransform
 
     device = str(resolve_device(job.device))
+    if job.address and job.executor != "ray":
+        raise ObfauditError("--address names a Ray cluster: use it with --executor ray")
+    if job.executor == "ray":
+        from obfaudit.experiments.ray_executor import import_ray
+
+        import_ray()
     out = check_output_dir(job.out)
     for name in job.attacks or ():
         attack_class(name)
@@ -729,21 +782,25 @@ def run_audit(job: AuditJob, *, log=lambda message: None) -> dict:
         if subject.info:  # the same architecture with random weights: what training added
             torch.manual_seed(job.seed + 7919)
             subjects["random-weights"] = create_model(subject.info["arch"], **subject.info.get("kwargs", {}))
-    results = {}
-    for name, transform in subjects.items():
-        log(f"auditing {name}")
-        results[name] = audit_transform(
-            name,
-            transform,
-            train=train,
-            test=test,
-            proxies=proxies,
-            infnet=infnet,
-            attribute_judge=judge,
-            config=config,
-            on_attack=lambda attack, n=name: log(f"{n}: {attack}"),
-            traffic=view.traffic if view is not None and name == subject.name else None,
-        )
+    shared = {
+        "train": train,
+        "test": test,
+        "proxies": proxies,
+        "infnet": infnet,
+        "judge": judge,
+        "config": config,
+        "subject": subject.name,
+        "traffic": view.traffic if view is not None else None,
+    }
+    if job.executor == "ray":
+        results = _audit_on_ray(job, subjects, shared, log)
+    else:
+        results = {}
+        for name, transform in subjects.items():
+            log(f"auditing {name}")
+            results[name] = _audit_one(
+                shared, name, transform, None, on_attack=lambda attack, n=name: log(f"{n}: {attack}")
+            )
     main = results[subject.name]
     if not main.records:
         why = "; ".join(f"{a}: {w}" for a, w in main.skipped.items())

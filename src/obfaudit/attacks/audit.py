@@ -10,7 +10,7 @@ attack's name. Every audit can also run the two controls beside the subject.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -133,6 +133,7 @@ def audit_transform(
     config: AuditConfig | None = None,
     on_attack: Callable[[str], None] | None = None,
     traffic: torch.Tensor | None = None,
+    runs: Sequence[int] | None = None,
 ) -> AuditResult:
     """Run the configured attacks on ``transform`` and score them on ``test``.
 
@@ -148,6 +149,9 @@ def audit_transform(
         on_attack: called with each attack's name as it starts (for progress).
         traffic: what was captured on the wire for ``test``'s images, row for row; attacked
             instead of ``transform`` applied to them (the live system's view).
+        runs: which of the ``config.repeats`` runs to do (default: all); run r trains each
+            attack with seed ``config.seed + r``. An executor that spreads the runs over
+            workers joins their results with :func:`join_runs`.
     """
     config = replace(config or AuditConfig(), label=f"{subject}: ")
     proxies = dict(proxies or {})
@@ -193,21 +197,15 @@ def audit_transform(
         t0 = time.perf_counter()
         if cls.party not in knowledge:
             knowledge[cls.party] = builders[cls.party]()
-        runs = []
-        for r in range(config.repeats):
+        done = []
+        for r in range(config.repeats) if runs is None else runs:
             attack = cls(replace(config, seed=config.seed + r) if r else config)
             fit = attack.fit(knowledge[cls.party])
-            runs.append((fit, scorer.score(cls.output, attack.infer(traffic), traffic)))
-        fit, score = runs[0]
-        if config.repeats > 1:
-            score.metrics["repeats"] = {
-                "seeds": [config.seed + r for r in range(config.repeats)],
-                **{
-                    m: spread([s.metrics.get(m) for _, s in runs])
-                    for m in ("feature_accuracy", "ssim", "psnr_db")
-                    if score.metrics.get(m) is not None
-                },
-            }
+            done.append((fit, scorer.score(cls.output, attack.infer(traffic), traffic)))
+        fit, score = done[0]
+        if len(done) > 1:
+            seeds = [config.seed + r for r in (range(config.repeats) if runs is None else runs)]
+            score.metrics["repeats"] = repeat_spread(seeds, [s.metrics for _, s in done])
         for key, value in score.artifacts.items():
             result.artifacts[f"{name}/{key}"] = value
         result.records.append(
@@ -223,6 +221,28 @@ def audit_transform(
             )
         )
     return result
+
+
+def repeat_spread(seeds: Sequence[int], metrics: Sequence[Mapping]) -> dict:
+    """The spread of each headline score over runs with ``seeds`` (the record's ``repeats``)."""
+    return {
+        "seeds": list(seeds),
+        **{
+            m: spread([x.get(m) for x in metrics])
+            for m in ("feature_accuracy", "ssim", "psnr_db")
+            if metrics[0].get(m) is not None
+        },
+    }
+
+
+def join_runs(results: Sequence[AuditResult], seeds: Sequence[int]) -> AuditResult:
+    """One subject's runs, done apart (one per seed, in seed order), as one audit would give them:
+    the first run's records and figures, each record with the spread over all runs."""
+    first = results[0]
+    if len(results) > 1:
+        for i, record in enumerate(first.records):
+            record.metrics["repeats"] = repeat_spread(seeds, [res.records[i].metrics for res in results])
+    return first
 
 
 def audit(

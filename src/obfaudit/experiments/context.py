@@ -42,7 +42,11 @@ class RunSettings:
     attacks: tuple[str, ...] | None = None
     """Registered attacks to run on each ObfNet (default: the preset's)."""
     executor: str = "serial"
-    """How stages run: serial (in this process)."""
+    """How stages run: serial (one after another in this process) or ray (as Ray tasks, several at once;
+    pip install 'obfaudit[ray]')."""
+    address: str | None = None
+    """With --executor ray: the cluster to join, auto or HOST:PORT (default: start Ray on this machine's
+    cores). The run directory must then be on storage every node sees at the same path."""
 
     def run_dir(self) -> Path:
         return Path(self.out) if self.out is not None else Path("runs") / self.preset

@@ -60,6 +60,12 @@ def reproduce(
     resolve_device(settings.device)
     if settings.executor not in EXECUTORS:
         raise ObfauditError(f"unknown executor {settings.executor!r}; choose from {', '.join(EXECUTORS)}")
+    if settings.address and settings.executor != "ray":
+        raise ObfauditError("--address names a Ray cluster: use it with --executor ray")
+    if settings.executor == "ray":
+        from obfaudit.experiments.ray_executor import import_ray
+
+        import_ray()  # a missing Ray is one line before any work
     out = check_output_dir(settings.run_dir())
     stages, not_run = plan(preset, settings)
     with RunLock(out):
@@ -92,14 +98,17 @@ def _run(settings, preset, out, stages, not_run, *, progress: bool, log: Log) ->
     ran, skipped, timings = [], [], {}
 
     def on_event(event: StageEvent) -> None:
+        flow = f"; {event.running} running, {event.waiting} waiting" if event.running or event.waiting else ""
         if event.state == "running":
+            if event.running:  # an executor running several stages at once says when each starts
+                log(f"[{event.done}/{event.total}{flow}] {event.stage}: started")
             return
         (ran if event.state == "done" else skipped).append(event.stage)
         timings[event.stage] = round(event.seconds, 2)
         state = "done" if event.state == "done" else "skipped (finished earlier)"
-        log(f"[{event.done}/{event.total}] {event.stage}: {state} in {event.seconds:.1f} s")
+        log(f"[{event.done}/{event.total}{flow}] {event.stage}: {state} in {event.seconds:.1f} s")
 
-    EXECUTORS[settings.executor]().run(stages, ctx, on_event=on_event)
+    EXECUTORS[settings.executor](settings.address).run(stages, ctx, on_event=on_event)
     t = time.perf_counter()
     outputs = write_outputs(out)
     timings["report"] = round(time.perf_counter() - t, 2)

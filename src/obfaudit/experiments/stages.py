@@ -7,7 +7,7 @@ stage after it, and nothing else. A stage's record is written atomically after t
 files it describes: a run killed at any moment leaves only whole, finished stages.
 
 An :class:`Executor` runs a plan; :class:`SerialExecutor` (the default) runs it in order
-in this process.
+in this process, :class:`~obfaudit.experiments.ray_executor.RayExecutor` as Ray tasks.
 """
 
 from __future__ import annotations
@@ -156,6 +156,10 @@ class StageEvent:
     seconds: float = 0.0
     done: int = 0
     total: int = 0
+    running: int = 0
+    """Stages running now (executors that run several at once say; else 0)."""
+    waiting: int = 0
+    """Stages not started yet (executors that run several at once say; else 0)."""
 
 
 class Executor(Protocol):
@@ -203,4 +207,11 @@ class SerialExecutor:
         return records
 
 
-EXECUTORS: dict[str, Callable[[], Executor]] = {"serial": SerialExecutor}
+def _ray(address: str | None = None) -> Executor:
+    from obfaudit.experiments.ray_executor import RayExecutor
+
+    return RayExecutor(address=address)
+
+
+#: Executors by name: each is made with the run's ``--address`` (which only Ray reads).
+EXECUTORS: dict[str, Callable[..., Executor]] = {"serial": lambda address=None: SerialExecutor(), "ray": _ray}

@@ -1,0 +1,223 @@
+"""Running a plan on Ray: the same stages as tasks, on a laptop or a cluster.
+
+The driver walks the plan as the serial executor does: a stage whose inputs are done gets
+its key; a finished record with that key is kept; anything else becomes a Ray task with
+the CPUs and GPUs the stage declares. The task receives the stage, its inputs' records and
+the run's settings (never data or models: it loads those itself), runs the stage, and
+writes its record to the run directory itself, atomically, as the serial executor would,
+so either executor resumes what the other left. On a cluster the run
+directory must therefore be on storage every node sees at the same path.
+
+Each worker process keeps its context (the loaded data and proxies) between the tasks it
+runs, and runs PyTorch with as many threads as its task has CPUs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from obfaudit.errors import ObfauditError
+from obfaudit.experiments.stages import Stage, StageCache, StageEvent, check_plan, stage_key
+
+if TYPE_CHECKING:
+    from obfaudit.experiments.context import RunContext
+
+#: Each worker's context (its loaded data and proxies), by run (settings, preset and directory).
+_WORKER_RUNS: dict[str, RunContext] = {}
+
+
+def import_ray():
+    """The ray module, or one line saying how to get it."""
+    try:
+        import ray
+    except ImportError:
+        raise ObfauditError("--executor ray needs Ray: pip install 'obfaudit[ray]'") from None
+    return ray
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None = None, num_cpus: int | None = None):
+    """Ray, started on this machine's cores (and stopped after) or joined at ``address``
+    (auto or HOST:PORT); a session already running in this process is used as it is."""
+    ray = import_ray()
+    if ray.is_initialized():
+        yield ray
+        return
+    kw = {"include_dashboard": False, "logging_level": "ERROR", "log_to_driver": False}
+    try:
+        if address:
+            ray.init(address=address, **kw)
+        else:
+            cpus = num_cpus or int(os.environ.get("OBFAUDIT_RAY_CPUS", 0)) or os.cpu_count() or 1
+            ray.init(num_cpus=cpus, **kw)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise ObfauditError(
+            f"cannot start Ray on {address or 'this machine'} ({type(e).__name__}: {e})"
+        ) from None
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def run_tasks(
+    fn: Callable,
+    tasks: Sequence[tuple[str, tuple]],
+    *,
+    shared=None,
+    address: str | None = None,
+    cpus: float = 1.0,
+    gpus: float = 0.0,
+    log: Callable[[str], None] = lambda line: None,
+) -> list:
+    """``fn(shared, *args)`` for every ``(label, args)`` of ``tasks``, as Ray tasks at once.
+
+    ``shared`` is put in Ray's object store once, not shipped with each task. Returns the
+    results in the order of ``tasks``; the first failure stops the rest and is one line
+    naming its task's label.
+    """
+    with ray_session(address) as ray:
+        remote = ray.remote(max_retries=1)(_call).options(num_cpus=cpus, num_gpus=gpus)
+        ref = ray.put(shared)
+        running = {
+            remote.remote(fn, ref, args, int(max(1, cpus))): (i, label)
+            for i, (label, args) in enumerate(tasks)
+        }
+        results: list = [None] * len(tasks)
+        try:
+            while running:
+                done, _ = ray.wait(list(running), num_returns=1)
+                for r in done:
+                    i, label = running.pop(r)
+                    try:
+                        results[i] = ray.get(r)
+                    except ray.exceptions.RayError as e:
+                        raise ObfauditError(f"{label} failed on Ray: {_reason(e)}") from None
+                    finished = len(tasks) - len(running)
+                    log(f"{label}: done ({finished} of {len(tasks)}; {len(running)} running or waiting)")
+        finally:
+            for r in running:
+                ray.cancel(r, force=True)
+    return results
+
+
+def _call(fn: Callable, shared, args: tuple, threads: int):
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    return fn(shared, *args)
+
+
+def _run_id(payload: tuple) -> str:
+    return hashlib.sha256(repr(payload).encode()).hexdigest()[:16]
+
+
+def run_stage(payload: tuple, stage: Stage, key: str, inputs: dict, threads: int) -> dict:
+    """Run one stage in this (worker) process and store its record; returns the record."""
+    import torch
+
+    from obfaudit.experiments.context import RunContext
+
+    run = _run_id(payload)
+    if run not in _WORKER_RUNS:
+        settings, preset, out = payload
+        _WORKER_RUNS.clear()  # one run at a time per worker: drop another run's data
+        _WORKER_RUNS[run] = RunContext(settings=settings, preset=preset, out=out)
+    ctx = _WORKER_RUNS[run]
+    torch.set_num_threads(max(1, threads))
+    t0 = time.perf_counter()
+    result = stage.fn(ctx, stage, inputs)
+    return StageCache(ctx.out).store(stage, key, result, time.perf_counter() - t0)
+
+
+def _reason(error: BaseException) -> str:
+    """The original exception of a failed task, in one line."""
+    cause = getattr(error, "cause", None) or error
+    if isinstance(cause, ObfauditError):
+        return str(cause)
+    text = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {text[-1] if text else ''}".rstrip(": ")
+
+
+class RayExecutor:
+    """Runs the plan's stages as Ray tasks, in dependency order, resuming from the stage cache.
+
+    ``address``: None starts a local Ray instance on this machine's cores (stopped at the
+    end); ``auto`` or ``HOST:PORT`` joins a running cluster. ``num_cpus`` caps the local one.
+    """
+
+    def __init__(self, address: str | None = None, num_cpus: int | None = None) -> None:
+        self.address = address
+        self.num_cpus = num_cpus
+
+    def run(
+        self,
+        plan: Sequence[Stage],
+        ctx: RunContext,
+        *,
+        on_event: Callable[[StageEvent], None] | None = None,
+    ) -> dict[str, dict]:
+        check_plan(plan)
+        with ray_session(self.address, self.num_cpus) as ray:
+            return self._run(ray, plan, ctx, on_event or (lambda event: None))
+
+    def _run(self, ray, plan: Sequence[Stage], ctx: RunContext, emit) -> dict[str, dict]:
+        cache = StageCache(ctx.out)
+        remote = ray.remote(max_retries=1)(run_stage)
+        payload = ray.put((ctx.settings, ctx.preset, ctx.out))
+        records: dict[str, dict] = {}
+        waiting = {s.name: s for s in plan}
+        running: dict = {}  # ObjectRef -> (stage, start time)
+        failed: tuple[str, BaseException] | None = None
+        total = len(plan)
+
+        def event(name: str, state: str, seconds: float = 0.0) -> None:
+            emit(StageEvent(name, state, seconds, len(records), total, len(running), len(waiting)))
+
+        try:
+            while waiting or running:
+                if failed is None:
+                    for name, stage in list(waiting.items()):  # plan order: inputs come first
+                        if not all(d in records for d in stage.deps):
+                            continue
+                        inputs = {d: records[d] for d in stage.deps}
+                        key = stage_key(stage, inputs)
+                        record = cache.load(stage.name, key, stage.outputs)
+                        del waiting[name]
+                        if record is not None and (stage.valid is None or stage.valid(ctx, record)):
+                            records[name] = record
+                            event(name, "skipped")
+                            continue
+                        r = stage.resources
+                        ref = remote.options(num_cpus=r.cpus, num_gpus=r.gpus, name=name).remote(
+                            payload, stage, key, inputs, int(max(1, r.cpus))
+                        )
+                        running[ref] = (stage, time.perf_counter())
+                        event(name, "running")
+                if not running:
+                    break
+                done, _ = ray.wait(list(running), num_returns=1)
+                for ref in done:
+                    stage, t0 = running.pop(ref)
+                    try:
+                        records[stage.name] = ray.get(ref)
+                    except ray.exceptions.RayError as e:  # the first failure stops new submissions
+                        failed = failed or (stage.name, e)
+                        continue
+                    event(stage.name, "done", time.perf_counter() - t0)
+        except BaseException:  # Ctrl-C: what finished is stored; stop what runs
+            for ref in running:
+                ray.cancel(ref, force=True)
+            raise
+        if failed is not None:
+            name, error = failed
+            raise ObfauditError(
+                f"stage {name} failed on Ray: {_reason(error)} "
+                f"({len(records)} of {total} stages are done and kept; rerun to resume)"
+            )
+        return records
