@@ -39,12 +39,23 @@ def main() -> None:
     parser.add_argument("--preset", default="smoke")
     parser.add_argument("--keep", type=Path, help="keep both run directories under DIR")
     parser.add_argument("--save", type=Path, help="write the comparison as JSON here")
+    parser.add_argument(
+        "--serial-from",
+        type=Path,
+        help="compare with this finished serial run directory instead of running one",
+    )
+    parser.add_argument("--serial-seconds", type=float, help="its measured wall time (with --serial-from)")
     a = parser.parse_args()
     root = a.keep or Path(tempfile.mkdtemp(prefix="ray-vs-serial-"))
-    for name in ("serial", "ray"):
-        shutil.rmtree(root / name, ignore_errors=True)
-    seconds = {name: run(a.preset, root / name, name) for name in ("serial", "ray")}
-    s, r = experiments(root / "serial"), experiments(root / "ray")
+    shutil.rmtree(root / "ray", ignore_errors=True)
+    if a.serial_from:
+        serial_dir, seconds = a.serial_from, {"serial": a.serial_seconds or float("nan")}
+    else:
+        serial_dir = root / "serial"
+        shutil.rmtree(serial_dir, ignore_errors=True)
+        seconds = {"serial": run(a.preset, serial_dir, "serial")}
+    seconds["ray"] = run(a.preset, root / "ray", "ray")
+    s, r = experiments(serial_dir), experiments(root / "ray")
     verdicts = sum(s[k].get("verdict") == r[k].get("verdict") for k in s if k in r)
     diffs = [
         (abs(s[k]["metrics"][m] - r[k]["metrics"][m]), k, m)

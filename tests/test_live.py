@@ -292,7 +292,7 @@ def test_server_answers_what_the_model_computes(small_server):
         doc, outputs = decode_response(text, {})
         sent = decode_request(body, headers).inputs[0].as_float32()
         with torch.inference_mode():
-            want = model(torch.from_numpy(sent)).numpy()
+            want = model(torch.from_numpy(sent.copy())).numpy()
         np.testing.assert_allclose(outputs["logits"], want, rtol=1e-5, atol=1e-6)
         assert outputs["label"].tolist() == want.argmax(1).tolist()
     status, meta = _request(url, "GET", "/v2/models/infnet", None, {})
@@ -348,7 +348,23 @@ def _offline_accuracy(models: Path, batch: int) -> float:
     return int((pred == test.labels["digit"]).sum()) / N
 
 
-def test_edge_through_tap_to_server_then_audit_the_capture(models, tmp_path):
+def _main(capsys, *args) -> tuple[int, str]:
+    """``obfaudit ARGS`` in this process (error paths: no interpreter start-up to wait for)."""
+    from obfaudit.cli import main
+
+    capsys.readouterr()
+    code = main([str(a) for a in args])
+    return code, capsys.readouterr().err
+
+
+def _one_error(err: str) -> bool:
+    """One error line (progress lines aside) and no traceback."""
+    return (
+        sum(line.startswith("obfaudit: error") for line in err.splitlines()) == 1 and "Traceback" not in err
+    )
+
+
+def test_edge_through_tap_to_server_then_audit_the_capture(models, tmp_path, capsys):
     sp, tp = free_port(), free_port()
     server = _start(
         "serve",
@@ -381,8 +397,8 @@ def test_edge_through_tap_to_server_then_audit_the_capture(models, tmp_path):
                         "--json")  # fmt: skip
             assert r.returncode == 0, r.stderr
             summary8 = json.loads(r.stdout)
-            no_token = run_cli("edge", "--obfnet", models / "obf", "--server", f"http://127.0.0.1:{sp}", "--n", 4,
-                               "--out", tmp_path / "e0")  # fmt: skip
+            no_token = _main(capsys, "edge", "--obfnet", models / "obf", "--server", f"http://127.0.0.1:{sp}",
+                             "--n", 4, "--out", tmp_path / "e0")  # fmt: skip
         finally:
             tap_err = _stop(tap)
     finally:
@@ -396,7 +412,7 @@ def test_edge_through_tap_to_server_then_audit_the_capture(models, tmp_path):
     assert export["latency_single_thread"]["onnxruntime"]["median_ms"] > 0
     assert summary8["tensor_bytes_per_image"] == math.prod(SHAPE)
     assert abs(summary8["accuracy"] - summary["accuracy"]) <= 2 / N  # 256 levels barely move an argmax
-    assert no_token.returncode == 1 and "401" in no_token.stderr and "Traceback" not in no_token.stderr
+    assert no_token[0] == 1 and "401" in no_token[1] and _one_error(no_token[1])
     assert "Traceback" not in tap_err and "error" not in tap_err
     from obfaudit.serve.capture import read_capture
 
@@ -417,12 +433,12 @@ def test_edge_through_tap_to_server_then_audit_the_capture(models, tmp_path):
     assert results["dataset"]["test"] == N and list(results["verdicts"]) == ["obf"]  # no controls
     assert "Who saw what" in (audit / "report.html").read_text()
     # a server attack on the eavesdropper's view is refused; so is a record of another run
-    r = run_cli("audit", "--transform", models / "obf", "--traffic", tmp_path / "cap.safetensors",
-                "--edge-record", tmp_path / "edge" / "edge.json", "--attack", "recnet", "--out", tmp_path / "a2")  # fmt: skip
-    assert r.returncode == 1 and "server attack" in r.stderr
-    r = run_cli("audit", "--transform", models / "obf", "--traffic", tmp_path / "cap.safetensors",
-                "--edge-record", tmp_path / "edge8" / "edge.json", "--out", tmp_path / "a3")  # fmt: skip
-    assert r.returncode == 1 and "none of the" in r.stderr
+    code, err = _main(capsys, "audit", "--transform", models / "obf", "--traffic", tmp_path / "cap.safetensors",
+                      "--edge-record", tmp_path / "edge" / "edge.json", "--attack", "recnet", "--out", tmp_path / "a2")  # fmt: skip
+    assert code == 1 and "server attack" in err
+    code, err = _main(capsys, "audit", "--transform", models / "obf", "--traffic", tmp_path / "cap.safetensors",
+                      "--edge-record", tmp_path / "edge8" / "edge.json", "--out", tmp_path / "a3")  # fmt: skip
+    assert code == 1 and "none of the" in err
 
 
 def test_server_killed_mid_run_stops_the_edge_with_one_line(models, tmp_path):
@@ -458,30 +474,42 @@ def test_server_killed_mid_run_stops_the_edge_with_one_line(models, tmp_path):
 
 
 def test_live_commands_refuse_bad_arguments_in_one_line(models, tmp_path, capsys):
-    from obfaudit.cli import main
-
-    r = run_cli(
-        "edge", "--obfnet", tmp_path / "none", "--server", "http://127.0.0.1:9", "--out", tmp_path / "e"
-    )
-    assert r.returncode == 1 and "no saved ObfNet" in r.stderr
-    r = run_cli("edge", "--obfnet", models / "obf", "--server", f"http://127.0.0.1:{free_port()}", "--out",
-                tmp_path / "e", "--n", 4)  # fmt: skip
-    assert r.returncode == 1 and "cannot reach the server" in r.stderr
-    r = run_cli("tap", "--listen", "nowhere", "--upstream", "127.0.0.1:1", "--capture", tmp_path / "c")
-    assert r.returncode == 1 and "HOST:PORT" in r.stderr
     (tmp_path / "bad.safetensors").write_bytes(b"not a capture")
     (tmp_path / "edge.json").write_text("{}")
+    unreachable = f"http://127.0.0.1:{free_port()}"
     for args, text in (
-        (["--traffic", tmp_path / "missing"], "go together"),
-        (["--traffic", tmp_path / "missing", "--edge-record", tmp_path / "edge.json"], "not found"),
+        (["edge", "--obfnet", tmp_path / "none", "--server", unreachable], "no saved ObfNet"),
+        (["edge", "--obfnet", models / "obf", "--server", unreachable, "--n", 4], "cannot reach the server"),
         (
-            ["--traffic", tmp_path / "bad.safetensors", "--edge-record", tmp_path / "edge.json"],
+            ["tap", "--listen", "nowhere", "--upstream", "127.0.0.1:1", "--capture", tmp_path / "c"],
+            "HOST:PORT",
+        ),
+        (["audit", "--transform", models / "obf", "--traffic", tmp_path / "missing"], "go together"),
+        (
+            [
+                "audit",
+                "--transform",
+                models / "obf",
+                "--traffic",
+                tmp_path / "missing",
+                "--edge-record",
+                tmp_path / "edge.json",
+            ],
+            "not found",
+        ),
+        (
+            [
+                "audit",
+                "--transform",
+                models / "obf",
+                "--traffic",
+                tmp_path / "bad.safetensors",
+                "--edge-record",
+                tmp_path / "edge.json",
+            ],
             "not an obfaudit capture",
         ),
     ):
-        capsys.readouterr()
-        code = main(
-            ["audit", "--transform", str(models / "obf"), *map(str, args), "--out", str(tmp_path / "a")]
-        )
-        err = capsys.readouterr().err
-        assert code == 1 and text in err and err.count("\n") == 1, err
+        out = [] if args[0] == "tap" else ["--out", tmp_path / "o"]
+        code, err = _main(capsys, *args, *out)
+        assert code == 1 and text in err and _one_error(err), err

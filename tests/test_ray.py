@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -61,7 +62,9 @@ def test_ray_gives_the_serial_records_and_either_resumes_the_other(local_ray, tm
         for name in ("feature_accuracy", "obfuscated_test_acc", "clean_test_acc", "ssim"):
             if name in m:  # deterministic stages match exactly; training threads may move the last digits
                 assert b[key][1][name] == pytest.approx(m[name], abs=2e-3), (key, name)
-    assert any("running" in line and "waiting" in line for line in events)  # progress while Ray works
+    flow = [re.search(r"; (\d+) running, (\d+) waiting", line) for line in events]
+    assert any(flow)  # progress while Ray works: done / running / waiting
+    assert max(int(m.group(1)) for m in flow if m) <= 2  # running means running: 2 CPUs, 1 each
     # every stage record was written by the task that computed it, whole
     for path in (tmp_path / "ray" / "stages").glob("*.json"):
         assert json.loads(path.read_text())["result"]

@@ -313,6 +313,7 @@ def plan(preset: Preset, settings: RunSettings) -> tuple[list[Stage], list[NotRu
                 outputs=("model", "sha256"),
                 valid=_model_ok,
                 resources=gpu,
+                cost=6.0,
             )
         )
         judge = ()
@@ -364,6 +365,7 @@ def plan(preset: Preset, settings: RunSettings) -> tuple[list[Stage], list[NotRu
                     outputs=("model", "sha256"),
                     valid=_model_ok,
                     resources=gpu,
+                    cost=2.5,
                 )
             )
             chosen = attacks_for(ds, attacks, preset, (arch, n))
@@ -382,6 +384,7 @@ def plan(preset: Preset, settings: RunSettings) -> tuple[list[Stage], list[NotRu
                     outputs=("records", "artifacts"),
                     valid=_artifacts_ok,
                     resources=gpu,
+                    cost=_audit_cost(chosen),
                 )
             )
         controls = tuple(
@@ -410,6 +413,7 @@ def plan(preset: Preset, settings: RunSettings) -> tuple[list[Stage], list[NotRu
                 version=3,
                 outputs=("records",),
                 resources=gpu,
+                cost=(2 + len({a for a, _ in sweep(preset, ds)})) * _audit_cost(controls) / 2,
             )
         )
     stages.append(cost_stage())
@@ -425,6 +429,12 @@ def plan(preset: Preset, settings: RunSettings) -> tuple[list[Stage], list[NotRu
             )
         )
     return stages, not_run
+
+
+def _audit_cost(attacks: tuple[str, ...]) -> float:
+    """Rough run time of auditing one subject, in units of ~4 s here: one per attack, five more
+    per slow one (measured: 6 study attacks ~27 s, with decoder and inversion-decoder ~95 s)."""
+    return 1.0 + len(attacks) + 5.0 * sum(attack_class(a).slow for a in attacks)
 
 
 def _audit_settings_static(preset: Preset, settings: RunSettings, attacks: tuple[str, ...]) -> dict:

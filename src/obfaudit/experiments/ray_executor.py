@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from obfaudit.errors import ObfauditError
-from obfaudit.experiments.stages import Stage, StageCache, StageEvent, check_plan, stage_key
+from obfaudit.experiments.stages import Stage, StageCache, StageEvent, chain_costs, check_plan, stage_key
 
 if TYPE_CHECKING:
     from obfaudit.experiments.context import RunContext
@@ -179,31 +179,61 @@ class RayExecutor:
         def event(name: str, state: str, seconds: float = 0.0) -> None:
             emit(StageEvent(name, state, seconds, len(records), total, len(running), len(waiting)))
 
+        todo: dict[str, tuple[str, dict]] = {}  # ready stages with no stored record: (key, inputs)
+        chain = chain_costs(plan)
+        used = {"CPU": 0.0, "GPU": 0.0}
+
+        def fits(r) -> bool:
+            """Room on the cluster now (Ray would queue it; here it waits, so that "running" means
+            running and the longest chains start first)."""
+            have = ray.cluster_resources()
+            return not running or (
+                used["CPU"] + r.cpus <= have.get("CPU", 1.0) + 1e-9
+                and used["GPU"] + r.gpus <= have.get("GPU", 0.0) + 1e-9
+            )
+
+        def submit_ready() -> bool:
+            """Keep finished stages, start what fits; True if a stage was kept (more may be ready)."""
+            kept = False
+            ready = [s for s in waiting.values() if all(d in records for d in s.deps)]
+            for stage in sorted(ready, key=lambda s: -chain[s.name]):  # longest chains first
+                name = stage.name
+                if name not in todo:
+                    inputs = {d: records[d] for d in stage.deps}
+                    key = stage_key(stage, inputs)
+                    record = cache.load(stage.name, key, stage.outputs)
+                    if record is not None and (stage.valid is None or stage.valid(ctx, record)):
+                        del waiting[name]
+                        records[name] = record
+                        event(name, "skipped")
+                        kept = True
+                        continue
+                    todo[name] = (key, inputs)
+                r = stage.resources
+                if not fits(r):
+                    continue
+                key, inputs = todo.pop(name)
+                del waiting[name]
+                ref = remote.options(num_cpus=r.cpus, num_gpus=r.gpus, name=name).remote(
+                    payload, stage, key, inputs, int(max(1, r.cpus))
+                )
+                running[ref] = (stage, time.perf_counter())
+                used["CPU"] += r.cpus
+                used["GPU"] += r.gpus
+                event(name, "running")
+            return kept
+
         try:
             while waiting or running:
-                if failed is None:
-                    for name, stage in list(waiting.items()):  # plan order: inputs come first
-                        if not all(d in records for d in stage.deps):
-                            continue
-                        inputs = {d: records[d] for d in stage.deps}
-                        key = stage_key(stage, inputs)
-                        record = cache.load(stage.name, key, stage.outputs)
-                        del waiting[name]
-                        if record is not None and (stage.valid is None or stage.valid(ctx, record)):
-                            records[name] = record
-                            event(name, "skipped")
-                            continue
-                        r = stage.resources
-                        ref = remote.options(num_cpus=r.cpus, num_gpus=r.gpus, name=name).remote(
-                            payload, stage, key, inputs, int(max(1, r.cpus))
-                        )
-                        running[ref] = (stage, time.perf_counter())
-                        event(name, "running")
+                while failed is None and submit_ready():
+                    pass
                 if not running:
                     break
                 done, _ = ray.wait(list(running), num_returns=1)
                 for ref in done:
                     stage, t0 = running.pop(ref)
+                    used["CPU"] -= stage.resources.cpus
+                    used["GPU"] -= stage.resources.gpus
                     try:
                         records[stage.name] = ray.get(ref)
                     except ray.exceptions.RayError as e:  # the first failure stops new submissions

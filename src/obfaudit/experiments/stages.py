@@ -57,6 +57,9 @@ class Stage:
     outputs: tuple[str, ...] = ()
     """Keys its result must have; a stored record without them is recomputed."""
     resources: Resources = field(default_factory=Resources)
+    cost: float = 1.0
+    """A rough relative estimate of its run time: an executor running several stages at once
+    starts the longest chains first. Not part of the key."""
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.name):
@@ -78,6 +81,18 @@ def check_plan(plan: Sequence[Stage]) -> None:
         if stage.name in seen:
             raise ValueError(f"stage {stage.name} is in the plan twice")
         seen.add(stage.name)
+
+
+def chain_costs(plan: Sequence[Stage]) -> dict[str, float]:
+    """Each stage's cost plus the costliest chain of stages that depend on it."""
+    after: dict[str, float] = {}
+    children: dict[str, list[str]] = {s.name: [] for s in plan}
+    for s in plan:
+        for d in s.deps:
+            children[d].append(s.name)
+    for s in reversed(plan):
+        after[s.name] = s.cost + max((after[c] for c in children[s.name]), default=0.0)
+    return after
 
 
 def stage_key(stage: Stage, inputs: Mapping[str, dict]) -> str:
