@@ -583,18 +583,9 @@ class AuditJob(AttackRun):
 
 def _audit_data(job: AuditJob, split_seed: int):
     """(train, test, attribute, task) of the job's data."""
-    from obfaudit.data.select import load_task_data
+    from obfaudit.data.select import load_job_data
 
-    return load_task_data(
-        job.data,
-        seed=split_seed,
-        data_root=job.data_root,
-        attributes=job.attributes,
-        size=job.size,
-        attribute=job.attribute,
-        n_train=job.n_train,
-        n_test=job.n_test,
-    )
+    return load_job_data(job, seed=split_seed, n_train=job.n_train, n_test=job.n_test)
 
 
 def _proxies(job: AuditJob, attribute: str, test) -> dict:

@@ -47,6 +47,21 @@ def load_task_data(
     return train, test, attribute, task
 
 
+def load_job_data(job, *, seed: int, n_train: int | None = None, n_test: int | None = None):
+    """:func:`load_task_data` with the data settings a command's job carries (``data``,
+    ``data_root``, ``attributes``, ``size``, ``attribute``)."""
+    return load_task_data(
+        job.data,
+        seed=seed,
+        data_root=job.data_root,
+        attributes=job.attributes,
+        size=job.size,
+        attribute=job.attribute,
+        n_train=n_train,
+        n_test=n_test,
+    )
+
+
 def labels_match(test, labels: dict[str, list[int]]) -> bool:
     """Whether ``test``'s labels are ``labels`` (a record's copy): the same images, in order."""
     return all(

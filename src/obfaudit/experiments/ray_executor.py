@@ -183,10 +183,9 @@ class RayExecutor:
         chain = chain_costs(plan)
         used = {"CPU": 0.0, "GPU": 0.0}
 
-        def fits(r) -> bool:
+        def fits(r, have: dict) -> bool:
             """Room on the cluster now (Ray would queue it; here it waits, so that "running" means
             running and the longest chains start first)."""
-            have = ray.cluster_resources()
             return not running or (
                 used["CPU"] + r.cpus <= have.get("CPU", 1.0) + 1e-9
                 and used["GPU"] + r.gpus <= have.get("GPU", 0.0) + 1e-9
@@ -195,6 +194,7 @@ class RayExecutor:
         def submit_ready() -> bool:
             """Keep finished stages, start what fits; True if a stage was kept (more may be ready)."""
             kept = False
+            have = ray.cluster_resources()  # once per pass: a call to Ray's control store
             ready = [s for s in waiting.values() if all(d in records for d in s.deps)]
             for stage in sorted(ready, key=lambda s: -chain[s.name]):  # longest chains first
                 name = stage.name
@@ -210,7 +210,7 @@ class RayExecutor:
                         continue
                     todo[name] = (key, inputs)
                 r = stage.resources
-                if not fits(r):
+                if not fits(r, have):
                     continue
                 key, inputs = todo.pop(name)
                 del waiting[name]

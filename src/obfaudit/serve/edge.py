@@ -235,7 +235,7 @@ def transform_shape(transform, x: torch.Tensor, device) -> tuple[int, ...]:
 
 
 def _load(job: EdgeJob):
-    from obfaudit.data.select import load_task_data
+    from obfaudit.data.select import load_job_data
     from obfaudit.transforms import CheckedTransform, resolve_source, to_device
 
     if not job.obfnet.endswith(".onnx"):
@@ -247,15 +247,7 @@ def _load(job: EdgeJob):
     subject = resolve_source(job.obfnet, device=device)
     info = subject.info or onnx_sidecar(job.obfnet)
     split_seed = info.get("seed", job.seed)
-    _, test, attribute, task = load_task_data(
-        job.data,
-        seed=split_seed,
-        data_root=job.data_root,
-        attributes=job.attributes,
-        size=job.size,
-        attribute=job.attribute,
-        n_test=job.n,
-    )
+    _, test, attribute, task = load_job_data(job, seed=split_seed, n_test=job.n)
     transform = CheckedTransform(to_device(subject.transform, device), subject.name)
     return subject, transform, test, attribute, task, split_seed
 

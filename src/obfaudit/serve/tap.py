@@ -35,11 +35,7 @@ OWN = {"date", "server"}
 
 def _end_to_end(headers) -> list[tuple[str, str]]:
     """``headers`` without hop-by-hop ones, including those the Connection header names."""
-    named = (
-        {t.strip().lower() for v in headers.getall("connection", []) for t in v.split(",")}
-        if hasattr(headers, "getall")
-        else {t.strip().lower() for t in headers.get("connection", "").split(",")}
-    )
+    named = {t.strip().lower() for k, v in headers.items() if k.lower() == "connection" for t in v.split(",")}
     return [(k, v) for k, v in headers.items() if k.lower() not in HOP and k.lower() not in named]
 
 
