@@ -123,3 +123,20 @@ def test_foreign_and_mismatched_files_refused(tmp_path):
 def test_missing_files(tmp_path):
     with pytest.raises(ModelFileError, match="not found"):
         load_model(tmp_path / "absent.safetensors")
+
+
+def test_study_networks_start_like_the_reference_and_attack_networks_do_not():
+    """InfNets and ObfNets: Glorot weights and zero biases (Keras' defaults), which keep every
+    unit of a small ReLU bottleneck alive at the start; RecNet and ColorNet keep PyTorch's."""
+    torch.manual_seed(0)
+    obf = create_model("obfnet_cnn", input_shape=(3, 28, 28), bottleneck=8)
+    biases = [m.bias for m in obf.modules() if isinstance(m, torch.nn.Linear | torch.nn.Conv2d)]
+    assert biases and all(bool((b == 0).all()) for b in biases)
+    dense = obf.net[4].weight
+    bound = (6 / (dense.shape[0] + dense.shape[1])) ** 0.5
+    assert float(dense.abs().max()) <= bound and float(dense.abs().max()) > 0.9 * bound
+    for name in ("infnet_cnn", "obfnet_mlp"):
+        m = create_model(name, input_shape=(1, 28, 28))
+        assert all(bool((p == 0).all()) for n, p in m.named_parameters() if n.endswith("bias"))
+    rec = create_model("recnet", input_shape=(1, 28, 28))
+    assert any(bool((p != 0).any()) for n, p in rec.named_parameters() if n.endswith("bias"))

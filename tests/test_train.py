@@ -106,6 +106,11 @@ def test_config_validation():
         TrainConfig(precision="fp8")
     with pytest.raises(ValueError):
         TrainConfig(shift=-1)
+    with pytest.raises(ValueError, match="schedule"):
+        TrainConfig(schedule="cosine")
+    # the study's settings keep the keys of runs recorded before the schedule existed
+    assert "schedule" not in TrainConfig().to_dict()
+    assert TrainConfig(schedule="onecycle").to_dict()["schedule"] == "onecycle"
     # a shift would move RecNet's inputs away from its pixel targets
     with pytest.raises(ValueError, match="shift"):
         train_reconstructor(
@@ -131,3 +136,29 @@ def test_random_shift_moves_each_image_by_its_own_offset():
     edge = torch.zeros(200, 1, 5, 5)
     edge[:, :, 0, 0] = 1.0
     assert random_shift(edge, 1, torch.Generator().manual_seed(1)).sum() < edge.sum()
+
+
+def test_onecycle_trains_and_ends_with_a_small_rate(mnist, infnet, monkeypatch):
+    train, test = mnist
+    rates = []
+    step = torch.optim.Adam.step
+
+    def record(self, *a, **k):
+        rates.append(self.param_groups[0]["lr"])
+        return step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", record)
+    torch.manual_seed(0)
+    m = create_model("infnet_mlp", input_shape=(1, 28, 28))
+    cfg = TrainConfig(epochs=2, lr=3e-3, schedule="onecycle", patience=None, val_fraction=0)
+    train_classifier(m, train.x, train.labels["digit"], cfg)
+    steps = 2 * -(-len(train) // cfg.batch_size)
+    assert len(rates) == steps
+    assert max(rates) == pytest.approx(3e-3, rel=0.05) and rates[-1] < 1e-5 and rates[0] < 3e-4
+    assert accuracy(predict(m, test.x), test.labels["digit"]) > 0.8
+
+
+def test_predict_batches_do_not_change_outputs(infnet, mnist):
+    _, test = mnist
+    x = test.x[:600]
+    assert torch.allclose(predict(infnet, x), predict(infnet, x, batch_size=7), atol=1e-5)

@@ -100,6 +100,11 @@ class RunContext:
             **kw,
         )
 
+    def model_config(self, epochs: int) -> TrainConfig:
+        """Training of the InfNets and ObfNets under study."""
+        p = self.preset
+        return self.train_config(epochs, patience=p.model_patience, schedule=p.model_schedule, lr=p.model_lr)
+
     def data_settings(self) -> dict:
         p = self.preset
         return {

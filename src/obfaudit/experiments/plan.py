@@ -104,6 +104,13 @@ def _model_ok(ctx: RunContext, record: dict) -> bool:
         return False
 
 
+def _schedule(preset: Preset) -> dict:
+    """The learning-rate settings of InfNets and ObfNets; the study's constant 1e-3 adds no keys."""
+    if preset.model_schedule == "constant" and preset.model_lr == 1e-3:
+        return {}
+    return {"schedule": preset.model_schedule, "lr": preset.model_lr}
+
+
 def _saved(ctx: RunContext, model, path: Path, ds: str, metrics: dict) -> dict:
     extra = {"defence": metrics["defence"]} if "defence" in metrics else {}
     weights = save_model(model, path, dataset=ds, seed=ctx.seed, metrics=metrics, **extra)
@@ -116,9 +123,7 @@ def run_infnet(ctx: RunContext, stage: Stage, inputs: Mapping[str, dict]) -> dic
     p = ctx.preset
     train, test = ctx.data(ds)
     path = ctx.models / f"infnet-cnn-{ds}"
-    model, metrics = fit_infnet(
-        "cnn", train, test, ctx.train_config(p.infnet_epochs, patience=p.model_patience)
-    )
+    model, metrics = fit_infnet("cnn", train, test, ctx.model_config(p.infnet_epochs))
     return _saved(ctx, model, path, ds, metrics)
 
 
@@ -135,7 +140,7 @@ def run_obfnet(ctx: RunContext, stage: Stage, inputs: Mapping[str, dict]) -> dic
         infnet,
         train,
         test,
-        ctx.train_config(p.obfnet_epochs, patience=p.model_patience),
+        ctx.model_config(p.obfnet_epochs),
         infnet_dropout=p.infnet_dropout,
         defence=get_defence(d["name"], d["strength"]) if d else None,
         attribute=ATTRIBUTE,
@@ -307,9 +312,10 @@ def plan(preset: Preset, settings: RunSettings) -> tuple[list[Stage], list[NotRu
                     "epochs": preset.infnet_epochs,
                     "precision": preset.precision,
                     "patience": preset.model_patience,
+                    **_schedule(preset),
                 },
                 about={"kind": "infnet", "dataset": ds, "arch": "cnn"},
-                version=2,
+                version=3,  # 3: the reference (Keras) initialisation
                 outputs=("model", "sha256"),
                 valid=_model_ok,
                 resources=gpu,
@@ -357,11 +363,12 @@ def plan(preset: Preset, settings: RunSettings) -> tuple[list[Stage], list[NotRu
                         "precision": preset.precision,
                         "patience": preset.model_patience,
                         "infnet_dropout": preset.infnet_dropout,
+                        **_schedule(preset),
                         **guard,
                     },
                     deps=(inf,),
                     about={"kind": "obfnet", **about},
-                    version=2,
+                    version=3,  # 3: the reference (Keras) initialisation
                     outputs=("model", "sha256"),
                     valid=_model_ok,
                     resources=gpu,
@@ -410,7 +417,7 @@ def plan(preset: Preset, settings: RunSettings) -> tuple[list[Stage], list[NotRu
                     "dataset": ds,
                     "attribute": ATTRIBUTE if ATTRIBUTE in DATASET_LABELS[ds] else None,
                 },
-                version=3,
+                version=4,  # 4: random-weights controls drawn with the reference initialisation
                 outputs=("records",),
                 resources=gpu,
                 cost=(2 + len({a for a, _ in sweep(preset, ds)})) * _audit_cost(controls) / 2,

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from obfaudit.errors import ObfauditError
-from obfaudit.train import as_float
+from obfaudit.train import as_float, inference_batch
 
 #: A transformation under audit: any callable from a batch of images to a batch of tensors.
 Transform = Callable[[torch.Tensor], torch.Tensor]
@@ -96,16 +96,18 @@ def apply_transform(
     x: torch.Tensor,
     *,
     device: str | torch.device = "cpu",
-    batch_size: int = 1000,
+    batch_size: int | None = None,
     progress: bool = False,
     desc: str = "transform",
 ) -> torch.Tensor:
     """``transform`` applied to every image of ``x`` in batches on ``device``; float32 on the CPU.
 
-    With ``progress``, a bar labelled ``desc`` shows the batches (a slow transform is seen).
+    ``batch_size`` defaults to :func:`obfaudit.train.inference_batch`. With ``progress``, a bar
+    labelled ``desc`` shows the batches (a slow transform is seen).
     """
     from tqdm.auto import tqdm
 
+    batch_size = batch_size or inference_batch(device)
     transform = to_device(transform, device)
     out = []
     starts = range(0, len(x), batch_size)
