@@ -34,6 +34,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="default")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--data-root", type=Path, default=None, help="full MNIST (the paper preset)")
     ap.add_argument("--run-dir", type=Path, default=None, help="keep the run here (default: a temp dir)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/reproduce.json"))
     ap.add_argument("--attacks", nargs="+", default=None, help="instead of the preset's attacks")
@@ -50,6 +51,7 @@ def main() -> None:
             preset=args.preset,
             out=run_dir,
             device=args.device,
+            data_root=args.data_root,
             attacks=tuple(args.attacks) if args.attacks else None,
         ),
         preset=preset,

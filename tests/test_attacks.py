@@ -20,7 +20,7 @@ from obfaudit.attacks import (
     verdict,
 )
 from obfaudit.attacks.embedding import leakage_scores
-from obfaudit.data import load_colored_mnist, make_noisy, make_path
+from obfaudit.data import load_colored_mnist, load_mnist, make_noisy, make_path
 from obfaudit.errors import ThreatModelError
 from obfaudit.train import TrainConfig
 from obfaudit.transforms import IdentityTransform, NullTransform
@@ -63,6 +63,22 @@ def test_image_quality_on_known_images():
     rng = np.random.default_rng(0)
     noisy = torch.from_numpy(rng.random((4, 3, 28, 28), dtype=np.float32))
     assert image_quality(noisy, x + 0.5)["ssim"] < 0.2
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_image_quality_is_scikit_images_per_image(channels):
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    test = load_colored_mnist("test") if channels == 3 else load_mnist("test")
+    o = test.x[:40]
+    g = torch.Generator().manual_seed(0)
+    r = (o * 0.7 + 0.2 * torch.rand(o.shape, generator=g)).clamp(0, 1)
+    got = image_quality(r, o, per_image=True)["per_image"]
+    for i in range(len(o)):
+        ri, oi = (np.moveaxis(a[i].numpy(), 0, -1) for a in (r, o))
+        want = structural_similarity(oi, ri, data_range=1.0, channel_axis=-1)
+        assert got["ssim"][i] == pytest.approx(want, abs=1e-5)
+        assert got["psnr_db"][i] == pytest.approx(peak_signal_noise_ratio(oi, ri, data_range=1.0), abs=1e-4)
 
 
 def test_adversary_refuses_private_data():

@@ -96,9 +96,13 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def resolve_device(device: str | None) -> torch.device:
-    """Turn 'auto', 'cpu', 'cuda' or 'cuda:N' into a device, refusing cuda when absent."""
+    """Turn 'auto', 'cpu', 'cuda' or 'cuda:N' into a device, refusing cuda when absent.
+
+    On a GPU, cuDNN may time its convolution algorithms once per shape and keep the fastest
+    (every batch of a run has one of two or three shapes).
+    """
     if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         dev = torch.device(device)
     except RuntimeError:
@@ -107,6 +111,8 @@ def resolve_device(device: str | None) -> torch.device:
         raise ObfauditError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
     if dev.type not in ("cpu", "cuda"):
         raise ObfauditError(f"unsupported device {device!r}: use cpu, cuda or auto")
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     return dev
 
 

@@ -159,6 +159,8 @@ def fit(
         )
     model.to(device)
     forward = forward or model
+    if device.type == "cuda":  # the data moves to the GPU once, not batch by batch
+        x, y = x.to(device), y.to(device)
     g = torch.Generator().manual_seed(config.seed)
     train_idx, val_idx = _split(len(x), config.val_fraction if config.patience else 0.0, g)
     x_val, y_val = x[val_idx], y[val_idx].to(device)
@@ -186,11 +188,14 @@ def fit(
     t0 = time.perf_counter()
     seen = 0
     for epoch in range(1, config.epochs + 1):
+        t_epoch = time.perf_counter()
         model.train()
         if set_mode:
             set_mode(True)
-        order = train_idx[torch.randperm(len(train_idx), generator=g)]
-        total, count = 0.0, 0
+        order = train_idx[torch.randperm(len(train_idx), generator=g)].to(x.device)
+        # the loss is summed where it is computed and read once per epoch: reading it every step
+        # would make a GPU wait for each step to finish before the next is queued
+        total, count = torch.zeros((), device=device), 0
         for start in range(0, len(order), config.batch_size):
             idx = order[start : start + config.batch_size]
             xb = as_float(x[idx].to(device, non_blocking=True))
@@ -205,11 +210,11 @@ def fit(
             opt.step()
             if sched is not None:
                 sched.step()
-            total += float(loss.detach()) * len(idx)
+            total += loss.detach().float() * len(idx)
             count += len(idx)
             bar.update(1)
         seen += count
-        entry = {"epoch": epoch, "train_loss": total / max(count, 1)}
+        entry = {"epoch": epoch, "train_loss": float(total) / max(count, 1)}
         if not math.isfinite(entry["train_loss"]):
             bar.close()
             raise ObfauditError(
@@ -237,6 +242,7 @@ def fit(
                 stale += 1
         else:
             result.best_epoch = epoch
+        entry["seconds"] = time.perf_counter() - t_epoch
         result.history.append(entry)
         bar.set_postfix({k: f"{v:.4f}" for k, v in entry.items() if k != "epoch"})
         log.info(
