@@ -26,12 +26,12 @@ python3 -c "import torch, scipy; print('torch', torch.__version__, 'cuda', torch
 since() { echo "$(( ($(date +%s%N) - $1) / 1000000 )) ms"; }
 
 t0=$(date +%s%N)
-timeout 120 python3 -m obfaudit.cli reproduce --preset smoke --device cuda --out /tmp/smoke --json \
+timeout 90 python3 -m obfaudit.cli reproduce --preset smoke --device cuda --out /tmp/smoke --json \
   > "$OUT/smoke.json" 2> "$OUT/smoke.log"
 echo "smoke preset on cuda: rc=$? wall=$(since "$t0")"
 tail -2 "$OUT/smoke.log"
 
-timeout 200 python3 benchmarks/reproduce.py --preset default --device cuda --run-dir /tmp/default \
+timeout 180 python3 benchmarks/reproduce.py --preset default --device cuda --run-dir /tmp/default \
   --out "$OUT/default-bench.json" 2> "$OUT/default.log"
 echo "default preset on cuda: rc=$?"
 tail -3 "$OUT/default.log"
