@@ -109,7 +109,7 @@ def test_onnx_transform_matches_the_pytorch_module(tmp_path):
     b = run_cli("audit", "--transform", tmp_path / "obf.onnx", "--out", tmp_path / "onnx", *args)
     assert a.returncode == 0 and b.returncode == 0, (a.stderr[-2000:], b.stderr[-2000:])
     fa = [json.loads(r.stdout)["records"][0]["metrics"]["feature_accuracy"] for r in (a, b)]
-    assert abs(fa[0] - fa[1]) <= 1 / 140  # float rounding may move one test image at most
+    assert abs(fa[0] - fa[1]) <= 1 / 140 + 1e-9  # float rounding may move one test image at most
 
 
 def test_onnx_with_the_wrong_input_shape_is_one_line(tmp_path):

@@ -34,7 +34,7 @@ class EavesdropperDecoder(Reconstructor):
 
     def _train_on_proxies(self, knowledge: AdversaryKnowledge) -> tuple[torch.nn.Module, dict]:
         names = sorted(knowledge.proxies)
-        z = torch.cat([knowledge.observed_proxy(n) for n in names])
+        z = knowledge.observed_proxies()  # in the order of the sorted names, as x below
         x = torch.cat([knowledge.proxy(n).x for n in names])
         fit = self._train(z, x, self.config.proxy_train, [knowledge.proxy(n).name for n in names])
         return self.net, fit

@@ -80,8 +80,20 @@ class AdversaryKnowledge:
             raise ThreatModelError(f"the adversary has no {name!r} proxy data") from None
 
     def observed_proxy(self, name: str) -> torch.Tensor:
-        """The transform of proxy ``name``'s images (computed once)."""
-        return self._observer(f"proxy:{name}", self.proxy(name).x)
+        """The transform of proxy ``name``'s images (a view of :meth:`observed_proxies`)."""
+        self.proxy(name)  # an unknown name is refused
+        start = 0
+        for n in sorted(self.proxies):
+            if n == name:
+                return self.observed_proxies()[start : start + len(self.proxies[n])]
+            start += len(self.proxies[n])
+        raise AssertionError("unreachable")
+
+    def observed_proxies(self) -> torch.Tensor:
+        """The transforms of every proxy's images, in the order of their sorted names, as one
+        tensor computed once: the attacks that pool the proxies take it without another copy."""
+        names = sorted(self.proxies)
+        return self._observer("proxies", lambda: torch.cat([self.proxies[n].x for n in names]))
 
     def derived(self, key: Hashable, make: Callable[[], T]) -> T:
         """What the adversary made from this knowledge alone (e.g. a decoder trained on its

@@ -31,11 +31,11 @@ def load_colored_mnist(
 
 
 def load_proxy(name: str, *, seed: int = 0, n: int = DEFAULT_PROXY_SIZE) -> ProxySet:
-    """An adversary proxy dataset (``noisy`` or ``path``)."""
+    """An adversary proxy dataset (``noisy`` or ``path``), its images stored as bytes."""
     if name == "noisy":
-        return make_noisy(n, seed=seed)
+        return make_noisy(n, seed=seed).as_uint8()
     if name == "path":
-        return make_path(n, seed=seed)
+        return make_path(n, seed=seed).as_uint8()
     raise ValueError(f"unknown proxy dataset {name!r}; choose from {PROXY_DATASETS}")
 
 

@@ -54,6 +54,16 @@ class ImageSet:
     def name(self) -> str:
         return f"{self.source}/{self.split}"
 
+    def as_uint8(self) -> ImageSet:
+        """The same set with its images stored as bytes (values rounded to 1/255 steps).
+
+        A quarter of the memory: the adversary's two 30,000-image proxy sets take 141 MB
+        instead of 564 MB. Every consumer reads images through :func:`obfaudit.train.as_float`.
+        """
+        if self.x.dtype == torch.uint8:
+            return self
+        return replace(self, x=self.x.clamp(0, 1).mul(255).round_().to(torch.uint8))
+
     def subset(self, index: torch.Tensor | slice) -> ImageSet:
         """The same set (and type) restricted to ``index``."""
         return replace(self, x=self.x[index], labels={k: v[index] for k, v in self.labels.items()})

@@ -132,8 +132,9 @@ class Observer:
         self.device = device
         self._views: dict[str, torch.Tensor] = {}
 
-    def __call__(self, key: str, x: torch.Tensor) -> torch.Tensor:
-        """The transform of ``x``, remembered under ``key``."""
+    def __call__(self, key: str, x: torch.Tensor | Callable[[], torch.Tensor]) -> torch.Tensor:
+        """The transform of ``x`` (or of what ``x()`` returns, called only the first time),
+        remembered under ``key``."""
         if key not in self._views:
-            self._views[key] = apply_transform(self.transform, x, device=self.device)
+            self._views[key] = apply_transform(self.transform, x() if callable(x) else x, device=self.device)
         return self._views[key]
