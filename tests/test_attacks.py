@@ -215,6 +215,21 @@ def _reachable_tensors(root, max_depth: int = 12) -> list[torch.Tensor]:
     return found
 
 
+def test_proxies_of_bytes_and_floats_pool_on_one_scale():
+    """Generated proxies are stored as bytes, a folder's as floats: pooled, both read in [0, 1],
+    and each proxy's view is its own slice of the pooled transform."""
+    from obfaudit.data import load_proxy
+
+    noisy, path = load_proxy("noisy", n=21), make_path(14, seed=0)
+    assert noisy.x.dtype == torch.uint8 and path.x.dtype == torch.float32
+    k = AdversaryKnowledge(IdentityTransform(), {"noisy": noisy, "path": path})
+    pooled = k.proxy_images()
+    assert pooled.dtype == torch.float32 and float(pooled.max()) <= 1.0 and len(pooled) == 35
+    assert torch.equal(k.observed_proxy("noisy"), noisy.x.float() / 255)
+    assert torch.equal(k.observed_proxy("path"), path.x)
+    assert k.observed_proxy("path").data_ptr() != path.x.data_ptr()  # a view of the transform, not the images
+
+
 def test_nothing_private_is_reachable_from_the_adversary(small_data):
     """The adversary's knowledge holds the transform and proxies: no private split, no test label."""
     train, test, proxies = small_data

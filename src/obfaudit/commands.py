@@ -15,7 +15,7 @@ import torch
 from obfaudit._io import check_fits_in_memory, check_output_dir, resolve_device, write_json
 from obfaudit._version import __version__
 from obfaudit.errors import ObfauditError
-from obfaudit.train import TrainConfig
+from obfaudit.train import TrainConfig, as_float
 
 DIGIT_DATASETS = ("mnist", "colored-mnist")
 
@@ -66,8 +66,8 @@ def data_stats(q: DataQuery) -> dict:
         "split": ds.split,
         "images": len(ds),
         "shape": list(ds.shape),
-        "min": float(ds.x.min()),
-        "max": float(ds.x.max()),
+        "min": float(as_float(ds.x).min()),
+        "max": float(as_float(ds.x).max()),
         "counts": ds.counts(),
     }
 
@@ -330,8 +330,8 @@ class AttackRun:
 
 
 def proxy_bytes(n: int, copies: int = 3) -> int:
-    """Memory of ``n`` generated 3x28x28 float32 proxy images, held ``copies`` times
-    (the images, their transform, a training copy)."""
+    """Memory of ``n`` generated 3x28x28 proxy images, counted as float32 ``copies`` times
+    (the images, their transform, a training copy): an upper bound, the images are bytes."""
     return n * 3 * 28 * 28 * 4 * copies
 
 
@@ -372,7 +372,7 @@ def run_attacks(job: AttackJob, *, log=lambda message: None) -> dict:
     check_output_dir(job.out)
     needs = {n for a in job.attacks for n in attack_class(a).needs}
     proxy_count = sum(f"proxy:{p}" in needs for p in ("noisy", "path"))
-    # each proxy image (3x28x28 float32) is held with its transform and a training copy
+    # each proxy image (3x28x28) is held with its transform and a training copy
     check_fits_in_memory(proxy_count * proxy_bytes(job.n_proxy), f"--n-proxy {job.n_proxy}")
     subject = load_transform(obfnet=job.obfnet, transform=job.transform, control=job.control, device=device)
     dataset = job.data or subject.dataset or "colored-mnist"

@@ -34,7 +34,6 @@ class EavesdropperDecoder(Reconstructor):
 
     def _train_on_proxies(self, knowledge: AdversaryKnowledge) -> tuple[torch.nn.Module, dict]:
         names = sorted(knowledge.proxies)
-        z = knowledge.observed_proxies()  # in the order of the sorted names, as x below
-        x = torch.cat([knowledge.proxy(n).x for n in names])
+        z, x = knowledge.observed_proxies(), knowledge.proxy_images()  # both in sorted-name order
         fit = self._train(z, x, self.config.proxy_train, [knowledge.proxy(n).name for n in names])
         return self.net, fit

@@ -21,6 +21,7 @@ import torch
 from obfaudit.attacks.base import Party
 from obfaudit.data import ImageSet, ProxySet
 from obfaudit.errors import ThreatModelError
+from obfaudit.train import as_float
 from obfaudit.transforms import Observer, Transform
 
 T = TypeVar("T")
@@ -92,8 +93,15 @@ class AdversaryKnowledge:
     def observed_proxies(self) -> torch.Tensor:
         """The transforms of every proxy's images, in the order of their sorted names, as one
         tensor computed once: the attacks that pool the proxies take it without another copy."""
-        names = sorted(self.proxies)
-        return self._observer("proxies", lambda: torch.cat([self.proxies[n].x for n in names]))
+        return self._observer("proxies", self.proxy_images)
+
+    def proxy_images(self) -> torch.Tensor:
+        """Every proxy's images in the order of their sorted names, as one tensor: bytes when
+        all are stored as bytes (generated proxies), else floats in [0, 1] (a folder's too)."""
+        xs = [self.proxies[n].x for n in sorted(self.proxies)]
+        if all(x.dtype == torch.uint8 for x in xs):
+            return torch.cat(xs)
+        return torch.cat([as_float(x) for x in xs])
 
     def derived(self, key: Hashable, make: Callable[[], T]) -> T:
         """What the adversary made from this knowledge alone (e.g. a decoder trained on its

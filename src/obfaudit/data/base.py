@@ -22,7 +22,8 @@ PALETTE_TENSOR = torch.tensor(list(PALETTE.values()), dtype=torch.float32)  # (7
 
 @dataclass(frozen=True)
 class ImageSet:
-    """Images in [0, 1] as a float32 tensor (n, C, H, W) with their labels.
+    """Images (n, C, H, W) with their labels: float32 in [0, 1], or uint8 (0-255, see
+    :meth:`as_uint8`), which every consumer reads through :func:`obfaudit.train.as_float`.
 
     ``source`` names where the images come from ("mnist", "colored-mnist", "noisy", ...)
     and ``split`` which part ("train", "test", "proxy"). Attacks use both to enforce the
@@ -58,7 +59,7 @@ class ImageSet:
         """The same set with its images stored as bytes (values rounded to 1/255 steps).
 
         A quarter of the memory: the adversary's two 30,000-image proxy sets take 141 MB
-        instead of 564 MB. Every consumer reads images through :func:`obfaudit.train.as_float`.
+        instead of 564 MB.
         """
         if self.x.dtype == torch.uint8:
             return self

@@ -15,6 +15,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from obfaudit._io import atomic_write_bytes  # noqa: E402
+from obfaudit.train import as_float  # noqa: E402
 
 
 def _save(fig: plt.Figure, path: str | Path, dpi: int = 110) -> Path:
@@ -32,7 +33,7 @@ def to_display(x: torch.Tensor) -> np.ndarray:
     A transform may send a flat vector (or any other shape): it is drawn as a grey
     square of its values, zero-padded, so figures never assume image-shaped output.
     """
-    x = x.detach().float().cpu()
+    x = as_float(x.detach()).float().cpu()  # bytes (0-255) read as [0, 1]
     if x.dim() != 3:
         flat = x.reshape(-1)
         side = max(1, math.ceil(math.sqrt(len(flat))))
