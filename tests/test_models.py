@@ -132,7 +132,7 @@ def test_study_networks_start_like_the_reference_and_attack_networks_do_not():
     obf = create_model("obfnet_cnn", input_shape=(3, 28, 28), bottleneck=8)
     biases = [m.bias for m in obf.modules() if isinstance(m, torch.nn.Linear | torch.nn.Conv2d)]
     assert biases and all(bool((b == 0).all()) for b in biases)
-    dense = obf.net[4].weight
+    dense = obf.net[4].weight.detach()
     bound = (6 / (dense.shape[0] + dense.shape[1])) ** 0.5
     assert float(dense.abs().max()) <= bound and float(dense.abs().max()) > 0.9 * bound
     for name in ("infnet_cnn", "obfnet_mlp"):
