@@ -82,13 +82,10 @@ class AdversaryKnowledge:
 
     def observed_proxy(self, name: str) -> torch.Tensor:
         """The transform of proxy ``name``'s images (a view of :meth:`observed_proxies`)."""
-        self.proxy(name)  # an unknown name is refused
-        start = 0
-        for n in sorted(self.proxies):
-            if n == name:
-                return self.observed_proxies()[start : start + len(self.proxies[n])]
-            start += len(self.proxies[n])
-        raise AssertionError("unreachable")
+        n = len(self.proxy(name))  # an unknown name is refused
+        names = sorted(self.proxies)
+        start = sum(len(self.proxies[other]) for other in names[: names.index(name)])
+        return self.observed_proxies()[start : start + n]
 
     def observed_proxies(self) -> torch.Tensor:
         """The transforms of every proxy's images, in the order of their sorted names, as one

@@ -120,11 +120,10 @@ def image_quality(recon: torch.Tensor, original: torch.Tensor, *, per_image: boo
         raise ValueError(f"reconstructions {r.shape} and originals {o.shape} differ in shape")
     if r.ndim == 3:  # (n, H, W): one channel
         r, o = r[:, None], o[:, None]
-    mse = ((r - o) ** 2).reshape(len(r), -1).mean(axis=1)
-    mse64 = ((o.astype(np.float64) - r.astype(np.float64)) ** 2).reshape(len(r), -1).mean(axis=1)
-    with np.errstate(divide="ignore"):
-        psnr_arr = np.where(mse64 > 0, 10 * np.log10(1.0 / np.where(mse64 > 0, mse64, 1.0)), np.inf)
-    ssim = ssim_per_image(r, o) if len(r) else np.zeros(0)
+    mse = ((o.astype(np.float64) - r) ** 2).reshape(len(r), -1).mean(axis=1)
+    psnr_arr = np.full(len(mse), np.inf)  # an exact reconstruction's PSNR is infinite
+    psnr_arr[mse > 0] = 10 * np.log10(1.0 / mse[mse > 0])
+    ssim = ssim_per_image(r, o)
     finite = psnr_arr[np.isfinite(psnr_arr)]
     out = {
         "mse": float(mse.mean()),
