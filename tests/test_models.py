@@ -1,3 +1,4 @@
+import copy
 import json
 
 import pytest
@@ -140,3 +141,34 @@ def test_study_networks_start_like_the_reference_and_attack_networks_do_not():
         assert all(bool((p == 0).all()) for n, p in m.named_parameters() if n.endswith("bias"))
     rec = create_model("recnet", input_shape=(1, 28, 28))
     assert any(bool((p != 0).any()) for n, p in rec.named_parameters() if n.endswith("bias"))
+
+
+@pytest.mark.parametrize("name", ["infnet_cnn", "obfnet_cnn"])
+def test_pooling_before_relu_gives_the_reference_order_values_and_gradients(name):
+    """The convolutional networks pool before their ReLU (cheaper); the reference order,
+    ReLU then pooling, gives the same outputs and the same gradients, bit for bit."""
+    torch.manual_seed(0)
+    model = create_model(name, input_shape=(3, 28, 28))
+    reference = copy.deepcopy(model)
+    seq = reference.features if name == "infnet_cnn" else reference.net
+    layers = list(seq)
+    i = next(k for k, m in enumerate(layers) if isinstance(m, torch.nn.MaxPool2d))
+    assert isinstance(layers[i + 1], torch.nn.ReLU)
+    layers[i], layers[i + 1] = layers[i + 1], layers[i]
+    seq_ref = torch.nn.Sequential(*layers)
+    if name == "infnet_cnn":
+        reference.features = seq_ref
+    else:
+        reference.net = seq_ref
+    x = torch.rand(16, 3, 28, 28) - 0.5  # negative inputs too: windows whose maximum is < 0
+    grads = []
+    for net in (model, reference):
+        net.eval()
+        xi = x.clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = net(xi)
+        out.float().square().sum().backward()
+        grads.append((out.detach(), xi.grad, [p.grad for p in net.parameters()]))
+    (out_a, gx_a, gp_a), (out_b, gx_b, gp_b) = grads
+    assert torch.equal(out_a, out_b) and torch.equal(gx_a, gx_b)
+    assert all(torch.equal(a, b) for a, b in zip(gp_a, gp_b, strict=True))

@@ -3,6 +3,9 @@
 Layer lists follow the original ObfNet Keras code (github ntu-aiot/ObfNet,
 ``mnist/main.py``): 3x3 convolutions with valid padding, ReLU activations, logits out
 (Keras' softmax + categorical cross-entropy is the same objective as logits + CE here).
+A ReLU followed by max-pooling runs here as pooling then ReLU: the two commute (ReLU is
+monotonic), so values and gradients are the same, and the ReLU and its backward pass touch
+a quarter of the elements (5% of an ObfNet-MLP(512) training step through InfNet-CNN).
 """
 
 from __future__ import annotations
@@ -84,7 +87,10 @@ class Obfuscator(nn.Module):
 
 
 class InfNetCNN(nn.Module):
-    """Conv(32) -> Conv(64) -> MaxPool(2) -> Dropout(.25) -> Dense(128) -> Dropout(.5) -> Dense."""
+    """Conv(32) -> Conv(64) -> MaxPool(2) -> Dropout(.25) -> Dense(128) -> Dropout(.5) -> Dense.
+
+    ReLU after each convolution and the first dense layer (the second conv's after its pooling).
+    """
 
     def __init__(self, input_shape: Shape, classes: int) -> None:
         super().__init__()
@@ -94,8 +100,8 @@ class InfNetCNN(nn.Module):
             nn.Conv2d(c, 32, 3),
             nn.ReLU(),
             nn.Conv2d(32, 64, 3),
-            nn.ReLU(),
             nn.MaxPool2d(2),
+            nn.ReLU(),
             nn.Dropout(0.25),
             Flatten(),
         )
@@ -169,8 +175,8 @@ class ObfNetCNN(Obfuscator):
         flat = 32 * ((h - 2) // 2) * ((w - 2) // 2)
         self.net = nn.Sequential(
             nn.Conv2d(c, 32, 3),
-            nn.ReLU(),
             nn.MaxPool2d(2),
+            nn.ReLU(),
             Flatten(),
             nn.Linear(flat, bottleneck),
             nn.ReLU(),
