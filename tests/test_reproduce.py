@@ -283,3 +283,38 @@ def test_bad_arguments_fail_before_work(tmp_path, args, code, text):
     )
     assert r.returncode == code and text in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "x" / "stages").exists()
+
+
+def test_memory_freed_by_a_stage_goes_back_to_the_kernel_before_the_next(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import obfaudit.experiments.stages as stages
+
+    trims = []
+    monkeypatch.setattr(stages, "release_freed_memory", lambda: trims.append(1))
+    ctx, calls = SimpleNamespace(out=tmp_path), []
+    plan = [_stage("a", 1, calls), _stage("b", 1, calls, deps=("a",))]
+    SerialExecutor().run(plan, ctx)
+    assert len(trims) == 2
+    SerialExecutor().run(plan, ctx)  # both finished: nothing ran, nothing to hand back
+    assert len(trims) == 2
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc's allocator")
+def test_release_freed_memory_lowers_the_resident_size_keep_freed_memory_holds():
+    code = """
+import torch
+from obfaudit._io import keep_freed_memory, release_freed_memory
+def rss():
+    return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmRSS')) // 1024
+assert keep_freed_memory()
+blocks = [torch.ones(256, 1024) for _ in range(400)]  # 400 MB in 1 MB blocks, below the mmap threshold
+keep = blocks[::50]  # a few survivors: the heap cannot just shrink from its top
+del blocks
+held = rss()
+assert release_freed_memory()
+print(held, rss())
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    held, after = map(int, out.stdout.split())
+    assert held > 350 and after < held - 250, (held, after)

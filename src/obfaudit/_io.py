@@ -140,6 +140,28 @@ def keep_freed_memory() -> bool:
     return bool(libc.mallopt(m_mmap_threshold, 32 << 20)) and bool(libc.mallopt(m_trim_threshold, 1 << 30))
 
 
+def release_freed_memory() -> bool:
+    """Hand the blocks freed so far back to the kernel (glibc's ``malloc_trim``), between stages.
+
+    What :func:`keep_freed_memory` keeps for the next training step is kept after a stage
+    too, scattered through the heap: 0.6-1.1 GB after each audit of the default preset, so
+    the run's peak grew stage by stage (one audit alone peaks at 2.4 GB, three in a row at
+    2.9 GB). Trimming after a stage takes milliseconds and costs the next stage only its first
+    page faults. Returns whether it ran (glibc only).
+    """
+    import ctypes
+    import platform
+
+    if not (os.name == "posix" and platform.libc_ver()[0] == "glibc"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    libc.malloc_trim(0)
+    return True
+
+
 def check_output_dir(path: str | os.PathLike, *, what: str = "--out") -> Path:
     """Make sure ``path`` is (or can become) a writable directory, before any work.
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from obfaudit._io import to_jsonable, write_json
+from obfaudit._io import release_freed_memory, to_jsonable, write_json
 
 if TYPE_CHECKING:
     from obfaudit.experiments.context import RunContext
@@ -216,6 +216,7 @@ class SerialExecutor:
                 continue
             emit(StageEvent(stage.name, "running", 0.0, i, len(plan)))
             result = stage.fn(ctx, stage, inputs)
+            release_freed_memory()
             seconds = time.perf_counter() - t0
             records[stage.name] = cache.store(stage, key, result, seconds)
             emit(StageEvent(stage.name, "done", seconds, i + 1, len(plan)))
