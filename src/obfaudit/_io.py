@@ -116,6 +116,19 @@ def resolve_device(device: str | None) -> torch.device:
     return dev
 
 
+def _glibc():
+    """The C library when it is glibc (whose allocator the two functions below tune), else None."""
+    import ctypes
+    import platform
+
+    if not (os.name == "posix" and platform.libc_ver()[0] == "glibc"):
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+
+
 def keep_freed_memory() -> bool:
     """Ask glibc's allocator to reuse freed blocks instead of returning them to the kernel.
 
@@ -127,14 +140,8 @@ def keep_freed_memory() -> bool:
     entry point that owns the process (the CLI, the benchmarks); elsewhere it does nothing.
     Returns whether the setting was applied.
     """
-    import ctypes
-    import platform
-
-    if not (os.name == "posix" and platform.libc_ver()[0] == "glibc"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
+    libc = _glibc()
+    if libc is None:
         return False
     m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
     return bool(libc.mallopt(m_mmap_threshold, 32 << 20)) and bool(libc.mallopt(m_trim_threshold, 1 << 30))
@@ -149,14 +156,8 @@ def release_freed_memory() -> bool:
     2.9 GB). Trimming after a stage takes milliseconds and costs the next stage only its first
     page faults. Returns whether it ran (glibc only).
     """
-    import ctypes
-    import platform
-
-    if not (os.name == "posix" and platform.libc_ver()[0] == "glibc"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
+    libc = _glibc()
+    if libc is None:
         return False
     libc.malloc_trim(0)
     return True
