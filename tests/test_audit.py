@@ -295,3 +295,25 @@ def test_a_saved_model_is_audited_on_its_own_split(tmp_path):
     )
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads(r.stdout)["settings"]["split_seed"] == 3
+
+
+def test_apply_transform_fills_one_float_tensor_batch_by_batch():
+    from obfaudit.transforms import apply_transform
+    from obfaudit.transforms.base import TransformError
+
+    torch.manual_seed(0)
+    net = create_model("obfnet_mlp", input_shape=(1, 6, 6), bottleneck=4).eval()
+    images = torch.randint(0, 256, (10, 1, 6, 6), dtype=torch.uint8)
+    out = apply_transform(net, images, batch_size=3)  # batches of 3, 3, 3 and 1
+    with torch.no_grad():
+        whole = net(images.float() / 255)
+    assert out.dtype == torch.float32 and torch.allclose(out, whole, atol=1e-6)
+    assert apply_transform(net, images[:0]).numel() == 0
+
+    calls = iter(range(10))
+
+    def changes_shape(x):  # a transform whose output shape depends on the batch
+        return x.flatten(1)[:, : 5 + next(calls)]
+
+    with pytest.raises(TransformError, match="one shape"):
+        apply_transform(changes_shape, images, batch_size=3)

@@ -317,8 +317,26 @@ def predict(
     batch_size = batch_size or inference_batch(device)
     if isinstance(forward, nn.Module):
         forward.to(device)
-    outs = [forward(as_float(x[i : i + batch_size].to(device))).float() for i in range(0, len(x), batch_size)]
-    return torch.cat(outs) if outs else torch.empty(0)
+    out = None
+    for i in range(0, len(x), batch_size):
+        batch = forward(as_float(x[i : i + batch_size].to(device)))
+        out = fill_rows(out, batch, i, len(x), batch.device)
+    return out if out is not None else torch.empty(0)
+
+
+def fill_rows(
+    out: torch.Tensor | None, batch: torch.Tensor, start: int, n: int, device: torch.device | str
+) -> torch.Tensor:
+    """Write ``batch`` as rows ``start``... of the float32 result of ``n`` rows (made at the first
+    batch, on ``device``) and return the result.
+
+    Filling one tensor, where the batches used to be kept and then concatenated, holds the
+    result once instead of twice: the adversary's 60,000 transformed proxies take 564 MB.
+    """
+    if out is None:
+        out = torch.empty((n, *batch.shape[1:]), dtype=torch.float32, device=device)
+    out[start : start + len(batch)] = batch
+    return out
 
 
 def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from obfaudit.errors import ObfauditError
-from obfaudit.train import as_float, inference_batch
+from obfaudit.train import as_float, fill_rows, inference_batch
 
 #: A transformation under audit: any callable from a batch of images to a batch of tensors.
 Transform = Callable[[torch.Tensor], torch.Tensor]
@@ -109,15 +109,18 @@ def apply_transform(
 
     batch_size = batch_size or inference_batch(device)
     transform = to_device(transform, device)
-    out = []
+    out = None
     starts = range(0, len(x), batch_size)
     for i in tqdm(starts, desc=desc, disable=not progress or len(starts) < 2, leave=False, unit="batch"):
         xb = x[i : i + batch_size]
         z = transform(as_float(xb.to(device)))
         if not isinstance(z, torch.Tensor) or len(z) != len(xb):
             raise TransformError("a transform must map a batch of n images to a batch of n tensors")
-        out.append(z.detach().float().cpu())
-    return torch.cat(out)
+        if out is not None and z.shape[1:] != out.shape[1:]:
+            shapes = f"{tuple(z.shape[1:])} after {tuple(out.shape[1:])}"
+            raise TransformError(f"a transform must give every image one shape, not {shapes}")
+        out = fill_rows(out, z.detach(), i, len(x), "cpu")
+    return out if out is not None else torch.empty(0)
 
 
 class Observer:
