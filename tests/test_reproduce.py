@@ -1,5 +1,6 @@
 import json
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -300,7 +301,7 @@ def test_memory_freed_by_a_stage_goes_back_to_the_kernel_before_the_next(tmp_pat
     assert len(trims) == 2
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="glibc's allocator")
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's allocator")
 def test_release_freed_memory_lowers_the_resident_size_keep_freed_memory_holds():
     code = """
 import torch

@@ -162,3 +162,16 @@ def test_predict_batches_do_not_change_outputs(infnet, mnist):
     _, test = mnist
     x = test.x[:600]
     assert torch.allclose(predict(infnet, x), predict(infnet, x, batch_size=7), atol=1e-5)
+
+
+def test_predict_fills_one_tensor_and_refuses_outputs_that_do_not_match_the_inputs():
+    from obfaudit.errors import ObfauditError
+    from obfaudit.train import predict
+
+    x = torch.arange(20, dtype=torch.float32).view(10, 2)
+    out = predict(lambda b: (2 * b).to(torch.bfloat16), x, batch_size=3)
+    assert out.dtype == torch.float32 and torch.equal(out, 2 * x)
+    assert predict(lambda b: b, x[:0]).numel() == 0
+    for bad in (lambda b: b[:1], lambda b: b[:, :1] if len(b) < 3 else b):  # short rows; a new shape
+        with pytest.raises(ObfauditError, match="one output of one shape per input"):
+            predict(bad, x, batch_size=3)

@@ -152,8 +152,8 @@ def release_freed_memory() -> bool:
 
     What :func:`keep_freed_memory` keeps for the next training step is kept after a stage
     too, scattered through the heap: 0.6-1.1 GB after each audit of the default preset, so
-    the run's peak grew stage by stage (one audit alone peaks at 2.4 GB, three in a row at
-    2.9 GB). Trimming after a stage takes milliseconds and costs the next stage only its first
+    the run's peak grew stage by stage (one audit alone peaked at 2.3-2.4 GiB, three in a row
+    at 2.9 GiB). Trimming after a stage takes milliseconds and costs the next stage only its first
     page faults. Returns whether it ran (glibc only).
     """
     libc = _glibc()

@@ -319,20 +319,29 @@ def predict(
         forward.to(device)
     out = None
     for i in range(0, len(x), batch_size):
-        batch = forward(as_float(x[i : i + batch_size].to(device)))
-        out = fill_rows(out, batch, i, len(x), batch.device)
+        xb = x[i : i + batch_size]
+        batch = forward(as_float(xb.to(device)))
+        out = fill_rows(out, batch, i, len(xb), len(x), batch.device)
     return out if out is not None else torch.empty(0)
 
 
 def fill_rows(
-    out: torch.Tensor | None, batch: torch.Tensor, start: int, n: int, device: torch.device | str
+    out: torch.Tensor | None, batch: torch.Tensor, start: int, rows: int, n: int, device: torch.device | str
 ) -> torch.Tensor:
-    """Write ``batch`` as rows ``start``... of the float32 result of ``n`` rows (made at the first
-    batch, on ``device``) and return the result.
+    """Write ``batch``, the outputs for input rows ``start`` to ``start + rows``, into the float32
+    result of ``n`` rows (made at the first batch, on ``device``) and return the result.
 
     Filling one tensor, where the batches used to be kept and then concatenated, holds the
     result once instead of twice: the adversary's 60,000 transformed proxies take 564 MB.
+    A batch of another length or row shape than the first is refused (a slice assignment
+    would broadcast it silently).
     """
+    if batch.ndim == 0 or len(batch) != rows or (out is not None and batch.shape[1:] != out.shape[1:]):
+        first = f" after {tuple(out.shape[1:])}" if out is not None else ""
+        raise ObfauditError(
+            f"a network or transform gave {tuple(batch.shape)} for {rows} inputs{first}: "
+            "it must give one output of one shape per input"
+        )
     if out is None:
         out = torch.empty((n, *batch.shape[1:]), dtype=torch.float32, device=device)
     out[start : start + len(batch)] = batch

@@ -21,7 +21,7 @@ from obfaudit.attacks.base import Attack, Output, Party
 from obfaudit.attacks.decoder import EavesdropperDecoder
 from obfaudit.attacks.knowledge import AdversaryKnowledge, expect
 from obfaudit.attacks.registry import register_attack
-from obfaudit.train import autocast
+from obfaudit.train import autocast, fill_rows
 
 # Measured on 50 Colored-MNIST test images through the identity transform: Adam at 0.1 on the
 # logits reached SSIM 0.52 in 300 steps (dark backgrounds converge slowly), 0.5 reached 0.96,
@@ -79,7 +79,7 @@ def invert(
 
 
 def _invert(transform, z, shape, steps, lr, tv, g, device, batch, start, precision) -> torch.Tensor:
-    out = []
+    out = None
     for i in range(0, len(z), batch):
         target = z[i : i + batch].to(device).float()
         if start is None:
@@ -97,8 +97,8 @@ def _invert(transform, z, shape, steps, lr, tv, g, device, batch, start, precisi
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        out.append(torch.sigmoid(w).detach().cpu())
-    return torch.cat(out)
+        out = fill_rows(out, torch.sigmoid(w).detach(), i, len(target), len(z), "cpu")
+    return out if out is not None else torch.empty(0, *shape)
 
 
 @register_attack("inversion")

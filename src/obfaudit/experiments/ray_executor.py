@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from obfaudit._io import release_freed_memory
 from obfaudit.errors import ObfauditError
 from obfaudit.experiments.stages import Stage, StageCache, StageEvent, chain_costs, check_plan, stage_key
 
@@ -132,6 +133,7 @@ def run_stage(payload: tuple, stage: Stage, key: str, inputs: dict, threads: int
     torch.set_num_threads(max(1, threads))
     t0 = time.perf_counter()
     result = stage.fn(ctx, stage, inputs)
+    release_freed_memory()  # a worker runs many stages: as the serial executor does
     return StageCache(ctx.out).store(stage, key, result, time.perf_counter() - t0)
 
 

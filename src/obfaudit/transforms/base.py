@@ -119,7 +119,7 @@ def apply_transform(
         if out is not None and z.shape[1:] != out.shape[1:]:
             shapes = f"{tuple(z.shape[1:])} after {tuple(out.shape[1:])}"
             raise TransformError(f"a transform must give every image one shape, not {shapes}")
-        out = fill_rows(out, z.detach(), i, len(x), "cpu")
+        out = fill_rows(out, z.detach(), i, len(xb), len(x), "cpu")
     return out if out is not None else torch.empty(0)
 
 
