@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -116,6 +117,7 @@ def resolve_device(device: str | None) -> torch.device:
     return dev
 
 
+@functools.cache
 def _glibc():
     """The C library when it is glibc (whose allocator the two functions below tune), else None."""
     import ctypes

@@ -326,19 +326,26 @@ def predict(
 
 
 def fill_rows(
-    out: torch.Tensor | None, batch: torch.Tensor, start: int, rows: int, n: int, device: torch.device | str
+    out: torch.Tensor | None,
+    batch: torch.Tensor,
+    start: int,
+    rows: int,
+    n: int,
+    device: torch.device | str,
+    *,
+    error: type[ObfauditError] = ObfauditError,
 ) -> torch.Tensor:
     """Write ``batch``, the outputs for input rows ``start`` to ``start + rows``, into the float32
     result of ``n`` rows (made at the first batch, on ``device``) and return the result.
 
     Filling one tensor, where the batches used to be kept and then concatenated, holds the
     result once instead of twice: the adversary's 60,000 transformed proxies take 564 MB.
-    A batch of another length or row shape than the first is refused (a slice assignment
-    would broadcast it silently).
+    A batch of another length or row shape than the first is refused with ``error`` (a slice
+    assignment would broadcast it silently).
     """
     if batch.ndim == 0 or len(batch) != rows or (out is not None and batch.shape[1:] != out.shape[1:]):
         first = f" after {tuple(out.shape[1:])}" if out is not None else ""
-        raise ObfauditError(
+        raise error(
             f"a network or transform gave {tuple(batch.shape)} for {rows} inputs{first}: "
             "it must give one output of one shape per input"
         )

@@ -114,12 +114,9 @@ def apply_transform(
     for i in tqdm(starts, desc=desc, disable=not progress or len(starts) < 2, leave=False, unit="batch"):
         xb = x[i : i + batch_size]
         z = transform(as_float(xb.to(device)))
-        if not isinstance(z, torch.Tensor) or len(z) != len(xb):
+        if not isinstance(z, torch.Tensor):
             raise TransformError("a transform must map a batch of n images to a batch of n tensors")
-        if out is not None and z.shape[1:] != out.shape[1:]:
-            shapes = f"{tuple(z.shape[1:])} after {tuple(out.shape[1:])}"
-            raise TransformError(f"a transform must give every image one shape, not {shapes}")
-        out = fill_rows(out, z.detach(), i, len(xb), len(x), "cpu")
+        out = fill_rows(out, z.detach(), i, len(xb), len(x), "cpu", error=TransformError)
     return out if out is not None else torch.empty(0)
 
 
