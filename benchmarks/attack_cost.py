@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 from obfaudit._io import keep_freed_memory, write_json
-from obfaudit.attacks import attack_names, audit_transform
+from obfaudit.attacks import attack_names
 from obfaudit.experiments.context import RunContext, RunSettings
-from obfaudit.experiments.plan import _audit_config, _audit_data
+from obfaudit.experiments.plan import _prepared
 from obfaudit.experiments.presets import get_preset
 from obfaudit.models import load_model
 from obfaudit.records import Experiment
@@ -46,8 +46,8 @@ def main() -> None:
     keep_freed_memory()
     preset = get_preset(args.preset)
     ctx = RunContext(settings=RunSettings(preset=args.preset), preset=preset, out=args.run)
-    train, test, proxies = _audit_data(ctx, args.dataset)
     infnet, _ = load_model(args.run / "models" / f"infnet-cnn-{args.dataset}.safetensors", role="infnet")
+    prepared = _prepared(ctx, args.dataset, tuple(args.attacks), infnet=infnet)  # the preset's audit
     judge_path = args.run / "models" / f"judge-colour-{args.dataset}.safetensors"
     judge = load_model(judge_path)[0] if judge_path.exists() else None
     print("| ObfNet | attack | party | seconds | F_a [95% CI] | SSIM [95% CI] |")
@@ -59,16 +59,7 @@ def main() -> None:
         else:
             obfnet, _ = load_model(args.run / "models" / f"obfnet-{subject}-{args.dataset}.safetensors")
         t0 = time.perf_counter()
-        res = audit_transform(
-            f"obfnet-{subject}",
-            obfnet,
-            train=train,
-            test=test,
-            proxies=proxies,
-            infnet=infnet,
-            attribute_judge=judge,
-            config=_audit_config(ctx, tuple(args.attacks)),
-        )
+        res = prepared.audit(f"obfnet-{subject}", obfnet, judge=judge)
         total += time.perf_counter() - t0
         arch, n = subject.split("-b") if subject not in CONTROLS else (subject, 0)
         for r in res.records:

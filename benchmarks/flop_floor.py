@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from obfaudit.attacks.inversion import STEPS as INVERSION_STEPS
-from obfaudit.models import create_model
+from obfaudit.models import Role, create_model, model_for
 from obfaudit.train import autocast, freeze
 
 SHAPES = {"colored-mnist": (3, 28, 28), "mnist": (1, 28, 28)}
@@ -43,7 +43,7 @@ def _count(run) -> float:
 
 
 def _obfnet(arch: str, n: int, shape):
-    return create_model(f"obfnet_{arch}", input_shape=shape, bottleneck=n)
+    return create_model(model_for(Role.OBFUSCATOR, arch), input_shape=shape, bottleneck=n)
 
 
 def _transform(subject: str, shape):

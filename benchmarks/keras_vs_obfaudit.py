@@ -24,7 +24,7 @@ import torch
 from obfaudit._io import keep_freed_memory
 from obfaudit.data import load_mnist
 from obfaudit.experiments.steps import digit_accuracy, fit_infnet
-from obfaudit.models import create_model
+from obfaudit.models import Role, create_model, model_for
 from obfaudit.train import TrainConfig, train_obfnet
 
 KERAS = Path(__file__).resolve().parents[2] / "shared" / "bench" / "keras_reference.py"
@@ -44,7 +44,7 @@ def obfaudit_round(samples: int, epochs: int) -> list[dict]:
     out = []
     for arch in ("mlp", "cnn"):
         torch.manual_seed(1)
-        obf = create_model(f"obfnet_{arch}", input_shape=(1, 28, 28), bottleneck=512)
+        obf = create_model(model_for(Role.OBFUSCATOR, arch), input_shape=(1, 28, 28), bottleneck=512)
         cfg = TrainConfig(epochs=epochs, patience=None, val_fraction=0.0, seed=1, desc=f"obf-{arch}")
         fit = train_obfnet(obf, infnet, x, y, cfg)
         best = min(h["seconds"] for h in fit.history[1:] or fit.history)

@@ -27,7 +27,8 @@ from pathlib import Path
 import torch
 
 from obfaudit._io import dumps
-from obfaudit.serve.edge import EdgeJob, run_edge
+from obfaudit.serve.edge import run_edge
+from obfaudit.serve.jobs import EdgeJob
 from obfaudit.serve.run import free_port
 
 

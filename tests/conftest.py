@@ -6,6 +6,7 @@ import os
 import struct
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -13,30 +14,73 @@ import pytest
 import torch
 
 os.environ.setdefault("OBFAUDIT_NO_PROGRESS", "1")
+# audits keep their controls in a cache shared by audits: one for this test session, never ~/.cache
+os.environ["OBFAUDIT_CACHE"] = tempfile.mkdtemp(prefix="obfaudit-test-cache-")
 os.environ.setdefault("MPLBACKEND", "Agg")
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
 def run_cli(
-    *args: str, cwd: Path | None = None, timeout: float = 300, script: bool = False, env: dict | None = None
+    *args: str,
+    cwd: Path | None = None,
+    timeout: float = 300,
+    script: bool = False,
+    env: dict | None = None,
+    subprocess_: bool = False,
 ) -> subprocess.CompletedProcess:
-    """Run ``obfaudit ARGS`` in a subprocess, as a user would.
+    """Run ``obfaudit ARGS`` and return its exit status, stdout and stderr.
 
-    ``script`` runs the installed console script instead of ``python -m`` (which, unlike
-    the script, puts the working directory on the import path).
+    By default in this process (``obfaudit.cli.main``, stdout and stderr captured): the same
+    parsing, checks and code as the console script, without starting Python and torch again.
+    ``subprocess_`` runs ``python -m obfaudit.cli`` in a subprocess, as a user would; ``script``
+    the installed console script (which, unlike ``python -m``, does not put the working
+    directory on the import path). Use them where the process itself is under test.
     """
-    env = {**os.environ, "OBFAUDIT_NO_PROGRESS": "1", "OMP_NUM_THREADS": "2", **(env or {})}
-    command = (
-        [str(Path(sys.executable).parent / "obfaudit")] if script else [sys.executable, "-m", "obfaudit.cli"]
-    )
-    return subprocess.run(
-        [*command, *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=timeout,
-    )
+    if script or subprocess_:
+        env = {**os.environ, "OBFAUDIT_NO_PROGRESS": "1", "OMP_NUM_THREADS": "2", **(env or {})}
+        command = (
+            [str(Path(sys.executable).parent / "obfaudit")]
+            if script
+            else [sys.executable, "-m", "obfaudit.cli"]
+        )
+        return subprocess.run(
+            [*command, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout
+        )
+    return _in_process([str(a) for a in args], cwd=cwd, env=env or {})
+
+
+def _in_process(argv: list[str], *, cwd: Path | None, env: dict) -> subprocess.CompletedProcess:
+    import contextlib
+    import io
+
+    from obfaudit.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_env = {k: os.environ.get(k) for k in env}
+    saved_cwd, saved_path, saved_modules = os.getcwd(), list(sys.path), set(sys.modules)
+    os.environ.update({k: str(v) for k, v in env.items()})
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(argv)
+            except SystemExit as e:  # argparse: --help (0) and bad arguments (2)
+                code = e.code if isinstance(e.code, int) else 1
+    finally:
+        os.chdir(saved_cwd)
+        sys.path[:] = saved_path
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        # a user's module imported from a test's folder must not answer for another test's
+        for name in set(sys.modules) - saved_modules:
+            f = getattr(sys.modules[name], "__file__", None) or ""
+            if f.startswith(tempfile.gettempdir()):
+                del sys.modules[name]
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from obfaudit.attacks import (
     AuditConfig,
     ServerKnowledge,
     attack_class,
-    audit,
     audit_transform,
     chance_level,
     compromise_threshold,
@@ -113,15 +112,13 @@ def control_results(small_data):
         proxy_train=TrainConfig(epochs=2, patience=None, val_fraction=0),
         tsne_points=300,
     )
-    return audit(
-        NullTransform(),
-        subject="null-as-subject",
-        controls=True,
-        train=train,
-        test=test,
-        proxies=proxies,
-        config=cfg,
-    )
+    from obfaudit.attacks.prepare import control_transforms
+
+    subjects = {"null-as-subject": NullTransform, **control_transforms(seed=0)}
+    return {
+        name: audit_transform(name, make(), train=train, test=test, proxies=proxies, config=cfg)
+        for name, make in subjects.items()
+    }
 
 
 def _by_attack(result):

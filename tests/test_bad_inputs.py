@@ -217,37 +217,37 @@ CASES = [
     # user transforms
     (
         "transform-import-fails",
-        ["attack", "--attack", "colornet", "--transform", "brokenimport:f", "--out", "{w}/o", *TINY],
+        ["audit", "--attack", "colornet", "--transform", "brokenimport:f", "--out", "{w}/o", *TINY],
         1,
         "a missing dependency",
     ),
     (
         "transform-syntax-error",
-        ["attack", "--attack", "colornet", "--transform", "syntaxerror:f", "--out", "{w}/o", *TINY],
+        ["audit", "--attack", "colornet", "--transform", "syntaxerror:f", "--out", "{w}/o", *TINY],
         1,
         "SyntaxError",
     ),
     (
         "transform-raises",
-        ["attack", "--attack", "colornet", "--transform", "usertf:boom", "--out", "{w}/o", *TINY],
+        ["audit", "--attack", "colornet", "--transform", "usertf:boom", "--out", "{w}/o", *TINY],
         1,
         "transform boom failed",
     ),
     (
         "transform-wrong-batch",
-        ["attack", "--attack", "colornet", "--transform", "usertf:short", "--out", "{w}/o", *TINY],
+        ["audit", "--attack", "colornet", "--transform", "usertf:short", "--out", "{w}/o", *TINY],
         1,
         "one row per image",
     ),
     (
         "transform-nan",
-        ["attack", "--attack", "colornet", "--transform", "usertf:nan", "--out", "{w}/o", *TINY],
+        ["audit", "--attack", "colornet", "--transform", "usertf:nan", "--out", "{w}/o", *TINY],
         1,
         "NaN",
     ),
     (
         "transform-not-callable",
-        ["attack", "--attack", "colornet", "--transform", "usertf:np", "--out", "{w}/o", *TINY],
+        ["audit", "--attack", "colornet", "--transform", "usertf:np", "--out", "{w}/o", *TINY],
         1,
         "not callable",
     ),

@@ -133,10 +133,11 @@ def test_attack_command(trained, cli, tmp_path, attacks, extra, figure):
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     subjects = {rec["subject"] for rec in out["records"]}
-    assert subjects == {"obfnet-mlp-b8-colored-mnist", "identity", "null"}
+    assert subjects == {"obfnet-mlp-b8-colored-mnist", "identity", "null", "random-weights"}
     saved = json.loads((tmp_path / "attack.json").read_text())
-    assert len(saved["records"]) == 3 and {r["attack"] for r in saved["records"]} == set(attacks)
-    assert len((tmp_path / "attack.csv").read_text().splitlines()) == 4
+    assert len(saved["records"]) == 4 and {r["attack"] for r in saved["records"]} == set(attacks)
+    assert len((tmp_path / "attack.csv").read_text().splitlines()) == 5
+    assert "now 'obfaudit audit --attack" in r.stderr or "--json" in r.args  # the alias says so
     assert (tmp_path / figure).read_bytes()[:4] == b"\x89PNG"
 
 
@@ -213,11 +214,18 @@ def test_every_setting_is_documented_once():
 
     from obfaudit._settings import field_docs
     from obfaudit.attacks import AuditConfig
-    from obfaudit.commands import AttackJob, CostQuery, DataQuery, ObfuscateJob
+    from obfaudit.commands.attack import AttackJob
+    from obfaudit.commands.audit import AuditJob
+    from obfaudit.commands.cost import CostQuery
+    from obfaudit.commands.data import DataQuery
+    from obfaudit.commands.obfuscate import ObfuscateJob
+    from obfaudit.commands.train import TrainJob
     from obfaudit.experiments.context import RunSettings
+    from obfaudit.serve.jobs import EdgeJob, ExportJob, ServeJob, TapJob
     from obfaudit.train import TrainConfig
 
-    for cls in (AuditConfig, AttackJob, CostQuery, DataQuery, ObfuscateJob, RunSettings, TrainConfig):
+    for cls in (AuditConfig, AttackJob, AuditJob, CostQuery, DataQuery, ObfuscateJob, TrainJob, RunSettings,
+                TrainConfig, EdgeJob, ExportJob, ServeJob, TapJob):  # fmt: skip
         undocumented = [f.name for f in fields(cls) if f.name not in field_docs(cls) and f.name != "train"]
         assert not undocumented, (cls.__name__, undocumented)
 

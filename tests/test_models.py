@@ -69,10 +69,17 @@ def test_registry_errors():
     with pytest.raises(ValueError, match="unknown model"):
         create_model("nope")
     with pytest.raises(ValueError, match="twice"):
-        register_model("infnet_cnn")(lambda: None)
+        register_model("infnet_cnn", role="infnet")(lambda: None)
     with pytest.raises(ValueError):
         create_model("obfnet_mlp", bottleneck=0)
     assert model_id("obfnet_mlp", bottleneck=512) == "obfnet-mlp-b512"
+    # roles: what --arch names, and what a saved model may stand for
+    from obfaudit.models import Role, archs, model_for
+
+    assert model_for(Role.OBFUSCATOR, "cnn") == "obfnet_cnn" and model_for(Role.INFNET, "mlp") == "infnet_mlp"
+    assert set(archs(Role.OBFUSCATOR)) == {"mlp", "cnn"}
+    with pytest.raises(ValueError, match="no obfuscator model"):
+        model_for(Role.OBFUSCATOR, "rnn")
 
 
 def test_save_load_round_trip(tmp_path):

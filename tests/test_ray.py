@@ -109,14 +109,14 @@ def test_cli_refuses_an_address_without_ray_and_a_missing_ray_is_one_line(tmp_pa
     (hide / "ray.py").write_text("raise ImportError('no ray here')\n")
     r = run_cli(
         "reproduce", "--preset", "smoke", "--executor", "ray", "--out", tmp_path / "r",
-        env={"PYTHONPATH": f"{hide}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"},
+        env={"PYTHONPATH": f"{hide}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}, subprocess_=True,
     )  # fmt: skip
     assert r.returncode == 1 and "pip install 'obfaudit[ray]'" in r.stderr
     assert r.stderr.count("\n") == 1
 
 
 def test_audit_repeats_on_ray_equal_the_serial_audit(local_ray, tmp_path):
-    from obfaudit.commands import AuditJob, run_audit
+    from obfaudit.commands.audit import AuditJob, audit
 
     job = AuditJob(
         transform="identity",
@@ -127,9 +127,10 @@ def test_audit_repeats_on_ray_equal_the_serial_audit(local_ray, tmp_path):
         epochs=2,
         repeats=2,
         out=tmp_path / "serial",
+        cache=tmp_path / "cache-serial",
     )
-    serial = run_audit(job)
-    on_ray = run_audit(replace(job, executor="ray", out=tmp_path / "ray"))
+    serial = audit(job).to_dict()
+    on_ray = audit(replace(job, executor="ray", out=tmp_path / "ray", cache=tmp_path / "cache-ray")).to_dict()
     assert on_ray["verdicts"] == serial["verdicts"] == {"identity": "compromised", "null": "not compromised"}
     a, b = serial["records"][0]["metrics"], on_ray["records"][0]["metrics"]
     assert b["repeats"]["seeds"] == [0, 1] and b["repeats"]["feature_accuracy"]["n"] == 2

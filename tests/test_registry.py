@@ -94,9 +94,9 @@ def test_toy_attack_flows_through_results_and_report(toy, tmp_path):
 
 def test_toy_attack_in_the_cli(toy, tmp_path, cli):
     env = {"OBFAUDIT_PLUGINS": "toy_plugin", "PYTHONPATH": str(toy)}
-    r = cli("attack", "--help", env=env)
+    r = cli("attack", "--help", env=env, subprocess_=True)
     assert r.returncode == 0 and "toy" in r.stdout
-    r = cli("reproduce", "--help", env=env)
+    r = cli("reproduce", "--help", env=env, subprocess_=True)
     assert "toy" in r.stdout
     r = cli(
         "attack",
@@ -114,5 +114,5 @@ def test_toy_attack_in_the_cli(toy, tmp_path, cli):
     assert r.returncode == 0, r.stderr
     records = json.loads(r.stdout)["records"]
     assert {(x["subject"], x["attack"]) for x in records} == {("identity", "toy"), ("null", "toy")}
-    r = cli("attack", "--help", env={"OBFAUDIT_PLUGINS": "no_such_plugin"})
+    r = cli("attack", "--help", env={"OBFAUDIT_PLUGINS": "no_such_plugin"}, subprocess_=True)
     assert r.returncode == 1 and "no_such_plugin" in r.stderr and "Traceback" not in r.stderr

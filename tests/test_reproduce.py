@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from obfaudit.experiments.context import RunSettings
+from obfaudit.experiments.presets import get_preset
 from obfaudit.experiments.stages import SerialExecutor, Stage, check_plan
+from tests.conftest import run_cli
 
 EXPECTED_FIGURES = (
     "fig7_mnist_mlp_reconstructions.png",
@@ -27,8 +30,14 @@ def refuse(constant: str):
     raise ValueError(f"not strict JSON: {constant}")
 
 
+#: The smallest plan with every kind of stage (InfNet, judge, ObfNet, audit, controls, cost).
+TINY = dict(
+    bottlenecks=(8,), mnist_bottlenecks=(), archs=("mlp",), tsne=(), n_train=300, n_test=140, slow_on=()
+)
+
+
 def reproduce_cmd(out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "obfaudit.cli", "reproduce", "--preset", "smoke", "--out", str(out), *extra]
+    return ["reproduce", "--preset", "smoke", "--out", str(out), *extra]
 
 
 def env():
@@ -38,11 +47,12 @@ def env():
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "smoke"
-    r = subprocess.run(reproduce_cmd(out, "--json"), capture_output=True, text=True, env=env(), timeout=600)
+    r = run_cli(*reproduce_cmd(out, "--json"))
     assert r.returncode == 0, r.stderr[-3000:]
     return out, json.loads(r.stdout)
 
 
+@pytest.mark.slow
 def test_smoke_run_writes_every_output(smoke_run):
     out, summary = smoke_run
     for name in ("config.json", "results.json", "results.csv", "report.html"):
@@ -79,6 +89,7 @@ def test_smoke_run_writes_every_output(smoke_run):
     assert summary["stages_skipped"] == []
 
 
+@pytest.mark.slow
 def test_report_is_self_contained(smoke_run):
     out, _ = smoke_run
     page = (out / "report.html").read_text()
@@ -94,35 +105,53 @@ def test_report_is_self_contained(smoke_run):
     assert "verdict" in page and "Controls" in page and "Table 1" in page
 
 
+@pytest.mark.slow
 def test_rerun_skips_everything(smoke_run):
     out, _ = smoke_run
     before = {p.name: p.read_bytes() for p in (out / "stages").iterdir()}
-    r = subprocess.run(reproduce_cmd(out, "--json"), capture_output=True, text=True, env=env(), timeout=300)
+    r = run_cli(*reproduce_cmd(out, "--json"))
     assert r.returncode == 0, r.stderr[-2000:]
     summary = json.loads(r.stdout)
     assert summary["stages_run"] == []
     assert {p.name: p.read_bytes() for p in (out / "stages").iterdir()} == before
 
 
-def test_killed_run_resumes_with_identical_results(smoke_run, tmp_path):
-    full_out, _ = smoke_run
+def _tiny(out: Path) -> dict:
+    from obfaudit.commands.reproduce import Reproduction
+    from obfaudit.experiments.reproduce import reproduce as run
+
+    return Reproduction(**run(RunSettings(preset="smoke", out=out), preset=get_preset("smoke", **TINY)))
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_with_identical_results(tmp_path):
+    """A real process killed with SIGKILL after its first stages; the rerun keeps them and ends where an
+    uninterrupted run ends."""
     out = tmp_path / "killed"
+    script = (
+        "import sys; from pathlib import Path; from obfaudit.experiments.context import RunSettings; "
+        "from obfaudit.experiments.presets import get_preset; "
+        "from obfaudit.experiments.reproduce import reproduce; "
+        "settings = RunSettings(preset='smoke', out=Path(sys.argv[1])); "
+        f"reproduce(settings, preset=get_preset('smoke', **{TINY!r}))"
+    )
     proc = subprocess.Popen(
-        reproduce_cmd(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env()
+        [sys.executable, "-c", script, str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env(),
     )
     stages = out / "stages"
     deadline = time.time() + 240
-    while time.time() < deadline and len(list(stages.glob("*.json"))) < 4 and proc.poll() is None:
-        time.sleep(0.2)
+    while time.time() < deadline and len(list(stages.glob("*.json"))) < 3 and proc.poll() is None:
+        time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     finished = {p.name: p.read_bytes() for p in stages.glob("*.json")}
-    assert 4 <= len(finished) < len(list((full_out / "stages").glob("*.json")))
+    assert 3 <= len(finished) < 6, sorted(finished)
     assert not (out / "report.html").exists()
-    r = subprocess.run(reproduce_cmd(out, "--json"), capture_output=True, text=True, env=env(), timeout=600)
-    assert r.returncode == 0, r.stderr[-2000:]
-    summary = json.loads(r.stdout)
-    assert set(summary["stages_skipped"]) >= {Path(n).stem for n in finished}
+    summary = _tiny(out)
+    assert set(summary.stages_skipped) >= {Path(n).stem for n in finished}
     for name, blob in finished.items():  # finished work is kept, not redone
         assert (stages / name).read_bytes() == blob
 
@@ -131,8 +160,9 @@ def test_killed_run_resumes_with_identical_results(smoke_run, tmp_path):
         exps = json.loads((run / "results.json").read_text())["experiments"]
         return {e["id"]: e["metrics"] for e in exps if e["kind"] in ("attack", "obfnet", "infnet", "control")}
 
-    full, resumed = metrics(full_out), metrics(out)
-    assert full.keys() == resumed.keys()
+    _tiny(tmp_path / "whole")
+    full, resumed = metrics(tmp_path / "whole"), metrics(out)
+    assert full.keys() == resumed.keys() and len(full) > 10
     for key in full:
         a, b = full[key], resumed[key]
         for m in ("feature_accuracy", "obfuscated_test_acc", "clean_test_acc", "ssim"):
@@ -140,17 +170,19 @@ def test_killed_run_resumes_with_identical_results(smoke_run, tmp_path):
                 assert a[m] == pytest.approx(b[m], abs=1e-6), (key, m)
 
 
+@pytest.mark.slow
 def test_corrupt_stage_is_recomputed(smoke_run, tmp_path):
     import shutil
 
     out = tmp_path / "copy"
     shutil.copytree(smoke_run[0], out)
     (out / "stages" / "obfnet-colored-mnist-mlp-b8.json").write_text("{ truncated")
-    r = subprocess.run(reproduce_cmd(out, "--json"), capture_output=True, text=True, env=env(), timeout=300)
+    r = run_cli(*reproduce_cmd(out, "--json"))
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads(r.stdout)["stages_run"] == ["obfnet-colored-mnist-mlp-b8"]  # its key is unchanged
 
 
+@pytest.mark.slow
 def test_damaged_records_are_recomputed_and_reported_around(smoke_run, tmp_path):
     """Valid JSON of the wrong shape, or a result missing a field: no traceback anywhere."""
     import shutil
@@ -161,28 +193,23 @@ def test_damaged_records_are_recomputed_and_reported_around(smoke_run, tmp_path)
     record = json.loads((out / "stages" / "audit-colored-mnist-mlp-b8.json").read_text())
     del record["result"]["records"]
     (out / "stages" / "audit-colored-mnist-mlp-b8.json").write_text(json.dumps(record))
-    report = [sys.executable, "-m", "obfaudit.cli", "report", str(out)]
-    r = subprocess.run(report, capture_output=True, text=True, env=env(), timeout=120)
+    r = run_cli("report", out)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
-    r = subprocess.run(reproduce_cmd(out, "--json"), capture_output=True, text=True, env=env(), timeout=300)
+    r = run_cli(*reproduce_cmd(out, "--json"))
     assert r.returncode == 0, r.stderr[-2000:]
     assert sorted(json.loads(r.stdout)["stages_run"]) == ["audit-colored-mnist-mlp-b8", "cost"]
 
 
+@pytest.mark.slow
 def test_report_command_rebuilds_without_training(smoke_run):
     out, _ = smoke_run
     (out / "report.html").unlink()
-    r = subprocess.run(
-        [sys.executable, "-m", "obfaudit.cli", "report", str(out)],
-        capture_output=True,
-        text=True,
-        env=env(),
-        timeout=120,
-    )
+    r = run_cli("report", out)
     assert r.returncode == 0, r.stderr
     assert (out / "report.html").exists()
 
 
+@pytest.mark.slow
 def test_every_json_file_is_strict(smoke_run):
     """null, never NaN or Infinity: a browser's JSON.parse reads every file obfaudit writes."""
     out, _ = smoke_run
@@ -202,6 +229,7 @@ def test_every_json_file_is_strict(smoke_run):
     }
 
 
+@pytest.mark.slow
 def test_results_carry_typed_settings(smoke_run):
     out, _ = smoke_run
     results = json.loads((out / "results.json").read_text())
@@ -275,13 +303,7 @@ def test_a_record_of_the_wrong_shape_is_recomputed(tmp_path):
     ],
 )
 def test_bad_arguments_fail_before_work(tmp_path, args, code, text):
-    r = subprocess.run(
-        [sys.executable, "-m", "obfaudit.cli", "reproduce", "--out", str(tmp_path / "x"), *args],
-        capture_output=True,
-        text=True,
-        env=env(),
-        timeout=60,
-    )
+    r = run_cli("reproduce", "--out", tmp_path / "x", *args)
     assert r.returncode == code and text in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "x" / "stages").exists()
 

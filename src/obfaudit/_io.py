@@ -1,4 +1,8 @@
-"""Small shared helpers: atomic writes, JSON, seeding, devices."""
+"""Small shared helpers: atomic writes, JSON, seeding, devices.
+
+Light to import: torch and numpy are imported where a helper needs them, so the command
+line builds its parser (and prints --help) without loading them.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +12,15 @@ import json
 import math
 import os
 import random
+import sys
 import tempfile
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Any
 
 from obfaudit.errors import ObfauditError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -56,16 +61,19 @@ def to_jsonable(obj: Any) -> Any:
         return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         return [to_jsonable(v) for v in obj]
-    if isinstance(obj, torch.Tensor):
-        return to_jsonable(obj.detach().cpu().tolist())
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return to_jsonable(float(obj))
     if isinstance(obj, Path):
         return str(obj)
+    # arrays and scalars of libraries already loaded (an object of one cannot exist otherwise)
+    torch_, np = sys.modules.get("torch"), sys.modules.get("numpy")
+    if torch_ is not None and isinstance(obj, torch_.Tensor):
+        return to_jsonable(obj.detach().cpu().tolist())
+    if np is not None:
+        if isinstance(obj, np.ndarray):
+            return to_jsonable(obj.tolist())
+        if isinstance(obj, np.integer):
+            return int(obj)
+        if isinstance(obj, np.floating):
+            return to_jsonable(float(obj))
     return obj
 
 
@@ -90,6 +98,9 @@ def read_json(path: str | os.PathLike) -> Any:
 
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch; return a torch generator seeded the same way."""
+    import numpy as np
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
@@ -102,6 +113,8 @@ def resolve_device(device: str | None) -> torch.device:
     On a GPU, cuDNN may time its convolution algorithms once per shape and keep the fastest
     (every batch of a run has one of two or three shapes).
     """
+    import torch
+
     if device in (None, "auto"):
         device = "cuda" if torch.cuda.is_available() else "cpu"
     try:

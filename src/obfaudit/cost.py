@@ -35,19 +35,6 @@ NOTES = {
 }
 
 
-def parse_shape(text: str) -> tuple[int, int, int]:
-    """'224x224x3' (H x W x C, as the study writes it) -> (C, H, W)."""
-    try:
-        h, w, c = (int(p) for p in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(
-            f"input shape must look like 224x224x3 (height x width x channels), got {text!r}"
-        ) from None
-    if min(h, w, c) <= 0:
-        raise ValueError(f"input shape must be positive, got {text!r}")
-    return c, h, w
-
-
 def model_cost(arch: str, input_shape: tuple[int, int, int], **kwargs) -> dict:
     """Parameters, FLOPs (one image) and float32 size of a registered model, on the meta device."""
     with torch.device("meta"):

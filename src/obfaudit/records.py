@@ -10,18 +10,78 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from obfaudit._io import atomic_write_text, to_jsonable
+from obfaudit.threat import Output, Party, Verdict, overall_verdict
 
-COMPROMISED = "compromised"
-NOT_COMPROMISED = "not compromised"
-INCONCLUSIVE = "inconclusive"
+COMPROMISED = Verdict.COMPROMISED
+NOT_COMPROMISED = Verdict.NOT_COMPROMISED
+INCONCLUSIVE = Verdict.INCONCLUSIVE
 
 #: Kinds of experiment rows.
 KINDS = ("infnet", "obfnet", "judge", "attack", "control", "cost", "scaling")
+
+
+class Scores(dict):
+    """An attack's metrics as results.json holds them (plain JSON values), read through types.
+
+    The scorer of each output kind writes its own metrics; readers take the common ones
+    as properties and intervals through :meth:`interval`, :meth:`lower` and :meth:`upper`,
+    instead of looking up strings.
+    """
+
+    @property
+    def feature_accuracy(self) -> float | None:
+        """F_a: the share of test images whose attribute the attack read correctly."""
+        return self.get("feature_accuracy")
+
+    @property
+    def ssim(self) -> float | None:
+        return self.get("ssim")
+
+    @property
+    def psnr_db(self) -> float | None:
+        return self.get("psnr_db")
+
+    @property
+    def mse(self) -> float | None:
+        return self.get("mse")
+
+    @property
+    def chance(self) -> float | None:
+        return self.get("chance")
+
+    @property
+    def threshold(self) -> float | None:
+        """The compromise line of the attribute (twice chance, rounded up to the next ten percent)."""
+        return self.get("threshold")
+
+    @property
+    def repeats(self) -> dict:
+        """The spread over seeds, when the attack was trained more than once."""
+        return self.get("repeats") or {}
+
+    def interval(self, name: str = "feature_accuracy") -> tuple[float, float] | None:
+        """The 95% interval of metric ``name``, if it has one."""
+        ci = self.get(f"{name}_ci")
+        return (ci[0], ci[1]) if ci else None
+
+    def lower(self, name: str = "feature_accuracy") -> float:
+        """The lower end of ``name``'s interval (the value itself when it has none)."""
+        ci = self.interval(name)
+        return ci[0] if ci else self[name]
+
+    def upper(self, name: str = "feature_accuracy") -> float:
+        ci = self.interval(name)
+        return ci[1] if ci else self[name]
+
+
+def _enum(kind, value):
+    return None if value is None else kind(value)
 
 
 @dataclass
@@ -32,18 +92,23 @@ class AttackRecord:
     """The transform's name (an ObfNet id, a control, a user's callable)."""
     attack: str
     """The registered attack's name."""
-    party: str
+    party: Party
     """Who ran it: server, adversary or third-party."""
-    output: str
+    output: Output
     """What it infers: image, attribute or embedding."""
-    metrics: dict[str, Any] = field(default_factory=dict)
+    metrics: Scores = field(default_factory=Scores)
     """Scores from the scorer of its output kind (plain JSON values)."""
-    verdict: str | None = None
+    verdict: Verdict | None = None
     """compromised / inconclusive / not compromised, from the score's interval and the line."""
     fit: dict[str, Any] = field(default_factory=dict)
     """What training the attack did (epochs, losses, data it trained on)."""
     seconds: float = 0.0
     """Wall time of fit, inference and scoring."""
+
+    def __post_init__(self) -> None:
+        self.party, self.output = Party(self.party), Output(self.output)
+        self.verdict = _enum(Verdict, self.verdict)
+        self.metrics = Scores(self.metrics)
 
     @classmethod
     def from_dict(cls, d: dict) -> AttackRecord:
@@ -71,10 +136,10 @@ class Experiment:
     """The defence an obfuscator was trained with; None for none."""
     subject: str | None = None
     attack: str | None = None
-    party: str | None = None
-    output: str | None = None
-    verdict: str | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)
+    party: Party | None = None
+    output: Output | None = None
+    verdict: Verdict | None = None
+    metrics: Scores = field(default_factory=Scores)
     fit: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     model: str | None = None
@@ -82,6 +147,11 @@ class Experiment:
     artifacts: str | None = None
     """Saved arrays for figures (path relative to the run directory)."""
     seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        self.party, self.output = _enum(Party, self.party), _enum(Output, self.output)
+        self.verdict = _enum(Verdict, self.verdict)
+        self.metrics = Scores(self.metrics)
 
     @classmethod
     def from_attack(cls, record: AttackRecord, *, id: str, kind: str = "attack", **about: Any) -> Experiment:
@@ -161,13 +231,17 @@ def write_csv(path: Path, experiments: list[Experiment]) -> None:
     atomic_write_text(path, csv_text(experiments))
 
 
-def overall_verdict(verdicts: list[str | None]) -> str | None:
-    """compromised if any attack says so; else inconclusive if any is; not compromised if every
-    scored attack says so; None (no verdict) when no attack gave one."""
-    given = [v for v in verdicts if v]
-    if not given:
-        return None
-    for v in (COMPROMISED, INCONCLUSIVE):
-        if v in given:
-            return v
-    return NOT_COMPROMISED
+def read_records(run_dir: str | Path) -> dict[str, dict]:
+    """Every readable stage record of a run directory, by stage name."""
+    out: dict[str, dict] = {}
+    for path in sorted((Path(run_dir) / "stages").glob("*.json")):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if isinstance(record, dict) and isinstance(record.get("result"), dict):
+            out[path.stem] = record
+    return out
+
+
+__all__ = ["AttackRecord", "Experiment", "Scores", "overall_verdict", "read_records", "write_csv"]

@@ -4,8 +4,10 @@ Add an attack by writing one module with an :class:`Attack` subclass decorated w
 ``@register_attack("name")``; the auditor, results, report and CLI pick it up.
 """
 
-from obfaudit.attacks.audit import STUDY_ATTACKS, AuditConfig, AuditResult, audit, audit_transform
-from obfaudit.attacks.base import NEEDS, Attack, Output, Party
+# the built-in attacks, each registering itself
+from obfaudit.attacks import attribute, decoder, embedding, inversion, probes, reconstruct  # noqa: F401, I001
+from obfaudit.attacks.audit import STUDY_ATTACKS, AuditConfig, AuditResult, SubjectAudit, audit_transform
+from obfaudit.attacks.base import NEEDS, Attack, AttackSettings, Output, Party
 from obfaudit.attacks.knowledge import AdversaryKnowledge, ServerKnowledge, ThirdPartyKnowledge
 from obfaudit.attacks.metrics import (
     attribute_summary,
@@ -31,19 +33,20 @@ __all__ = [
     "STUDY_ATTACKS",
     "AdversaryKnowledge",
     "Attack",
+    "AttackSettings",
     "AuditConfig",
     "AuditResult",
     "Output",
     "Party",
     "Score",
     "Scorer",
+    "SubjectAudit",
     "ServerKnowledge",
     "ThirdPartyKnowledge",
     "attack_class",
     "attack_names",
     "attacks_table",
     "attribute_summary",
-    "audit",
     "audit_transform",
     "chance_level",
     "compromise_threshold",

@@ -17,50 +17,37 @@ import torch
 from torch import nn
 
 from obfaudit._io import resolve_device
-from obfaudit.attacks.base import Party
+from obfaudit.attacks.base import AttackSettings
 from obfaudit.attacks.knowledge import AdversaryKnowledge, ServerKnowledge, ThirdPartyKnowledge
 from obfaudit.attacks.registry import attack_class, attack_names
 from obfaudit.attacks.scoring import Scorer
 from obfaudit.attacks.uncertainty import spread
 from obfaudit.data import ImageSet, ProxySet
-from obfaudit.records import AttackRecord, overall_verdict
-from obfaudit.train import TrainConfig
-from obfaudit.transforms import CONTROLS, CheckedTransform, Transform, apply_transform, to_device
-
-#: The study's attacks, run when none are named.
-STUDY_ATTACKS = ("recnet", "colornet", "noisynet", "pathnet", "tsne")
+from obfaudit.records import AttackRecord
+from obfaudit.threat import (
+    ANY_PROXY,
+    ATTRIBUTE,
+    GRADIENTS,
+    STUDY_ATTACKS,
+    TRAFFIC,
+    TRAIN,
+    TRANSFORM,
+    Need,
+    Party,
+    Verdict,
+    overall_verdict,
+)
+from obfaudit.transforms import CheckedTransform, Transform, apply_transform, to_device
 
 
 @dataclass
-class AuditConfig:
-    """Settings of an audit."""
+class AuditConfig(AttackSettings):
+    """Settings of an audit: which attacks, how often, and what each attack reads."""
 
     attacks: tuple[str, ...] = STUDY_ATTACKS
     """Registered attacks to run, in this order; one whose needs are not met is skipped, with the reason."""
-    attribute: str = "colour"
-    """The sensitive attribute: the label name the attribute attacks learn and are scored on."""
-    task: str = "digit"
-    """The task label (what the InfNet classifies), used to read reconstructions and embeddings."""
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=15, patience=2))
-    """Training of the server's networks (RecNet, ColorNet)."""
-    proxy_train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=5, patience=1))
-    """Training of the adversary's networks on proxy data (30,000 proxy images per epoch)."""
-    tsne_points: int = 1000
-    """Transformed test images the t-SNE embeds."""
-    perplexity: float = 15.0
-    """t-SNE perplexity (the study's 15)."""
-    tsne_backend: str = "opentsne"
-    """t-SNE implementation: opentsne (faster here) or sklearn."""
-    seed: int = 0
-    """Seeds every attack network, the t-SNE and the scores' folds."""
-    device: str = "cpu"
-    """Where the transform, the attack networks and the judge run: cpu, cuda, cuda:N or auto."""
-    samples: int = 10
-    """Test images whose attack outputs are kept for figures."""
     repeats: int = 1
     """Train each attack this many times, with seeds seed, seed+1, ...; the spread is reported."""
-    label: str = ""
-    """Prefix of progress bars and log lines (the auditor sets it to the subject's name)."""
 
     def __post_init__(self) -> None:
         for name in self.attacks:
@@ -79,7 +66,7 @@ class AuditResult:
     """``originals``, ``transformed`` and ``ATTACK/output`` (and ``ATTACK/labels/...``)."""
 
     @property
-    def verdict(self) -> str | None:
+    def verdict(self) -> Verdict | None:
         """compromised if any attack says so; None when no attack gave a verdict."""
         return overall_verdict([r.verdict for r in self.records])
 
@@ -106,19 +93,140 @@ def available_needs(
     attribute: str,
     *,
     gradients: bool = False,
-) -> set[str]:
-    """What this audit can offer attacks (see :data:`obfaudit.attacks.base.NEEDS`)."""
-    have = {"traffic", "transform"}
+) -> set[Need]:
+    """What this audit can offer attacks (see :class:`obfaudit.threat.Need`)."""
+    have = {TRAFFIC, TRANSFORM}
     if gradients:
-        have.add("gradients")
+        have.add(GRADIENTS)
     if train is not None:
-        have.add("train")
+        have.add(TRAIN)
     if attribute in test.labels:
-        have.add("attribute")
-    have |= {f"proxy:{n}" for n, p in proxies.items() if attribute in p.labels}
+        have.add(ATTRIBUTE)
+    have |= {Need.proxy_named(n) for n, p in proxies.items() if attribute in p.labels}
     if proxies:
-        have.add("proxy")
+        have.add(ANY_PROXY)
     return have
+
+
+class SubjectAudit:
+    """The attacks on one transform (the subject), one at a time, each under its own party.
+
+    The transform is checked and applied to the test images once (or the captured traffic
+    is taken as it is), the knowledge of each party is built on first use and kept, so
+    attacks of one party share what they observed (the transformed training split, the
+    transformed proxies, a decoder the adversary trained). :meth:`run` runs one attack;
+    its record and figure arrays accumulate in :attr:`result`.
+
+    Args:
+        subject: the transform's name in the results.
+        transform: a module or callable mapping a batch of images to a batch of tensors.
+        train: the original training split (the server's knowledge).
+        test: the test split whose transformed images are attacked and scored.
+        proxies: the adversary's proxy datasets by name ("noisy", "path").
+        infnet: the clean InfNet, the judge of the task on reconstructions.
+        attribute_judge: a clean attribute classifier, the judge of the attribute on them.
+        config: the audit's settings.
+        traffic: what was captured on the wire for ``test``'s images, row for row; attacked
+            instead of ``transform`` applied to them (the live system's view).
+    """
+
+    def __init__(
+        self,
+        subject: str,
+        transform: Transform,
+        *,
+        train: ImageSet | None,
+        test: ImageSet,
+        proxies: Mapping[str, ProxySet] | None = None,
+        infnet: nn.Module | None = None,
+        attribute_judge: nn.Module | None = None,
+        config: AuditConfig | None = None,
+        traffic: torch.Tensor | None = None,
+    ) -> None:
+        self.config = config = replace(config or AuditConfig(), label=f"{subject}: ")
+        self.train, self.test = train, test
+        self.proxies = dict(proxies or {})
+        self.device = device = str(resolve_device(config.device))
+        self.transform = transform = CheckedTransform(to_device(transform, device), subject)
+        torch.manual_seed(config.seed)  # a random transform draws the same noise for one seed
+        if traffic is None:
+            traffic = apply_transform(
+                transform, test.x, device=device, progress=config.train.progress, desc=f"{subject}: transform"
+            )
+        elif len(traffic) != len(test):
+            raise ValueError(f"{len(traffic)} captured tensors for {len(test)} test images")
+        self.traffic = traffic
+        self.scorer = Scorer(
+            test,
+            config.attribute,
+            config.task,
+            judge=infnet,
+            attribute_judge=attribute_judge,
+            device=device,
+            samples=config.samples,
+            seed=config.seed,
+        )
+        self._builders: dict[Party, Callable[[], object]] = {
+            Party.SERVER: lambda: ServerKnowledge(transform, train, device),
+            Party.ADVERSARY: lambda: AdversaryKnowledge(transform, self.proxies, device, test.shape),
+            Party.THIRD_PARTY: lambda: ThirdPartyKnowledge(traffic),
+        }
+        self._knowledge: dict[Party, object] = {}
+        self._grads: bool | None = None
+        self.result = AuditResult(subject)
+        self.result.artifacts["originals"] = test.x[: config.samples]
+        self.result.artifacts["transformed"] = traffic[: config.samples]
+
+    @property
+    def subject(self) -> str:
+        return self.result.subject
+
+    def available(self, *, gradients: bool) -> set[Need]:
+        """What this audit offers attacks. Whether gradients flow through the transform is tried
+        (one pass of two images) the first time an attack that needs them asks."""
+        if gradients and self._grads is None:
+            self._grads = differentiable(self.transform, self.test.x[:2].float().to(self.device))
+        return available_needs(
+            self.train, self.test, self.proxies, self.config.attribute, gradients=bool(self._grads)
+        )
+
+    def run(self, name: str, runs: Sequence[int] | None = None) -> AttackRecord | None:
+        """Run attack ``name`` (all of the config's repeats, or only ``runs``); its record, or None
+        with the reason in ``result.skipped`` when its needs are not met."""
+        config = self.config
+        cls = attack_class(name)
+        missing = cls.unmet(self.available(gradients=GRADIENTS in cls.needs))
+        if missing:
+            self.result.skipped[name] = f"needs {', '.join(map(str, missing))}"
+            return None
+        t0 = time.perf_counter()
+        if cls.party not in self._knowledge:
+            self._knowledge[cls.party] = self._builders[cls.party]()
+        runs = list(range(config.repeats) if runs is None else runs)
+        done = []
+        for r in runs:
+            attack = cls(replace(config, seed=config.seed + r) if r else config)
+            fit = attack.fit(self._knowledge[cls.party])
+            done.append((fit, self.scorer.score(cls.output, attack.infer(self.traffic), self.traffic)))
+        fit, score = done[0]
+        if len(done) > 1:
+            score.metrics["repeats"] = repeat_spread(
+                [config.seed + r for r in runs], [s.metrics for _, s in done]
+            )
+        for key, value in score.artifacts.items():
+            self.result.artifacts[f"{name}/{key}"] = value
+        record = AttackRecord(
+            subject=self.subject,
+            attack=name,
+            party=cls.party,
+            output=cls.output,
+            metrics=score.metrics,
+            verdict=score.verdict,
+            fit=fit,
+            seconds=round(time.perf_counter() - t0, 3),
+        )
+        self.result.records.append(record)
+        return record
 
 
 def audit_transform(
@@ -135,92 +243,27 @@ def audit_transform(
     traffic: torch.Tensor | None = None,
     runs: Sequence[int] | None = None,
 ) -> AuditResult:
-    """Run the configured attacks on ``transform`` and score them on ``test``.
-
-    Args:
-        subject: the transform's name in the results.
-        transform: a module or callable mapping a batch of images to a batch of tensors.
-        train: the original training split (the server's knowledge).
-        test: the test split whose transformed images are attacked and scored.
-        proxies: the adversary's proxy datasets by name ("noisy", "path").
-        infnet: the clean InfNet, the judge of the task on reconstructions.
-        attribute_judge: a clean attribute classifier, the judge of the attribute on them.
-        config: the audit's settings.
-        on_attack: called with each attack's name as it starts (for progress).
-        traffic: what was captured on the wire for ``test``'s images, row for row; attacked
-            instead of ``transform`` applied to them (the live system's view).
-        runs: which of the ``config.repeats`` runs to do (default: all); run r trains each
-            attack with seed ``config.seed + r``. An executor that spreads the runs over
-            workers joins their results with :func:`join_runs`.
-    """
-    config = replace(config or AuditConfig(), label=f"{subject}: ")
-    proxies = dict(proxies or {})
-    device = str(resolve_device(config.device))
-    transform = CheckedTransform(to_device(transform, device), subject)
-    torch.manual_seed(config.seed)  # a random transform draws the same noise for one seed
-    if traffic is None:
-        traffic = apply_transform(
-            transform, test.x, device=device, progress=config.train.progress, desc=f"{subject}: transform"
-        )
-    elif len(traffic) != len(test):
-        raise ValueError(f"{len(traffic)} captured tensors for {len(test)} test images")
-    scorer = Scorer(
-        test,
-        config.attribute,
-        config.task,
-        judge=infnet,
+    """Run the configured attacks on ``transform`` in order and score them on ``test``
+    (:class:`SubjectAudit`'s arguments; ``on_attack`` is called with each attack's name as it
+    starts, ``runs`` picks which of the config's repeats to run)."""
+    audit = SubjectAudit(
+        subject,
+        transform,
+        train=train,
+        test=test,
+        proxies=proxies,
+        infnet=infnet,
         attribute_judge=attribute_judge,
-        device=device,
-        samples=config.samples,
-        seed=config.seed,
+        config=config,
+        traffic=traffic,
     )
-    builders: dict[Party, Callable[[], object]] = {
-        Party.SERVER: lambda: ServerKnowledge(transform, train, device),
-        Party.ADVERSARY: lambda: AdversaryKnowledge(transform, proxies, device, test.shape),
-        Party.THIRD_PARTY: lambda: ThirdPartyKnowledge(traffic),
-    }
-    knowledge: dict[Party, object] = {}
-    needs = {n for name in config.attacks for n in attack_class(name).needs}
-    grads = "gradients" in needs and differentiable(transform, test.x[:2].float().to(device))
-    available = available_needs(train, test, proxies, config.attribute, gradients=grads)
-    result = AuditResult(subject)
-    result.artifacts["originals"] = test.x[: config.samples]
-    result.artifacts["transformed"] = traffic[: config.samples]
-    for name in config.attacks:
-        cls = attack_class(name)
-        missing = cls.unmet(available)
-        if missing:
-            result.skipped[name] = f"needs {', '.join(missing)}"
-            continue
-        if on_attack:
+    gradients = any(GRADIENTS in attack_class(a).needs for a in audit.config.attacks)
+    audit.available(gradients=gradients)
+    for name in audit.config.attacks:
+        if on_attack and not attack_class(name).unmet(audit.available(gradients=gradients)):
             on_attack(name)
-        t0 = time.perf_counter()
-        if cls.party not in knowledge:
-            knowledge[cls.party] = builders[cls.party]()
-        done = []
-        for r in range(config.repeats) if runs is None else runs:
-            attack = cls(replace(config, seed=config.seed + r) if r else config)
-            fit = attack.fit(knowledge[cls.party])
-            done.append((fit, scorer.score(cls.output, attack.infer(traffic), traffic)))
-        fit, score = done[0]
-        if len(done) > 1:
-            seeds = [config.seed + r for r in (range(config.repeats) if runs is None else runs)]
-            score.metrics["repeats"] = repeat_spread(seeds, [s.metrics for _, s in done])
-        for key, value in score.artifacts.items():
-            result.artifacts[f"{name}/{key}"] = value
-        result.records.append(
-            AttackRecord(
-                subject=subject,
-                attack=name,
-                party=str(cls.party),
-                output=str(cls.output),
-                metrics=score.metrics,
-                verdict=score.verdict,
-                fit=fit,
-                seconds=round(time.perf_counter() - t0, 3),
-            )
-        )
-    return result
+        audit.run(name, runs)
+    return audit.result
 
 
 def repeat_spread(seeds: Sequence[int], metrics: Sequence[Mapping]) -> dict:
@@ -245,20 +288,4 @@ def join_runs(results: Sequence[AuditResult], seeds: Sequence[int]) -> AuditResu
     return first
 
 
-def audit(
-    transform: Transform,
-    *,
-    subject: str = "subject",
-    controls: bool = True,
-    **kwargs,
-) -> dict[str, AuditResult]:
-    """Audit ``transform`` and, with ``controls``, the identity and null transforms beside it."""
-    results = {subject: audit_transform(subject, transform, **kwargs)}
-    if controls:
-        for name, make in CONTROLS.items():
-            if name != subject:
-                results[name] = audit_transform(name, make(), **kwargs)
-    return results
-
-
-__all__ = ["STUDY_ATTACKS", "AuditConfig", "AuditResult", "attack_names", "audit", "audit_transform"]
+__all__ = ["STUDY_ATTACKS", "AuditConfig", "AuditResult", "SubjectAudit", "attack_names", "audit_transform"]

@@ -8,40 +8,48 @@ scoring is the scorer's job (:mod:`.scoring`), chosen by the attack's output kin
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any, ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 
-if TYPE_CHECKING:
-    from obfaudit.attacks.audit import AuditConfig
+from obfaudit.threat import Need, Output, Party, unmet
+from obfaudit.train_config import TrainConfig
 
+__all__ = ["Attack", "AttackSettings", "NEEDS", "Need", "Output", "Party"]
 
-class Party(StrEnum):
-    """Who runs an attack (SPEC section 1)."""
-
-    SERVER = "server"
-    """Honest-but-curious server: the transform and the original training data."""
-    ADVERSARY = "adversary"
-    """Eavesdropper: the transform, the traffic and self-made proxy data, never the training data."""
-    THIRD_PARTY = "third-party"
-    """Trusted-third-party case: the transform is private; only transformed data is seen."""
-
-
-class Output(StrEnum):
-    """What an attack infers, which decides how it is scored."""
-
-    IMAGE = "image"
-    """Reconstructed images, scored by MSE/PSNR/SSIM and what a judge reads from them."""
-    ATTRIBUTE = "attribute"
-    """One predicted attribute class per image, scored by feature accuracy F_a."""
-    EMBEDDING = "embedding"
-    """A low-dimensional embedding, scored by how well neighbours share the attribute."""
-
-
-#: What an attack may declare in ``needs``. ``proxy:NAME`` asks for one proxy dataset,
-#: ``proxy`` for any; ``gradients`` for a transform that gradients flow through.
+#: What an attack may declare in ``needs`` (as :class:`~obfaudit.threat.Need` objects or their
+#: written form): ``proxy:NAME`` asks for one proxy dataset, ``proxy`` for any; ``gradients``
+#: for a transform that gradients flow through.
 NEEDS = ("train", "attribute", "traffic", "transform", "gradients", "proxy", "proxy:NAME")
+
+
+@dataclass
+class AttackSettings:
+    """What every attack reads: its training budgets, the labels it works on, seeds and device."""
+
+    attribute: str = "colour"
+    """The sensitive attribute: the label name the attribute attacks learn and are scored on."""
+    task: str = "digit"
+    """The task label (what the InfNet classifies), used to read reconstructions and embeddings."""
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=15, patience=2))
+    """Training of the server's networks (RecNet, ColorNet)."""
+    proxy_train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=5, patience=1))
+    """Training of the adversary's networks on proxy data (30,000 proxy images per epoch)."""
+    tsne_points: int = 1000
+    """Transformed test images the t-SNE embeds."""
+    perplexity: float = 15.0
+    """t-SNE perplexity (the study's 15)."""
+    tsne_backend: str = "opentsne"
+    """t-SNE implementation: opentsne (faster here) or sklearn."""
+    seed: int = 0
+    """Seeds every attack network, the t-SNE and the scores' folds."""
+    device: str = "cpu"
+    """Where the transform, the attack networks and the judge run: cpu, cuda, cuda:N or auto."""
+    samples: int = 10
+    """Test images whose attack outputs are kept for figures."""
+    label: str = ""
+    """Prefix of progress bars and log lines (the auditor sets it to the subject's name)."""
 
 
 class Attack(ABC):
@@ -50,9 +58,10 @@ class Attack(ABC):
     Class attributes:
         name: set by the registry from the decorator's argument.
         party: who runs it; the auditor hands ``fit`` only that party's knowledge.
-        needs: what must be available for it to run, from :data:`NEEDS`:
-            ``train`` (the server's training split), ``attribute`` (labels of the
-            sensitive attribute), ``traffic``, ``transform``, ``proxy:NAME``.
+        needs: what must be available for it to run (:class:`~obfaudit.threat.Need`, or its
+            written form from :data:`NEEDS`): ``train`` (the server's training split),
+            ``attribute`` (labels of the sensitive attribute), ``traffic``, ``transform``,
+            ``proxy:NAME``. The registry turns them into Need objects.
         output: what ``infer`` returns, which picks the scorer.
         description: one line for ``--help`` and the report.
         slow: tens of seconds per transform on a CPU (trains on proxies, or optimises
@@ -61,12 +70,12 @@ class Attack(ABC):
 
     name: ClassVar[str] = ""
     party: ClassVar[Party]
-    needs: ClassVar[tuple[str, ...]] = ()
+    needs: ClassVar[tuple[Need, ...]] = ()
     output: ClassVar[Output]
     description: ClassVar[str] = ""
     slow: ClassVar[bool] = False
 
-    def __init__(self, config: AuditConfig) -> None:
+    def __init__(self, config: AttackSettings) -> None:
         self.config = config
 
     @abstractmethod
@@ -78,6 +87,6 @@ class Attack(ABC):
         """The attack's output for the transformed test images ``traffic``."""
 
     @classmethod
-    def unmet(cls, available: set[str]) -> list[str]:
+    def unmet(cls, available: set[Need]) -> list[Need]:
         """The declared needs that ``available`` does not cover (empty: it can run)."""
-        return [n for n in cls.needs if n not in available]
+        return unmet(cls.needs, available)

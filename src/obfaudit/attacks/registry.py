@@ -12,8 +12,9 @@ import importlib
 import os
 from collections.abc import Callable
 
-from obfaudit.attacks.base import NEEDS, Attack, Output, Party
+from obfaudit.attacks.base import Attack, Output, Party
 from obfaudit.errors import ObfauditError
+from obfaudit.threat import Need
 
 _ATTACKS: dict[str, type[Attack]] = {}
 _plugins_loaded = False
@@ -47,9 +48,11 @@ def register_attack(name: str) -> Callable[[type[Attack]], type[Attack]]:
             raise TypeError(f"attack {name!r} must declare party = Party.<...>")
         if not isinstance(getattr(cls, "output", None), Output):
             raise TypeError(f"attack {name!r} must declare output = Output.<...>")
-        for need in cls.needs:
-            if need not in NEEDS and not need.startswith("proxy:"):
-                raise ValueError(f"attack {name!r} needs {need!r}; needs are among {NEEDS}")
+        try:
+            needs = tuple(Need.parse(n) for n in cls.needs)
+        except ValueError as e:
+            raise ValueError(f"attack {name!r}: {e}") from None
+        cls.needs = needs
         cls.name = name
         _ATTACKS[name] = cls
         return cls
@@ -63,20 +66,12 @@ def unregister_attack(name: str) -> None:
 
 
 def load_plugins() -> None:
-    """Import the built-in attacks once, then plugin modules (entry points, OBFAUDIT_PLUGINS)."""
+    """Import the plugin modules once (entry points, OBFAUDIT_PLUGINS); the built-in attacks are
+    registered already: importing this module imports :mod:`obfaudit.attacks`, which imports them."""
     global _plugins_loaded
     if _plugins_loaded:
         return
     _plugins_loaded = True
-    from obfaudit.attacks import (  # noqa: F401  (they register)
-        attribute,
-        decoder,
-        embedding,
-        inversion,
-        probes,
-        reconstruct,
-    )
-
     modules = [m.strip() for m in os.environ.get("OBFAUDIT_PLUGINS", "").split(",") if m.strip()]
     for module in modules:
         try:
@@ -116,7 +111,7 @@ def attacks_table() -> list[dict]:
             "attack": n,
             "party": str(c.party),
             "output": str(c.output),
-            "needs": list(c.needs),
+            "needs": [str(n) for n in c.needs],
             "description": c.description,
         }
         for n, c in ((n, attack_class(n)) for n in attack_names())

@@ -9,6 +9,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from obfaudit.data.base import ImageSet
+from obfaudit.data.registry import DatasetSpec, register_dataset
 from obfaudit.errors import DataError
 
 IMAGE_SIZE = 224
@@ -95,3 +96,20 @@ def load_image_folder(
         raise DataError(f"no images found under {Path(root) / SPLIT_DIRS[split][0]}")
     x = torch.stack(images)
     return ImageSet(x, {"class": torch.tensor(labels)}, "imagefolder", split, {"class": tuple(ds.classes)})
+
+
+def _load(split: str, *, seed: int, data_root=None, download: bool = False, n: int | None = None) -> ImageSet:
+    if data_root is None:
+        raise DataError("imagefolder needs --data-root DIR with train/ and val/ class folders")
+    return load_image_folder(data_root, split, n=n, seed=seed)
+
+
+register_dataset(
+    DatasetSpec(
+        "imagefolder",
+        _load,
+        "a folder in the ImageNette layout (train/<class>/*.jpg, val/<class>/*.jpg), 224x224x3",
+        task="class",
+        needs_root=True,
+    )
+)

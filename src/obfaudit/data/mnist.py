@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from obfaudit.data.base import ImageSet
+from obfaudit.data.registry import DatasetSpec, register_dataset
 from obfaudit.errors import DataError
 
 DIGITS = tuple(str(d) for d in range(10))
@@ -176,3 +177,19 @@ def load_mnist(
     if data_root is None:
         return load_embedded_mnist(split, seed=seed)
     return load_full_mnist(split, root=data_root, download=download)
+
+
+def _load(split: str, *, seed: int, data_root=None, download: bool = False, n: int | None = None) -> ImageSet:
+    ds = load_mnist(split, seed=seed, data_root=data_root, download=download)
+    return ds if n is None else ds.subset(slice(0, n))
+
+
+register_dataset(
+    DatasetSpec(
+        "mnist",
+        _load,
+        "handwritten digits, grey (the embedded 5,000-image subset, or full MNIST from --data-root)",
+        task="digit",
+        trainable=True,
+    )
+)

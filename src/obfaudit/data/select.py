@@ -19,20 +19,31 @@ def load_task_data(
     attribute: str | None = None,
     n_train: int | None = None,
     n_test: int | None = None,
+    download: bool = False,
 ):
-    """(train, test, attribute, task) of ``data``: ``colored-mnist`` split with ``seed``, or a
-    folder DIR with DIR/train, DIR/test and an attributes CSV; each cut to its first N images."""
-    from obfaudit.data import load_colored_mnist
+    """(train, test, attribute, task) of ``data``: a registered dataset with a sensitive attribute
+    (e.g. ``colored-mnist``, split with ``seed``), or a folder DIR with DIR/train, DIR/test and an
+    attributes CSV; each cut to its first N images."""
     from obfaudit.data.attributes import TASK, load_attribute_folder
+    from obfaudit.data.registry import dataset_names, dataset_spec
 
-    if data == "colored-mnist":
-        kw = {"seed": seed, "data_root": data_root}
-        train, test = load_colored_mnist("train", **kw), load_colored_mnist("test", **kw)
-        task = "digit"
+    if data in dataset_names():
+        spec = dataset_spec(data)
+        if not spec.attributes:
+            with_one = ", ".join(n for n in dataset_names() if dataset_spec(n).attributes)
+            raise ObfauditError(
+                f"{data} has no sensitive attribute to read, so there is no verdict to give; "
+                f"audit a dataset with one ({with_one}) or a folder with an attributes CSV"
+            )
+        kw = {"seed": seed, "data_root": data_root, "download": download}
+        train, test = spec.load("train", **kw), spec.load("test", **kw)
+        task = spec.task
     else:
         root = Path(data)
         if not root.is_dir():
-            raise ObfauditError(f"--data {data}: neither colored-mnist nor a folder")
+            raise ObfauditError(
+                f"--data {data}: neither a dataset ({', '.join(dataset_names())}) nor a folder"
+            )
         kw = {"attributes": attributes, "size": size}
         train, test = load_attribute_folder(root, "train", **kw), load_attribute_folder(root, "test", **kw)
         task = TASK

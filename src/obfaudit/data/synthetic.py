@@ -7,6 +7,7 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from obfaudit.data.base import COLOUR_NAMES, PALETTE_TENSOR, ImageSet, ProxySet, balanced_labels
+from obfaudit.data.registry import ProxySpec, register_proxy
 
 DEFAULT_PROXY_SIZE = 30_000
 
@@ -101,3 +102,25 @@ def make_path(n: int = DEFAULT_PROXY_SIZE, *, seed: int, steps: int = 40, size: 
     colours = balanced_labels(n, len(COLOUR_NAMES), g)
     gray = draw_strokes(random_walks(n, steps, seed=seed, size=size), size=size)
     return ProxySet(colorize(gray, colours), {"colour": colours}, "path", "proxy", {"colour": COLOUR_NAMES})
+
+
+register_proxy(
+    ProxySpec(
+        "noisy",
+        lambda n, *, seed: make_noisy(n, seed=seed).as_uint8(),
+        attribute="colour",
+        shape=(3, 28, 28),
+        description="uniform noise brighter towards the centre, in one palette colour each",
+        default_n=DEFAULT_PROXY_SIZE,
+    )
+)
+register_proxy(
+    ProxySpec(
+        "path",
+        lambda n, *, seed: make_path(n, seed=seed).as_uint8(),
+        attribute="colour",
+        shape=(3, 28, 28),
+        description="random pen strokes, in one palette colour each",
+        default_n=DEFAULT_PROXY_SIZE,
+    )
+)

@@ -6,50 +6,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from obfaudit.data import ImageSet, ProxySet, load_colored_mnist, load_mnist, load_proxy
+from obfaudit.data import ImageSet, ProxySet, dataset_names, dataset_spec, proxy_names
 from obfaudit.errors import ObfauditError
-from obfaudit.experiments.presets import Preset
-from obfaudit.train import TrainConfig
+from obfaudit.experiments.presets import Preset, RunSettings  # noqa: F401  (RunSettings re-exported)
+from obfaudit.train_config import TrainConfig
 
-#: The digit datasets of the sweep and the labels each has.
+#: The digit datasets of the sweep (every dataset obfaudit trains ObfNets on) and their labels.
 DATASET_LABELS: dict[str, tuple[str, ...]] = {
-    "mnist": ("digit",),
-    "colored-mnist": ("digit", "colour"),
+    n: dataset_spec(n).labels for n in dataset_names(trainable=True)
 }
-PROXIES = ("noisy", "path")
-
-
-@dataclass(frozen=True, kw_only=True)
-class RunSettings:
-    """Settings of one ``obfaudit reproduce`` run."""
-
-    preset: str = "default"
-    """Which settings (the presets are listed above)."""
-    out: Path | None = None
-    """Run directory (default: runs/PRESET); rerunning into it resumes."""
-    seed: int = 0
-    """Seeds the data split, the colours, every network and the proxies."""
-    device: str = "cpu"
-    """cpu, cuda, cuda:N or auto: where every model and tensor of the run goes."""
-    data_root: Path | None = None
-    """Directory with full MNIST (MNIST/raw/*-ubyte) or an image folder (train/, val/)."""
-    download: bool = False
-    """Download full MNIST (or ImageNet ResNet50 weights) when missing; needs a network."""
-    resnet_weights: Path | None = None
-    """ImageNet ResNet50 weights (.safetensors, or .pth read weights-only) for the scaling study."""
-    infnet_dropout: bool = False
-    """Keep InfNet dropout on while training ObfNets (the reference Keras behaviour)."""
-    attacks: tuple[str, ...] | None = None
-    """Registered attacks to run on each ObfNet (default: the preset's)."""
-    executor: str = "serial"
-    """How stages run: serial (one after another in this process) or ray (as Ray tasks, several at once;
-    pip install 'obfaudit[ray]')."""
-    address: str | None = None
-    """With --executor ray: the cluster to join, auto or HOST:PORT (default: start Ray on this machine's
-    cores). The run directory must then be on storage every node sees at the same path."""
-
-    def run_dir(self) -> Path:
-        return Path(self.out) if self.out is not None else Path("runs") / self.preset
+#: The adversary's generated proxies of the study's attribute.
+PROXIES = proxy_names("colour")
 
 
 def _quiet(message: str) -> None:
@@ -67,6 +34,16 @@ class RunContext:
     log: Callable[[str], None] = _quiet
     _data: dict[str, tuple[ImageSet, ImageSet]] = field(default_factory=dict, init=False, repr=False)
     _proxies: dict[str, ProxySet] | None = field(default=None, init=False, repr=False)
+
+    def cache_id(self) -> str:
+        """Which run this is (its settings, preset and directory): a worker keeps one context per run."""
+        return repr((self.settings, self.preset, self.out))
+
+    def __getstate__(self) -> dict:
+        """Pickled (for a Ray worker) without the data it loaded and without its log callback."""
+        state = dict(self.__dict__)
+        state.update(_data={}, _proxies=None, log=_quiet, progress=False)
+        return state
 
     @property
     def seed(self) -> int:
@@ -121,7 +98,7 @@ class RunContext:
             root = self.data_root if p.full_mnist else None
             if p.full_mnist and root is None:
                 raise ObfauditError(f"preset {p.name!r} uses full MNIST: pass --data-root DIR")
-            load = {"mnist": load_mnist, "colored-mnist": load_colored_mnist}[dataset]
+            load = dataset_spec(dataset).load
             kw = {"seed": self.seed, "data_root": root, "download": self.settings.download}
             train, test = load("train", **kw), load("test", **kw)
             if p.n_train:
@@ -131,13 +108,16 @@ class RunContext:
             self._data[dataset] = (train, test)
         return self._data[dataset]
 
-    def proxies(self) -> dict[str, ProxySet]:
-        """The adversary's proxy datasets. Their seeds differ from the data seed: its draws are its own."""
+    def proxies(self, test: ImageSet, attribute: str) -> dict[str, ProxySet]:
+        """The adversary's generated proxies of ``attribute`` (made once). Their seeds differ from the
+        data seed: its draws are its own."""
         if self._proxies is None:
-            self._proxies = {
-                name: load_proxy(name, seed=self.seed + 1 + i, n=self.preset.proxy_n)
-                for i, name in enumerate(PROXIES)
-            }
+            from obfaudit.attacks.prepare import make_proxies
+
+            wanted = proxy_names(attribute)
+            self._proxies = make_proxies(
+                wanted, attribute=attribute, test=test, seed=self.seed, n=self.preset.proxy_n
+            )
         return self._proxies
 
 

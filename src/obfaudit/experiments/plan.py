@@ -21,21 +21,28 @@ from safetensors.torch import load_file
 from safetensors.torch import save as save_safetensors
 
 from obfaudit._io import atomic_write_bytes
-from obfaudit.attacks import AuditConfig, Output, attack_class, audit_transform
-from obfaudit.attacks.audit import available_needs
-from obfaudit.attacks.judge import train_attribute_judge
+from obfaudit.attacks import AuditConfig, Output, attack_class
+from obfaudit.attacks.prepare import (
+    AttackBudget,
+    PreparedAudit,
+    audit_config,
+    config_settings,
+    control_transforms,
+)
 from obfaudit.defences import get_defence
 from obfaudit.errors import ObfauditError
 from obfaudit.experiments.context import DATASET_LABELS, PROXIES, RunContext, RunSettings
 from obfaudit.experiments.presets import Preset
 from obfaudit.experiments.stages import Resources, Stage
 from obfaudit.experiments.steps import fit_infnet, fit_obfnet
-from obfaudit.models import create_model, load_model, model_id, read_sidecar, save_model
+from obfaudit.models import Role, load_model, model_for, model_id, read_sidecar, save_model
+from obfaudit.threat import ANY_PROXY, GRADIENTS, TRAFFIC, TRAIN, TRANSFORM, Need
+from obfaudit.threat import ATTRIBUTE as ATTRIBUTE_NEED
 from obfaudit.train import predict
-from obfaudit.transforms import CONTROLS
 
 DATASETS = tuple(DATASET_LABELS)
-ATTRIBUTE = "colour"
+#: The study's sensitive attribute and task label.
+ATTRIBUTE, TASK = "colour", "digit"
 
 
 @dataclass(frozen=True)
@@ -76,9 +83,9 @@ def attacks_for(
     embedding attacks only on the preset's t-SNE subjects (they cost a minute each), slow
     attacks only on its ``slow_on`` subjects (``subject`` None: the controls)."""
     has_attr = ATTRIBUTE in DATASET_LABELS[ds]
-    available = {"train", "traffic", "transform", "gradients"}  # ObfNets are torch modules
+    available = {TRAIN, TRAFFIC, TRANSFORM, GRADIENTS}  # ObfNets are torch modules
     if has_attr:
-        available |= {"attribute", "proxy", *(f"proxy:{p}" for p in PROXIES)}
+        available |= {ATTRIBUTE_NEED, ANY_PROXY, *(Need.proxy_named(p) for p in PROXIES)}
     keep = []
     for name in attacks:
         cls = attack_class(name)
@@ -131,8 +138,7 @@ def run_obfnet(ctx: RunContext, stage: Stage, inputs: Mapping[str, dict]) -> dic
     ds, arch, n = stage.about["dataset"], stage.about["arch"], stage.about["bottleneck"]
     p = ctx.preset
     train, test = ctx.data(ds)
-    (infnet_record,) = inputs.values()
-    infnet, _ = load_model(ctx.out / infnet_record["result"]["model"])
+    infnet = _load(ctx, inputs["infnet"])
     d = stage.settings.get("defence")
     model, metrics = fit_obfnet(
         arch,
@@ -149,36 +155,46 @@ def run_obfnet(ctx: RunContext, stage: Stage, inputs: Mapping[str, dict]) -> dic
     return _saved(ctx, model, ctx.models / name, ds, metrics)
 
 
-def _audit_config(ctx: RunContext, attacks: tuple[str, ...]) -> AuditConfig:
-    p = ctx.preset
-    return AuditConfig(
-        attacks=attacks,
-        attribute=ATTRIBUTE,
-        train=ctx.train_config(p.attack_epochs, patience=p.attack_patience),
-        proxy_train=ctx.train_config(p.proxy_epochs, patience=1 if p.attack_patience else None),
-        tsne_points=p.tsne_points,
-        seed=ctx.seed,
-        device=ctx.device,
+def attack_budget(preset: Preset) -> AttackBudget:
+    """How the preset's attack networks train."""
+    return AttackBudget(
+        epochs=preset.attack_epochs,
+        patience=preset.attack_patience,
+        proxy_epochs=preset.proxy_epochs,
+        proxy_patience=1 if preset.attack_patience else None,
+        precision=preset.precision,
     )
 
 
-def _audit_settings(ctx: RunContext, attacks: tuple[str, ...]) -> dict:
-    c = _audit_config(ctx, attacks)
-    return {
-        "attacks": attacks,
-        "attribute": c.attribute,
-        "train": c.train.to_dict(),
-        "proxy_train": c.proxy_train.to_dict(),
-        "proxy_n": ctx.preset.proxy_n,
-        "tsne_points": c.tsne_points,
-        "perplexity": c.perplexity,
-    }
-
-
-def _audit_data(ctx: RunContext, ds: str):
+def _prepared(ctx: RunContext, ds: str, attacks: tuple[str, ...], infnet=None) -> PreparedAudit:
+    """The audit of ``attacks`` on ``ds`` as the preset sizes it (its proxies when it has the attribute)."""
+    p = ctx.preset
     train, test = ctx.data(ds)
-    proxies = ctx.proxies() if ATTRIBUTE in DATASET_LABELS[ds] else {}
-    return train, test, proxies
+    config = audit_config(
+        attacks,
+        attribute=ATTRIBUTE,
+        task=TASK,
+        budget=attack_budget(p),
+        seed=ctx.seed,
+        device=ctx.device,
+        tsne_points=p.tsne_points,
+        progress=ctx.progress,
+    )
+    proxies = ctx.proxies(test, ATTRIBUTE) if ATTRIBUTE in DATASET_LABELS[ds] else {}
+    return PreparedAudit(train, test, ATTRIBUTE, TASK, proxies, config, infnet=infnet)
+
+
+def _audit_settings(preset: Preset, settings: RunSettings, attacks: tuple[str, ...]) -> dict:
+    """The audit settings that decide its results, from the preset alone (no data loaded)."""
+    train, proxy_train = attack_budget(preset).train_configs(seed=settings.seed, device=settings.device)
+    config = AuditConfig(
+        attacks=attacks,
+        attribute=ATTRIBUTE,
+        train=train,
+        proxy_train=proxy_train,
+        tsne_points=preset.tsne_points,
+    )
+    return {**config_settings(config), "proxy_n": preset.proxy_n}
 
 
 def _save_artifacts(path: Path, artifacts: dict[str, torch.Tensor]) -> None:
@@ -194,39 +210,32 @@ def _artifacts_ok(ctx: RunContext, record: dict) -> bool:
         return False
 
 
+def _load(ctx: RunContext, record: dict | None, role: Role | None = None):
+    """The model a stage record saved (None for no record)."""
+    if record is None:
+        return None
+    return load_model(ctx.out / record["result"]["model"], device=ctx.device, role=role)[0]
+
+
 def run_judge(ctx: RunContext, stage: Stage, inputs: Mapping[str, dict]) -> dict:
     ds = stage.about["dataset"]
-    train, test = ctx.data(ds)
-    config = ctx.train_config(ctx.preset.attack_epochs, patience=ctx.preset.attack_patience)
-    judge = train_attribute_judge(train, ATTRIBUTE, config)
+    prepared = _prepared(ctx, ds, tuple(stage.settings.get("attacks", ())))
+    judge = prepared.train_judge()
+    test = prepared.test
     acc = float(
         (predict(judge, test.x, device=ctx.device).argmax(1).cpu() == test.labels[ATTRIBUTE]).float().mean()
     )
     return _saved(ctx, judge.cpu(), ctx.models / f"judge-{ATTRIBUTE}-{ds}", ds, {"clean_test_acc": acc})
 
 
-def _judge(ctx: RunContext, inputs: Mapping[str, dict], ds: str):
-    record = inputs.get(f"judge-{ds}")
-    return load_model(ctx.out / record["result"]["model"], device=ctx.device)[0] if record else None
-
-
 def run_audit(ctx: RunContext, stage: Stage, inputs: Mapping[str, dict]) -> dict:
+    """The preset's attacks on one ObfNet (inputs: its ``obfnet``, the ``infnet``, the ``judge``)."""
     ds, arch, n = stage.about["dataset"], stage.about["arch"], stage.about["bottleneck"]
     suffix = subject_suffix(stage.settings.get("defence"))
-    obf_record, infnet_record = inputs[f"obfnet-{ds}-{arch}-b{n}{suffix}"], inputs[f"infnet-{ds}"]
-    train, test, proxies = _audit_data(ctx, ds)
-    obfnet, _ = load_model(ctx.out / obf_record["result"]["model"], device=ctx.device, role="obfuscator")
-    infnet, _ = load_model(ctx.out / infnet_record["result"]["model"], device=ctx.device, role="infnet")
-    res = audit_transform(
-        f"obfnet-{arch}-b{n}{suffix}",
-        obfnet,
-        train=train,
-        test=test,
-        proxies=proxies,
-        infnet=infnet,
-        attribute_judge=_judge(ctx, inputs, ds),
-        config=_audit_config(ctx, tuple(stage.settings["attacks"])),
-    )
+    infnet = _load(ctx, inputs["infnet"], Role.INFNET)
+    prepared = _prepared(ctx, ds, tuple(stage.settings["attacks"]), infnet=infnet)
+    obfnet = _load(ctx, inputs["obfnet"], Role.OBFUSCATOR)
+    res = prepared.audit(f"obfnet-{arch}-b{n}{suffix}", obfnet, judge=_load(ctx, inputs.get("judge")))
     art = ctx.artifacts / f"{stage.name}.safetensors"
     _save_artifacts(art, res.artifacts)
     return {
@@ -239,41 +248,31 @@ def run_audit(ctx: RunContext, stage: Stage, inputs: Mapping[str, dict]) -> dict
 
 
 def run_controls(ctx: RunContext, stage: Stage, inputs: Mapping[str, dict]) -> dict:
+    """The preset's attacks on the controls: identity, null and each ObfNet architecture with random
+    weights (inputs: the ``infnet`` and the ``judge``)."""
     ds = stage.about["dataset"]
-    train, test, proxies = _audit_data(ctx, ds)
-    infnet, _ = load_model(ctx.out / inputs[f"infnet-{ds}"]["result"]["model"], device=ctx.device)
-    judge = _judge(ctx, inputs, ds)
-    config = _audit_config(ctx, tuple(stage.settings["attacks"]))
+    prepared = _prepared(ctx, ds, tuple(stage.settings["attacks"]), infnet=_load(ctx, inputs["infnet"]))
+    judge = _load(ctx, inputs.get("judge"))
+    shape = prepared.test.shape
+    controls = control_transforms(
+        seed=ctx.seed,
+        random={
+            f"random-weights-{arch}-b{n}": (
+                model_for(Role.OBFUSCATOR, arch),
+                {"input_shape": shape, "bottleneck": n},
+            )
+            for arch, n in stage.settings.get("random_weights", [])
+        },
+    )
     records, verdicts, skipped = [], {}, {}
-    controls = {name: make for name, make in CONTROLS.items()}
-    for arch, n in stage.settings.get("random_weights", []):
-        # the same architecture with random weights: what training the ObfNet added or removed
-        def make(arch=arch, n=n):
-            torch.manual_seed(ctx.seed + 7919)
-            return create_model(f"obfnet_{arch}", input_shape=test.shape, bottleneck=n)
-
-        controls[f"random-weights-{arch}-b{n}"] = make
     for name, make in controls.items():
-        res = audit_transform(
-            name,
-            make(),
-            train=train,
-            test=test,
-            proxies=proxies,
-            infnet=infnet,
-            attribute_judge=judge,
-            config=config,
-        )
+        res = prepared.audit(name, make(), judge=judge)
         records += [r.to_dict() for r in res.records]
         verdicts[name] = res.verdict
         skipped.update(res.skipped)
     out = {"records": records, "verdicts": verdicts, "skipped": skipped}
-    if ATTRIBUTE in test.labels:
-        y, k = test.labels[ATTRIBUTE], len(test.classes[ATTRIBUTE])
-        out["baselines"] = {
-            "chance": 1 / k,
-            "majority_class": float(torch.bincount(y, minlength=k).max()) / len(y),
-        }
+    if ATTRIBUTE in prepared.test.labels:
+        out["baselines"] = prepared.baselines.to_dict()
     return out
 
 
@@ -322,12 +321,14 @@ def plan(preset: Preset, settings: RunSettings) -> tuple[list[Stage], list[NotRu
                 cost=6.0,
             )
         )
-        judge = ()
-        if ATTRIBUTE in DATASET_LABELS[ds]:
-            judge = (f"judge-{ds}",)
+        judge = {}
+        if ATTRIBUTE in DATASET_LABELS[ds] and any(
+            attack_class(a).output is Output.IMAGE for a in attacks_for(ds, attacks, preset, None)
+        ):  # the judge reads the attribute from reconstructions: only needed when an image attack runs
+            judge = {"judge": f"judge-{ds}"}
             stages.append(
                 Stage(
-                    judge[0],
+                    judge["judge"],
                     run_judge,
                     settings={
                         "dataset": ds,
@@ -366,7 +367,7 @@ def plan(preset: Preset, settings: RunSettings) -> tuple[list[Stage], list[NotRu
                         **_schedule(preset),
                         **guard,
                     },
-                    deps=(inf,),
+                    inputs={"infnet": inf},
                     about={"kind": "obfnet", **about},
                     version=3,  # 3: the reference (Keras) initialisation
                     outputs=("model", "sha256"),
@@ -380,8 +381,8 @@ def plan(preset: Preset, settings: RunSettings) -> tuple[list[Stage], list[NotRu
                 Stage(
                     f"audit-{ds}-{arch}-b{n}{suffix}",
                     run_audit,
-                    settings={**_audit_settings_static(preset, settings, chosen), **guard},
-                    deps=(obf, inf, *judge),
+                    settings={**_audit_settings(preset, settings, chosen), **guard},
+                    inputs={"obfnet": obf, "infnet": inf, **judge},
                     about={
                         "kind": "audit",
                         **about,
@@ -405,13 +406,13 @@ def plan(preset: Preset, settings: RunSettings) -> tuple[list[Stage], list[NotRu
                 run_controls,
                 settings={
                     "data": data,
-                    **_audit_settings_static(preset, settings, controls),
+                    **_audit_settings(preset, settings, controls),
                     # one random-weights control per architecture, at the sweep's largest bottleneck
                     "random_weights": sorted(
                         {(a, max(n for b, n in sweep(preset, ds) if b == a)) for a, _ in sweep(preset, ds)}
                     ),
                 },
-                deps=(inf, *judge),
+                inputs={"infnet": inf, **judge},
                 about={
                     "kind": "controls",
                     "dataset": ds,
@@ -444,10 +445,4 @@ def _audit_cost(attacks: tuple[str, ...]) -> float:
     return 1.0 + len(attacks) + 5.0 * sum(attack_class(a).slow for a in attacks)
 
 
-def _audit_settings_static(preset: Preset, settings: RunSettings, attacks: tuple[str, ...]) -> dict:
-    """The audit settings that decide its results, from the preset alone (no data loaded)."""
-    ctx = RunContext(settings=settings, preset=preset, out=Path("."))
-    return _audit_settings(ctx, attacks)
-
-
-__all__ = ["NotRun", "attacks_for", "available_needs", "plan", "sweep"]
+__all__ = ["NotRun", "attack_budget", "attacks_for", "plan", "sweep"]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
-from obfaudit.attacks.audit import STUDY_ATTACKS
 from obfaudit.errors import ObfauditError
+from obfaudit.threat import STUDY_ATTACKS
 
 STUDY_BOTTLENECKS = (8, 16, 32, 64, 128, 256, 512, 1024)
 #: The stronger attacks every preset adds to the study's (issue 13): the server's probes, the
@@ -171,3 +172,36 @@ def get_preset(name: str, **overrides) -> Preset:
     except KeyError:
         raise ObfauditError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}") from None
     return replace(preset, **overrides) if overrides else preset
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSettings:
+    """Settings of one ``obfaudit reproduce`` run."""
+
+    preset: str = "default"
+    """Which settings (the presets are listed above)."""
+    out: Path | None = None
+    """Run directory (default: runs/PRESET); rerunning into it resumes."""
+    seed: int = 0
+    """Seeds the data split, the colours, every network and the proxies."""
+    device: str = "cpu"
+    """cpu, cuda, cuda:N or auto: where every model and tensor of the run goes."""
+    data_root: Path | None = None
+    """Directory with full MNIST (MNIST/raw/*-ubyte) or an image folder (train/, val/)."""
+    download: bool = False
+    """Download full MNIST (or ImageNet ResNet50 weights) when missing; needs a network."""
+    resnet_weights: Path | None = None
+    """ImageNet ResNet50 weights (.safetensors, or .pth read weights-only) for the scaling study."""
+    infnet_dropout: bool = False
+    """Keep InfNet dropout on while training ObfNets (the reference Keras behaviour)."""
+    attacks: tuple[str, ...] | None = None
+    """Registered attacks to run on each ObfNet (default: the preset's)."""
+    executor: str = "serial"
+    """How stages run: serial (one after another in this process) or ray (as Ray tasks, several at once;
+    pip install 'obfaudit[ray]')."""
+    address: str | None = None
+    """With --executor ray: the cluster to join, auto or HOST:PORT (default: start Ray on this machine's
+    cores). The run directory must then be on storage every node sees at the same path."""
+
+    def run_dir(self) -> Path:
+        return Path(self.out) if self.out is not None else Path("runs") / self.preset

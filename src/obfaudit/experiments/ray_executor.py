@@ -3,10 +3,10 @@
 The driver walks the plan as the serial executor does: a stage whose inputs are done gets
 its key; a finished record with that key is kept; anything else becomes a Ray task with
 the CPUs and GPUs the stage declares. The task receives the stage, its inputs' records and
-the run's settings (never data or models: it loads those itself), runs the stage, and
-writes its record to the run directory itself, atomically, as the serial executor would,
-so either executor resumes what the other left. On a cluster the run
-directory must therefore be on storage every node sees at the same path.
+the run's context, pickled without what it loaded (never data or models: the worker loads
+those itself), runs the stage, and writes its record to the run directory itself,
+atomically, as the serial executor would, so either executor resumes what the other left.
+On a cluster the run directory must therefore be on storage every node sees at the same path.
 
 Each worker process keeps its context (the loaded data and proxies) between the tasks it
 runs, and runs PyTorch with as many threads as its task has CPUs.
@@ -15,21 +15,17 @@ runs, and runs PyTorch with as many threads as its task has CPUs.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import Any
 
 from obfaudit._io import release_freed_memory
 from obfaudit.errors import ObfauditError
 from obfaudit.experiments.stages import Stage, StageCache, StageEvent, chain_costs, check_plan, stage_key
 
-if TYPE_CHECKING:
-    from obfaudit.experiments.context import RunContext
-
-#: Each worker's context (its loaded data and proxies), by run (settings, preset and directory).
-_WORKER_RUNS: dict[str, RunContext] = {}
+#: Each worker's context (its loaded data and proxies), by run.
+_WORKER_RUNS: dict[str, Any] = {}
 
 
 def import_ray():
@@ -66,75 +62,24 @@ def ray_session(address: str | None = None, num_cpus: int | None = None):
         ray.shutdown()
 
 
-def run_tasks(
-    fn: Callable,
-    tasks: Sequence[tuple[str, tuple]],
-    *,
-    shared=None,
-    address: str | None = None,
-    cpus: float = 1.0,
-    gpus: float = 0.0,
-    log: Callable[[str], None] = lambda line: None,
-) -> list:
-    """``fn(shared, *args)`` for every ``(label, args)`` of ``tasks``, as Ray tasks at once.
+def run_stage(ctx, stage: Stage, key: str, inputs: dict, threads: int) -> dict:
+    """Run one stage in this (worker) process and store its record; returns the record.
 
-    ``shared`` is put in Ray's object store once, not shipped with each task. Returns the
-    results in the order of ``tasks``; the first failure stops the rest and is one line
-    naming its task's label.
+    ``ctx`` arrives pickled, without what it had loaded; the first one of a run is kept (by its
+    ``cache_id``), so the data it loads serves the run's later stages on this worker too.
     """
-    with ray_session(address) as ray:
-        remote = ray.remote(max_retries=1)(_call).options(num_cpus=cpus, num_gpus=gpus)
-        ref = ray.put(shared)
-        running = {
-            remote.remote(fn, ref, args, int(max(1, cpus))): (i, label)
-            for i, (label, args) in enumerate(tasks)
-        }
-        results: list = [None] * len(tasks)
-        try:
-            while running:
-                done, _ = ray.wait(list(running), num_returns=1)
-                for r in done:
-                    i, label = running.pop(r)
-                    try:
-                        results[i] = ray.get(r)
-                    except ray.exceptions.RayError as e:
-                        raise ObfauditError(f"{label} failed on Ray: {_reason(e)}") from None
-                    finished = len(tasks) - len(running)
-                    log(f"{label}: done ({finished} of {len(tasks)}; {len(running)} running or waiting)")
-        finally:
-            for r in running:
-                ray.cancel(r, force=True)
-    return results
-
-
-def _call(fn: Callable, shared, args: tuple, threads: int):
     import torch
 
-    torch.set_num_threads(max(1, threads))
-    return fn(shared, *args)
-
-
-def _run_id(payload: tuple) -> str:
-    return hashlib.sha256(repr(payload).encode()).hexdigest()[:16]
-
-
-def run_stage(payload: tuple, stage: Stage, key: str, inputs: dict, threads: int) -> dict:
-    """Run one stage in this (worker) process and store its record; returns the record."""
-    import torch
-
-    from obfaudit.experiments.context import RunContext
-
-    run = _run_id(payload)
+    run = ctx.cache_id()
     if run not in _WORKER_RUNS:
-        settings, preset, out = payload
         _WORKER_RUNS.clear()  # one run at a time per worker: drop another run's data
-        _WORKER_RUNS[run] = RunContext(settings=settings, preset=preset, out=out)
+        _WORKER_RUNS[run] = ctx
     ctx = _WORKER_RUNS[run]
     torch.set_num_threads(max(1, threads))
     t0 = time.perf_counter()
     result = stage.fn(ctx, stage, inputs)
     release_freed_memory()  # a worker runs many stages: as the serial executor does
-    return StageCache(ctx.out).store(stage, key, result, time.perf_counter() - t0)
+    return StageCache(stage.store or ctx.out).store(stage, key, result, time.perf_counter() - t0)
 
 
 def _reason(error: BaseException) -> str:
@@ -154,13 +99,14 @@ class RayExecutor:
     """
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None) -> None:
+        import_ray()  # a missing Ray is one line before any work
         self.address = address
         self.num_cpus = num_cpus
 
     def run(
         self,
         plan: Sequence[Stage],
-        ctx: RunContext,
+        ctx: Any,
         *,
         on_event: Callable[[StageEvent], None] | None = None,
     ) -> dict[str, dict]:
@@ -168,10 +114,9 @@ class RayExecutor:
         with ray_session(self.address, self.num_cpus) as ray:
             return self._run(ray, plan, ctx, on_event or (lambda event: None))
 
-    def _run(self, ray, plan: Sequence[Stage], ctx: RunContext, emit) -> dict[str, dict]:
-        cache = StageCache(ctx.out)
+    def _run(self, ray, plan: Sequence[Stage], ctx: Any, emit) -> dict[str, dict]:
         remote = ray.remote(max_retries=1)(run_stage)
-        payload = ray.put((ctx.settings, ctx.preset, ctx.out))
+        payload = ray.put(ctx)
         records: dict[str, dict] = {}
         waiting = {s.name: s for s in plan}
         running: dict = {}  # ObjectRef -> (stage, start time)
@@ -201,9 +146,9 @@ class RayExecutor:
             for stage in sorted(ready, key=lambda s: -chain[s.name]):  # longest chains first
                 name = stage.name
                 if name not in todo:
-                    inputs = {d: records[d] for d in stage.deps}
-                    key = stage_key(stage, inputs)
-                    record = cache.load(stage.name, key, stage.outputs)
+                    inputs = stage.by_role(records)
+                    key = stage_key(stage, records)
+                    record = StageCache(stage.store or ctx.out).load(stage.name, key, stage.outputs)
                     if record is not None and (stage.valid is None or stage.valid(ctx, record)):
                         del waiting[name]
                         records[name] = record

@@ -17,11 +17,11 @@ import torch
 
 from obfaudit._io import RunLock, check_output_dir, resolve_device, write_json
 from obfaudit._version import __version__
-from obfaudit.errors import ObfauditError
 from obfaudit.experiments.context import RunContext, RunSettings, data_description
+from obfaudit.experiments.executors import make_executor
 from obfaudit.experiments.plan import plan
 from obfaudit.experiments.presets import Preset, get_preset
-from obfaudit.experiments.stages import EXECUTORS, StageEvent
+from obfaudit.experiments.stages import StageEvent
 
 Log = Callable[[str], None]
 
@@ -58,21 +58,14 @@ def reproduce(
 
     preset = preset or resolve_preset(settings)
     resolve_device(settings.device)
-    if settings.executor not in EXECUTORS:
-        raise ObfauditError(f"unknown executor {settings.executor!r}; choose from {', '.join(EXECUTORS)}")
-    if settings.address and settings.executor != "ray":
-        raise ObfauditError("--address names a Ray cluster: use it with --executor ray")
-    if settings.executor == "ray":
-        from obfaudit.experiments.ray_executor import import_ray
-
-        import_ray()  # a missing Ray is one line before any work
+    executor = make_executor(settings.executor, address=settings.address)
     out = check_output_dir(settings.run_dir())
     stages, not_run = plan(preset, settings)
     with RunLock(out):
-        return _run(settings, preset, out, stages, not_run, progress=progress, log=log)
+        return _run(settings, preset, out, stages, not_run, executor, progress=progress, log=log)
 
 
-def _run(settings, preset, out, stages, not_run, *, progress: bool, log: Log) -> dict:
+def _run(settings, preset, out, stages, not_run, executor, *, progress: bool, log: Log) -> dict:
     from obfaudit.report import write_outputs
 
     ctx = RunContext(settings=settings, preset=preset, out=out, progress=progress, log=log)
@@ -108,7 +101,7 @@ def _run(settings, preset, out, stages, not_run, *, progress: bool, log: Log) ->
         state = "done" if event.state == "done" else "skipped (finished earlier)"
         log(f"[{event.done}/{event.total}{flow}] {event.stage}: {state} in {event.seconds:.1f} s")
 
-    EXECUTORS[settings.executor](settings.address).run(stages, ctx, on_event=on_event)
+    executor.run(stages, ctx, on_event=on_event)
     t = time.perf_counter()
     outputs = write_outputs(out)
     timings["report"] = round(time.perf_counter() - t, 2)

@@ -7,7 +7,8 @@ stage after it, and nothing else. A stage's record is written atomically after t
 files it describes: a run killed at any moment leaves only whole, finished stages.
 
 An :class:`Executor` runs a plan; :class:`SerialExecutor` (the default) runs it in order
-in this process, :class:`~obfaudit.experiments.ray_executor.RayExecutor` as Ray tasks.
+in this process, :class:`~obfaudit.experiments.ray_executor.RayExecutor` as Ray tasks;
+:mod:`.executors` names them.
 """
 
 from __future__ import annotations
@@ -19,15 +20,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from obfaudit._io import release_freed_memory, to_jsonable, write_json
+from obfaudit.records import read_records  # noqa: F401  (re-exported: stage records are records)
 
-if TYPE_CHECKING:
-    from obfaudit.experiments.context import RunContext
-
-#: fn(ctx, stage, inputs) -> result; ``inputs`` maps each dependency's name to its record.
-StageFn = Callable[["RunContext", "Stage", Mapping[str, dict]], dict]
+#: fn(ctx, stage, inputs) -> result; ``inputs`` maps each input's role to its stage record.
+StageFn = Callable[[Any, "Stage", Mapping[str, dict]], dict]
 
 
 @dataclass(frozen=True)
@@ -46,13 +45,17 @@ class Stage:
     fn: StageFn
     settings: Mapping[str, Any] = field(default_factory=dict)
     """Everything that decides the result, besides the dependencies' results."""
+    inputs: Mapping[str, str] = field(default_factory=dict)
+    """The stages it reads, by role (e.g. ``{"obfnet": "obfnet-mnist-mlp-b8"}``): ``fn`` gets their
+    records under these roles."""
     deps: tuple[str, ...] = ()
+    """The names of the stages it reads (filled from ``inputs``; given alone, each is its own role)."""
     about: Mapping[str, Any] = field(default_factory=dict)
     """Typed context of the result (kind, dataset, arch, bottleneck, attribute), copied into
     the record so results are built without parsing stage names."""
     version: int = 1
     """Raise when the code of ``fn`` changes what it computes: the key changes with it."""
-    valid: Callable[[RunContext, dict], bool] | None = None
+    valid: Callable[[Any, dict], bool] | None = None
     """Checks that a stored record's files are still there, readable and unchanged."""
     outputs: tuple[str, ...] = ()
     """Keys its result must have; a stored record without them is recomputed."""
@@ -60,13 +63,25 @@ class Stage:
     cost: float = 1.0
     """A rough relative estimate of its run time: an executor running several stages at once
     starts the longest chains first. Not part of the key."""
+    store: Path | None = None
+    """Where its record lives when not in the run directory: a cache shared by runs (e.g. an
+    audit's controls, which depend only on the data and settings). Not part of the key."""
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.name):
             raise ValueError(f"bad stage name {self.name!r}")
+        if self.inputs and self.deps and tuple(self.inputs.values()) != tuple(self.deps):
+            raise ValueError(f"stage {self.name}: give its inputs by role or its deps, not both")
+        if self.deps and not self.inputs:
+            object.__setattr__(self, "inputs", {d: d for d in self.deps})
+        object.__setattr__(self, "deps", tuple(self.inputs.values()))
+
+    def by_role(self, records: Mapping[str, dict]) -> dict[str, dict]:
+        """Its inputs' records (``records`` by stage name) under their roles."""
+        return {role: records[name] for role, name in self.inputs.items()}
 
 
-def _hash(obj: Any) -> str:
+def settings_hash(obj: Any) -> str:
     blob = json.dumps(to_jsonable(obj), sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -95,15 +110,16 @@ def chain_costs(plan: Sequence[Stage]) -> dict[str, float]:
     return after
 
 
-def stage_key(stage: Stage, inputs: Mapping[str, dict]) -> str:
-    """A hash of the stage's settings, its version, and each input's key and content hash.
+def stage_key(stage: Stage, records: Mapping[str, dict]) -> str:
+    """A hash of the stage's settings, its version, and each input's key and content hash
+    (``records``: the finished stages' records by name).
 
     An input's content hash is the SHA-256 of the model file it made (``result.sha256``),
     so a dependency whose file changed (recomputed, or replaced by another run) always
     recomputes what reads it, even when its own settings did not change.
     """
-    deps = {d: [inputs[d]["key"], inputs[d]["result"].get("sha256")] for d in stage.deps}
-    return _hash({"settings": stage.settings, "version": stage.version, "deps": deps})
+    deps = {d: [records[d]["key"], records[d]["result"].get("sha256")] for d in stage.deps}
+    return settings_hash({"settings": stage.settings, "version": stage.version, "deps": deps})
 
 
 class StageCache:
@@ -148,19 +164,6 @@ class StageCache:
         return record
 
 
-def read_records(run_dir: str | Path) -> dict[str, dict]:
-    """Every readable stage record of a run directory, by stage name."""
-    out: dict[str, dict] = {}
-    for path in sorted((Path(run_dir) / "stages").glob("*.json")):
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            continue
-        if isinstance(record, dict) and isinstance(record.get("result"), dict):
-            out[path.stem] = record
-    return out
-
-
 @dataclass
 class StageEvent:
     """What an executor reports as it goes: a stage started, finished or was found done."""
@@ -183,11 +186,12 @@ class Executor(Protocol):
     def run(
         self,
         plan: Sequence[Stage],
-        ctx: RunContext,
+        ctx: Any,
         *,
         on_event: Callable[[StageEvent], None] | None = None,
     ) -> dict[str, dict]:
-        """Every stage's record, by name."""
+        """Every stage's record, by name. ``ctx`` is what the stages share (a run's data, an
+        audit's subjects); an executor that runs stages elsewhere ships it there by pickling."""
         ...
 
 
@@ -197,37 +201,26 @@ class SerialExecutor:
     def run(
         self,
         plan: Sequence[Stage],
-        ctx: RunContext,
+        ctx: Any,
         *,
         on_event: Callable[[StageEvent], None] | None = None,
     ) -> dict[str, dict]:
         check_plan(plan)
-        cache = StageCache(ctx.out)
         records: dict[str, dict] = {}
         emit = on_event or (lambda event: None)
         for i, stage in enumerate(plan):
             t0 = time.perf_counter()
-            inputs = {d: records[d] for d in stage.deps}
-            key = stage_key(stage, inputs)
+            cache = StageCache(stage.store or ctx.out)
+            key = stage_key(stage, records)
             record = cache.load(stage.name, key, stage.outputs)
             if record is not None and (stage.valid is None or stage.valid(ctx, record)):
                 records[stage.name] = record
                 emit(StageEvent(stage.name, "skipped", 0.0, i + 1, len(plan)))
                 continue
             emit(StageEvent(stage.name, "running", 0.0, i, len(plan)))
-            result = stage.fn(ctx, stage, inputs)
+            result = stage.fn(ctx, stage, stage.by_role(records))
             release_freed_memory()
             seconds = time.perf_counter() - t0
             records[stage.name] = cache.store(stage, key, result, seconds)
             emit(StageEvent(stage.name, "done", seconds, i + 1, len(plan)))
         return records
-
-
-def _ray(address: str | None = None) -> Executor:
-    from obfaudit.experiments.ray_executor import RayExecutor
-
-    return RayExecutor(address=address)
-
-
-#: Executors by name: each is made with the run's ``--address`` (which only Ray reads).
-EXECUTORS: dict[str, Callable[..., Executor]] = {"serial": lambda address=None: SerialExecutor(), "ray": _ray}

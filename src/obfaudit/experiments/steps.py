@@ -8,11 +8,8 @@ import torch
 from torch import nn
 
 from obfaudit.data import ImageSet
-from obfaudit.models import create_model
+from obfaudit.models import Role, create_model, model_for
 from obfaudit.train import TrainConfig, accuracy, predict, train_classifier, train_obfnet
-
-INFNET_ARCHS = {"cnn": "infnet_cnn", "mlp": "infnet_mlp"}
-OBFNET_ARCHS = {"mlp": "obfnet_mlp", "cnn": "obfnet_cnn"}
 
 
 def digit_accuracy(forward, data: ImageSet, device: str | torch.device = "cpu") -> float:
@@ -23,7 +20,9 @@ def digit_accuracy(forward, data: ImageSet, device: str | torch.device = "cpu") 
 def fit_infnet(arch: str, train: ImageSet, test: ImageSet, config: TrainConfig) -> tuple[nn.Module, dict]:
     """Train an InfNet on the clean digit task; return it and its metrics."""
     torch.manual_seed(config.seed)
-    infnet = create_model(INFNET_ARCHS[arch], input_shape=train.shape, classes=len(train.classes["digit"]))
+    infnet = create_model(
+        model_for(Role.INFNET, arch), input_shape=train.shape, classes=len(train.classes["digit"])
+    )
     fit = train_classifier(infnet, train.x, train.labels["digit"], replace(config, desc=f"infnet-{arch}"))
     metrics = {"clean_test_acc": digit_accuracy(infnet, test, config.device), "fit": fit.to_dict()}
     return infnet.cpu(), metrics
@@ -69,7 +68,9 @@ def fit_obfnet(
 
     torch.manual_seed(config.seed)
     kwargs = defence.model_kwargs() if defence is not None else {}
-    obfnet = create_model(OBFNET_ARCHS[arch], input_shape=train.shape, bottleneck=bottleneck, **kwargs)
+    obfnet = create_model(
+        model_for(Role.OBFUSCATOR, arch), input_shape=train.shape, bottleneck=bottleneck, **kwargs
+    )
     labels = None
     if defence is not None and defence.needs_attribute:
         if attribute not in train.labels:

@@ -2,7 +2,15 @@
 
 from obfaudit.models import scaling as _scaling  # noqa: F401  (registers the builders)
 from obfaudit.models import small as _small  # noqa: F401
-from obfaudit.models._registry import create_model, list_models, model_id, register_model
+from obfaudit.models._registry import (
+    Role,
+    archs,
+    create_model,
+    list_models,
+    model_for,
+    model_id,
+    register_model,
+)
 from obfaudit.models.io import load_model, read_sidecar, save_model
 from obfaudit.models.small import (
     RECNET_BOTTLENECK,
@@ -15,6 +23,9 @@ from obfaudit.models.small import (
 
 __all__ = [
     "RECNET_BOTTLENECK",
+    "Role",
+    "archs",
+    "model_for",
     "InfNetCNN",
     "InfNetMLP",
     "ObfNetCNN",

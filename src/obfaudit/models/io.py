@@ -15,17 +15,12 @@ from torch import nn
 
 from obfaudit._io import atomic_write_bytes, to_jsonable, write_json
 from obfaudit._version import __version__
+from obfaudit.data.registry import dataset_names
 from obfaudit.errors import ModelFileError
-from obfaudit.models._registry import create_model
+from obfaudit.models._registry import ROLE_WORDS, Role, create_model, role_of
 
 FORMAT = "obfaudit-model"
 FORMAT_VERSION = 1
-#: What each role of a model accepts, and the words an error uses for it.
-ROLES = {
-    "obfuscator": ({"obfnet_mlp", "obfnet_cnn", "lightnet", "densenet"}, "an obfuscator (ObfNet)"),
-    "infnet": ({"infnet_cnn", "infnet_mlp", "resnet50"}, "an InfNet (classifier)"),
-}
-KNOWN_DATASETS = ("mnist", "colored-mnist", "imagefolder")
 #: Sanity bounds on what a sidecar may ask to build (a 10^12 bottleneck would take the machine).
 MAX_WIDTH = 1 << 16
 MAX_SIDE = 4096
@@ -71,10 +66,6 @@ def save_model(model: nn.Module, path: str | Path, **meta: Any) -> Path:
     return weights
 
 
-def _role_of(arch: str) -> str | None:
-    return next((role for role, (archs, _) in ROLES.items() if arch in archs), None)
-
-
 def _check_sidecar(info: dict, sidecar: Path) -> None:
     """Refuse sidecars whose values cannot describe a model obfaudit would build."""
 
@@ -97,8 +88,9 @@ def _check_sidecar(info: dict, sidecar: Path) -> None:
         ):
             raise bad(f"{key} {v!r} is not a (C, H, W) shape with sides between 1 and {MAX_SIDE}")
     ds = info.get("dataset")
-    if ds is not None and ds not in KNOWN_DATASETS:
-        raise bad(f"unknown dataset {ds!r}; obfaudit models are trained on {', '.join(KNOWN_DATASETS)}")
+    known = dataset_names()
+    if ds is not None and ds not in known:
+        raise bad(f"unknown dataset {ds!r}; obfaudit models are trained on {', '.join(known)}")
     seed = info.get("seed")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
         raise bad(f"seed {seed!r} is not a whole number of 0 or more")
@@ -106,7 +98,7 @@ def _check_sidecar(info: dict, sidecar: Path) -> None:
         raise bad("no SHA-256 of the weights ('sha256'): the weights cannot be checked")
 
 
-def read_sidecar(path: str | Path, *, role: str | None = None) -> dict[str, Any]:
+def read_sidecar(path: str | Path, *, role: Role | str | None = None) -> dict[str, Any]:
     """The sidecar of a saved model, checked to be one of ours (and of ``role``, if given).
 
     Args:
@@ -125,17 +117,15 @@ def read_sidecar(path: str | Path, *, role: str | None = None) -> dict[str, Any]
     if info.get("format_version") != FORMAT_VERSION:
         raise ModelFileError(f"{sidecar}: unsupported format version {info.get('format_version')}")
     _check_sidecar(info, sidecar)
-    if role is not None:
-        archs, words = ROLES[role]
-        if info["arch"] not in archs:
-            other = _role_of(info["arch"])
-            kind = ROLES[other][1] if other else f"a {info['arch']}"
-            raise ModelFileError(f"{sidecar.with_suffix('')} is {kind}, not {words}")
+    if role is not None and role_of(info["arch"]) != role:
+        other = role_of(info["arch"])
+        kind = ROLE_WORDS[other] if other else f"a {info['arch']}"
+        raise ModelFileError(f"{sidecar.with_suffix('')} is {kind}, not {ROLE_WORDS[Role(role)]}")
     return info
 
 
 def load_model(
-    path: str | Path, *, device: str | torch.device = "cpu", role: str | None = None
+    path: str | Path, *, device: str | torch.device = "cpu", role: Role | str | None = None
 ) -> tuple[nn.Module, dict]:
     """Rebuild a saved model from its sidecar and load its weights, checking every shape.
 

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from obfaudit.errors import ModelFileError
-from obfaudit.models._registry import register_model
+from obfaudit.models._registry import Role, register_model
 from obfaudit.models.small import Obfuscator, Shape, channels_last
 
 # torchvision's ImageNet weights for ResNet50 (V2 recipe); the file name carries the first
@@ -112,17 +112,17 @@ class DenseObfNet(Obfuscator):
         return self.net(channels_last(x)).view(-1, *self.output_shape)
 
 
-@register_model("lightnet")
+@register_model("lightnet", role=Role.OBFUSCATOR)
 def lightnet(*, input_shape: Shape = (3, 224, 224)) -> LightNet:
     return LightNet(tuple(input_shape))
 
 
-@register_model("densenet")
+@register_model("densenet", role=Role.OBFUSCATOR)
 def densenet(*, input_shape: Shape = (3, 224, 224)) -> DenseObfNet:
     return DenseObfNet(tuple(input_shape))
 
 
-@register_model("resnet50")
+@register_model("resnet50", role=Role.INFNET)
 def resnet50(*, input_shape: Shape = (3, 224, 224), classes: int = 10) -> nn.Module:
     """torchvision's ResNet50 with a ``classes``-way head; see :func:`load_imagenet_weights`."""
     from torchvision.models import resnet50 as tv_resnet50

@@ -15,7 +15,7 @@ import math
 import torch
 from torch import nn
 
-from obfaudit.models._registry import register_model
+from obfaudit.models._registry import Role, register_model
 
 Shape = tuple[int, int, int]
 
@@ -208,34 +208,34 @@ def reference_init(model: nn.Module) -> nn.Module:
     return model
 
 
-@register_model("infnet_cnn")
+@register_model("infnet_cnn", role=Role.INFNET, arch="cnn")
 def infnet_cnn(*, input_shape: Shape = (1, 28, 28), classes: int = 10) -> InfNetCNN:
     return reference_init(InfNetCNN(tuple(input_shape), classes))
 
 
-@register_model("infnet_mlp")
+@register_model("infnet_mlp", role=Role.INFNET, arch="mlp")
 def infnet_mlp(*, input_shape: Shape = (1, 28, 28), classes: int = 10) -> InfNetMLP:
     return reference_init(InfNetMLP(tuple(input_shape), classes))
 
 
-@register_model("obfnet_mlp")
+@register_model("obfnet_mlp", role=Role.OBFUSCATOR, arch="mlp")
 def obfnet_mlp(*, input_shape: Shape = (1, 28, 28), bottleneck: int = 512, noise: float = 0.0) -> ObfNetMLP:
     return reference_init(ObfNetMLP(tuple(input_shape), bottleneck, noise=noise))
 
 
-@register_model("obfnet_cnn")
+@register_model("obfnet_cnn", role=Role.OBFUSCATOR, arch="cnn")
 def obfnet_cnn(*, input_shape: Shape = (1, 28, 28), bottleneck: int = 512, noise: float = 0.0) -> ObfNetCNN:
     return reference_init(ObfNetCNN(tuple(input_shape), bottleneck, noise=noise))
 
 
-@register_model("recnet")
+@register_model("recnet", role=Role.ATTACK)
 def recnet(*, input_shape: Shape = (1, 28, 28), output_shape: Shape | None = None) -> ObfNetMLP:
     """The reconstruction attack's network: ObfNet-MLP with N fixed at 1024."""
     out = tuple(output_shape) if output_shape else None
     return ObfNetMLP(tuple(input_shape), RECNET_BOTTLENECK, out)
 
 
-@register_model("colornet")
+@register_model("colornet", role=Role.ATTACK)
 def colornet(*, input_shape: Shape = (3, 28, 28), classes: int = 7) -> InfNetMLP:
     """The attribute attack's network: InfNet-MLP with k attribute outputs."""
     return InfNetMLP(tuple(input_shape), classes)

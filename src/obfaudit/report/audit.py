@@ -12,6 +12,7 @@ from obfaudit.records import Experiment, overall_verdict
 from obfaudit.report import figures as F
 from obfaudit.report.collect import strongest
 from obfaudit.report.html import _environment, num_ci, pct_ci
+from obfaudit.threat import PARTIES, Output
 
 
 def score_text(e: Experiment) -> str:
@@ -57,28 +58,28 @@ def _figures(out: Path, results: dict, exps: list[Experiment], main) -> list[dic
                 "reading": "Bars above the dashed line leak the attribute; the whiskers are 95% bootstrap intervals over the test images.",
             }
         )
-    images = [r.attack for r in main.records if r.output == "image"]
-    if images and main.artifacts["transformed"].dim() == 4:
+    images = [r.attack for r in main.records if r.output is Output.IMAGE]
+    if images:
+        # what is sent is drawn when it is an image batch; a flat vector has no picture
+        sent = main.artifacts["transformed"]
+        shown = [sent] if sent.dim() == 4 else []
         path = out / "figures" / "reconstructions.png"
         F.image_rows(
-            [
-                main.artifacts["originals"],
-                main.artifacts["transformed"],
-                *(main.artifacts[f"{a}/output"] for a in images),
-            ],
+            [main.artifacts["originals"], *shown, *(main.artifacts[f"{a}/output"] for a in images)],
             path,
-            row_labels=["original", "transformed", *images],
+            row_labels=["original", *(["transformed"] if shown else []), *images],
             title=f"reconstructions of {main.subject}",
         )
         figs.append(
             {
                 "path": path,
                 "title": "reconstructions",
-                "reading": "Test images, what is sent, and what each image attack rebuilt from it.",
+                "reading": "Test images, what is sent (when it is an image), and what each image attack "
+                "rebuilt from it.",
             }
         )
     for r in main.records:
-        if r.output == "embedding" and f"{r.attack}/output" in main.artifacts:
+        if r.output is Output.EMBEDDING and f"{r.attack}/output" in main.artifacts:
             path = out / "figures" / f"{r.attack}.png"
             a = main.artifacts
             F.tsne_figure(
@@ -110,7 +111,7 @@ def write_audit_report(out: Path, results: dict, exps: list[Experiment], main) -
 
     mine = [e for e in exps if e.subject == results["subject"]]
     parties = []
-    for party in ("server", "adversary", "third-party"):
+    for party in PARTIES:
         ran = [e for e in mine if e.party == party]
         if ran:
             top = strongest(ran)

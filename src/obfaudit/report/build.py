@@ -9,8 +9,7 @@ from pathlib import Path
 from obfaudit._io import read_json, write_json
 from obfaudit.attacks.metrics import chance_level, compromise_threshold
 from obfaudit.data import COLOUR_NAMES
-from obfaudit.experiments.stages import read_records
-from obfaudit.records import write_csv
+from obfaudit.records import read_records, write_csv
 from obfaudit.report.collect import collect_experiments
 from obfaudit.report.findings import findings
 from obfaudit.report.selection import make_figures

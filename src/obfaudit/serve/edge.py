@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -19,55 +19,10 @@ import torch
 
 from obfaudit._io import check_output_dir, resolve_device, write_json
 from obfaudit.errors import ObfauditError
+from obfaudit.serve.jobs import EdgeJob
 from obfaudit.serve.protocol import WIRE, ProtocolError, decode_response, encode_request
 
 RECORD = "edge.json"
-
-
-@dataclass(frozen=True, kw_only=True)
-class EdgeJob:
-    """Settings of ``obfaudit edge``."""
-
-    obfnet: str
-    """The obfuscator the device runs: a saved ObfNet (PyTorch) or its ONNX export (onnxruntime)."""
-    server: str
-    """The server's base URL, e.g. http://127.0.0.1:8000 (or a tap in front of it)."""
-    model: str = "infnet"
-    """The model's name on the server."""
-    input_name: str = "z"
-    """The model's input tensor name (obfaudit serve: z; a Triton or KServe model: its own)."""
-    output: str = "label"
-    """The output to read the class from: labels, or logits/probabilities (their argmax is taken)."""
-    wire: str = "float32"
-    """How the obfuscated tensors travel: float32, float16 or uint8 (the batch's range, 256 levels)."""
-    batch_size: int = 64
-    """Images per request."""
-    concurrency: int = 1
-    """Requests in flight at once."""
-    n: int | None = None
-    """Send the first N test images (default: all)."""
-    token: str | None = None
-    """Bearer token the server asks for (default: $OBFAUDIT_TOKEN)."""
-    timeout: float = 30.0
-    """Seconds to wait for one answer."""
-    data: str = "colored-mnist"
-    """colored-mnist, or a folder DIR with DIR/test/<class>/* images and DIR/attributes.csv."""
-    attributes: Path | None = None
-    """The attributes CSV of a data folder (default: DIR/attributes.csv)."""
-    attribute: str | None = None
-    """The sensitive attribute whose labels the record keeps (default: colour, else the CSV's first)."""
-    size: int | None = None
-    """Resize a folder's images to SIZE x SIZE."""
-    data_root: Path | None = None
-    """For MNIST data: a directory with full MNIST instead of the embedded subset."""
-    seed: int = 0
-    """Seeds the split when the ObfNet does not say which (an ONNX file without obfaudit's metadata)."""
-    device: str = "cpu"
-    """Where the PyTorch ObfNet runs: cpu, cuda, cuda:N or auto."""
-    out: Path = Path("edge")
-    """Directory for the run record (edge.json): the summary and what was sent, with its labels."""
-    progress: bool = False
-    """Show a progress bar (the CLI sets it on a terminal)."""
 
 
 class Stop(Exception):

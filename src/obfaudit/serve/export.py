@@ -10,31 +10,12 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from obfaudit.errors import ObfauditError
-
-
-@dataclass(frozen=True, kw_only=True)
-class ExportJob:
-    """Settings of ``obfaudit export``."""
-
-    obfnet: Path
-    """The saved ObfNet (X, X.safetensors or X.json)."""
-    onnx: Path
-    """Where to write the ONNX graph."""
-    check_images: int = 256
-    """Random images in [0, 1] the parity check runs through both."""
-    tolerance: float = 1e-4
-    """Largest |ONNX - PyTorch| accepted."""
-    timing_runs: int = 300
-    """Single-image runs timed per runtime."""
-    seed: int = 0
-    """Seeds the parity check's images."""
+from obfaudit.serve.jobs import ExportJob
 
 
 def _median_ms(fn, runs: int) -> dict:

@@ -1,16 +1,15 @@
-"""Settings and runners of ``obfaudit serve`` and ``obfaudit tap``: light to import (the CLI
-builds its help from them), the web stack is imported only to run."""
+"""Settings of the live commands (serve, tap, edge, export), and the runners of serve and tap.
+
+Light to import: the CLI builds its options from these dataclasses without torch; the web
+stack and the models are imported only to run.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from obfaudit.errors import ObfauditError
-from obfaudit.serve.capture import CaptureWriter
-from obfaudit.serve.run import parse_address, run_foreground
 
 
 def require_live() -> None:
@@ -53,7 +52,11 @@ def serve(job: ServeJob, *, announce) -> None:
     """Run the server until interrupted; ``announce(line)`` once it listens."""
     import os
 
+    import torch
+
     from obfaudit._io import resolve_device
+    from obfaudit.serve.capture import CaptureWriter
+    from obfaudit.serve.run import run_foreground
 
     require_live()
     from obfaudit.serve.server import Limits, load_infnet_app
@@ -104,6 +107,8 @@ class TapJob:
 def tap(job: TapJob, *, announce) -> None:
     """Run the tap until interrupted; ``announce(line)`` once it listens."""
     require_live()
+    from obfaudit.serve.capture import CaptureWriter
+    from obfaudit.serve.run import parse_address, run_foreground
     from obfaudit.serve.tap import create_tap_app
 
     host, port = parse_address(job.listen, what="--listen")
@@ -123,3 +128,67 @@ def tap(job: TapJob, *, announce) -> None:
         lambda url: announce(f"tap on {url} -> {upstream}, capturing to {job.capture}; Ctrl-C stops"),
     )
     capture.flush()
+
+
+@dataclass(frozen=True, kw_only=True)
+class EdgeJob:
+    """Settings of ``obfaudit edge``."""
+
+    obfnet: str
+    """The obfuscator the device runs: a saved ObfNet (PyTorch) or its ONNX export (onnxruntime)."""
+    server: str
+    """The server's base URL, e.g. http://127.0.0.1:8000 (or a tap in front of it)."""
+    model: str = "infnet"
+    """The model's name on the server."""
+    input_name: str = "z"
+    """The model's input tensor name (obfaudit serve: z; a Triton or KServe model: its own)."""
+    output: str = "label"
+    """The output to read the class from: labels, or logits/probabilities (their argmax is taken)."""
+    wire: str = "float32"
+    """How the obfuscated tensors travel: float32, float16 or uint8 (the batch's range, 256 levels)."""
+    batch_size: int = 64
+    """Images per request."""
+    concurrency: int = 1
+    """Requests in flight at once."""
+    n: int | None = None
+    """Send the first N test images (default: all)."""
+    token: str | None = None
+    """Bearer token the server asks for (default: $OBFAUDIT_TOKEN)."""
+    timeout: float = 30.0
+    """Seconds to wait for one answer."""
+    data: str = "colored-mnist"
+    """colored-mnist, or a folder DIR with DIR/test/<class>/* images and DIR/attributes.csv."""
+    attributes: Path | None = None
+    """The attributes CSV of a data folder (default: DIR/attributes.csv)."""
+    attribute: str | None = None
+    """The sensitive attribute whose labels the record keeps (default: colour, else the CSV's first)."""
+    size: int | None = None
+    """Resize a folder's images to SIZE x SIZE."""
+    data_root: Path | None = None
+    """For MNIST data: a directory with full MNIST instead of the embedded subset."""
+    seed: int = 0
+    """Seeds the split when the ObfNet does not say which (an ONNX file without obfaudit's metadata)."""
+    device: str = "cpu"
+    """Where the PyTorch ObfNet runs: cpu, cuda, cuda:N or auto."""
+    out: Path = Path("edge")
+    """Directory for the run record (edge.json): the summary and what was sent, with its labels."""
+    progress: bool = False
+    """Show a progress bar (the CLI sets it on a terminal)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportJob:
+    """Settings of ``obfaudit export``."""
+
+    obfnet: Path
+    """The saved ObfNet (X, X.safetensors or X.json)."""
+    onnx: Path
+    """Where to write the ONNX graph."""
+    check_images: int = 256
+    """Random images in [0, 1] the parity check runs through both."""
+    tolerance: float = 1e-4
+    """Largest |ONNX - PyTorch| accepted."""
+    timing_runs: int = 300
+    """Single-image runs timed per runtime."""
+    seed: int = 0
+    """Seeds the parity check's images."""

@@ -1,0 +1,401 @@
+"""One audit, prepared in one place: the data and proxies, the attacks' settings, the
+baselines, the controls, the judge and the result rows.
+
+``obfaudit audit`` (on data or on captured traffic) and the reproduction's audit and
+control stages all build their audits here, so an audit means the same thing wherever it
+runs: the same training budgets, the same control transforms drawn with the same seeds,
+the same baselines beside the scores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from obfaudit._io import check_fits_in_memory, resolve_device
+from obfaudit.attacks.audit import (
+    AuditConfig,
+    AuditResult,
+    SubjectAudit,
+    audit_transform,
+    available_needs,
+    differentiable,
+)
+from obfaudit.attacks.judge import train_attribute_judge
+from obfaudit.attacks.metrics import chance_level, compromise_threshold
+from obfaudit.attacks.registry import attack_class, attack_names
+from obfaudit.data import ImageSet, ProxySet, load_proxy, proxy_names, proxy_spec
+from obfaudit.errors import ObfauditError
+from obfaudit.records import Experiment
+from obfaudit.threat import GRADIENTS, PARTIES, Need, Output, Party
+from obfaudit.train_config import TrainConfig
+from obfaudit.transforms import CONTROLS, CheckedTransform, Transform, to_device
+
+#: The random-weights control draws its weights from its own stream, apart from the data's.
+RANDOM_WEIGHTS_SEED_OFFSET = 7919
+
+
+# ----------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class AttackBudget:
+    """How hard the attack networks train (the same budget for every attack of an audit)."""
+
+    epochs: int = 15
+    """Epochs of the networks trained on the training split."""
+    patience: int | None = 2
+    """Early stopping on a 10% hold-out of their data (None or 0: every epoch, all the data)."""
+    proxy_epochs: int | None = None
+    """Epochs of the networks trained on proxies (30,000 images each); None: a third, at least 1."""
+    proxy_patience: int | None = 1
+    precision: str = "bf16"
+
+    def train_configs(
+        self, *, seed: int, device: str, progress: bool = False
+    ) -> tuple[TrainConfig, TrainConfig]:
+        """(training on the training split, training on proxies)."""
+
+        def config(epochs: int, patience: int | None) -> TrainConfig:
+            return TrainConfig(
+                epochs=epochs,
+                seed=seed,
+                device=device,
+                precision=self.precision,
+                patience=patience,
+                val_fraction=0.1 if patience else 0.0,
+                progress=progress,
+            )
+
+        proxy_epochs = self.proxy_epochs if self.proxy_epochs is not None else max(1, self.epochs // 3)
+        return config(self.epochs, self.patience), config(proxy_epochs, self.proxy_patience)
+
+
+def audit_config(
+    attacks: tuple[str, ...],
+    *,
+    attribute: str,
+    task: str,
+    budget: AttackBudget,
+    seed: int,
+    device: str,
+    tsne_points: int,
+    tsne_backend: str = "opentsne",
+    repeats: int = 1,
+    progress: bool = False,
+) -> AuditConfig:
+    """The settings of an audit's attacks, from the budget every audit shares."""
+    train, proxy_train = budget.train_configs(seed=seed, device=device, progress=progress)
+    return AuditConfig(
+        attacks=attacks,
+        attribute=attribute,
+        task=task,
+        train=train,
+        proxy_train=proxy_train,
+        tsne_points=tsne_points,
+        tsne_backend=tsne_backend,
+        seed=seed,
+        device=device,
+        repeats=repeats,
+    )
+
+
+def config_settings(config: AuditConfig) -> dict:
+    """The settings of ``config`` that decide its scores (for stage keys and records)."""
+    return {
+        "attacks": list(config.attacks),
+        "attribute": config.attribute,
+        "train": config.train.to_dict(),
+        "proxy_train": config.proxy_train.to_dict(),
+        "tsne_points": config.tsne_points,
+        "perplexity": config.perplexity,
+    }
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def make_proxies(
+    wanted: Iterable[str] | None,
+    *,
+    attribute: str,
+    test: ImageSet,
+    seed: int,
+    n: int | None = None,
+    private: str | Path | None = None,
+) -> dict[str, ProxySet]:
+    """The adversary's own data: generated proxies by name (``noisy``, ``path``: each seeded apart
+    from the data, seed + 1 + its place) or folders of its own images. ``wanted`` None: every
+    generated proxy of the attribute, when the data has its shape."""
+    from obfaudit.data.attributes import load_proxy_folder
+
+    generated = proxy_names(attribute)
+    if wanted is None:
+        wanted = generated if all(proxy_spec(p).shape == test.shape for p in generated) else ()
+    out: dict[str, ProxySet] = {}
+    for i, name in enumerate(wanted):
+        if name in proxy_names():
+            spec = proxy_spec(name)
+            if spec.attribute != attribute or spec.shape != test.shape:
+                c, h, w = spec.shape
+                raise ObfauditError(
+                    f"--proxy {name} makes {h}x{w} images for the {spec.attribute} attribute; give a folder"
+                )
+            count = spec.default_n if n is None else n
+            check_fits_in_memory(proxy_bytes(count, spec.shape), f"--n-proxy {count}")
+            # the data's own order of the attribute's values (a folder's is alphabetical)
+            out[name] = load_proxy(name, seed=seed + 1 + i, n=count).relabel(
+                attribute, test.classes[attribute]
+            )
+        else:
+            out["folder"] = load_proxy_folder(
+                name, attribute=attribute, classes=test.classes[attribute], shape=test.shape, private=private
+            )
+    return out
+
+
+def proxy_bytes(n: int, shape: tuple[int, int, int] = (3, 28, 28), copies: int = 3) -> int:
+    """Memory of ``n`` generated proxy images counted as float32 ``copies`` times (the images,
+    their transform, a training copy): an upper bound, the images are bytes."""
+    c, h, w = shape
+    return n * c * h * w * 4 * copies
+
+
+def fingerprint(*tensors: torch.Tensor | None, extra: object = None) -> str:
+    """A short hash of tensors' contents (and ``extra``'s text): what a cached result was made from."""
+    h = hashlib.blake2b(digest_size=12)
+    for t in tensors:
+        if t is not None:
+            t = t.detach().cpu().contiguous()
+            h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    if extra is not None:
+        h.update(repr(extra).encode())
+    return h.hexdigest()
+
+
+def data_fingerprint(data: ImageSet | None) -> str | None:
+    if data is None:
+        return None
+    return fingerprint(
+        data.x, *(data.labels[k] for k in sorted(data.labels)), extra=sorted(data.classes.items())
+    )
+
+
+# ----------------------------------------------------------------------------- baselines, controls
+
+
+@dataclass(frozen=True)
+class Baselines:
+    """What a guess of the attribute scores without looking, and the line a score must clear."""
+
+    attribute: str
+    classes: tuple[str, ...]
+    chance: float
+    majority_class: float
+    threshold: float
+
+    def to_dict(self) -> dict:
+        return {
+            "attribute": self.attribute,
+            "classes": list(self.classes),
+            "chance": self.chance,
+            "majority_class": self.majority_class,
+            "threshold": self.threshold,
+        }
+
+
+def baselines(test: ImageSet, attribute: str) -> Baselines:
+    """Chance, the majority class and the compromise line of ``attribute`` on ``test``."""
+    y = test.labels[attribute]
+    k = len(test.classes[attribute])
+    return Baselines(
+        attribute=attribute,
+        classes=tuple(test.classes[attribute]),
+        chance=chance_level(k),
+        majority_class=float(torch.bincount(y, minlength=k).max()) / len(y),
+        threshold=compromise_threshold(k),
+    )
+
+
+def random_weights(arch: str, kwargs: Mapping, seed: int) -> nn.Module:
+    """The same architecture as a trained obfuscator, with random weights: what training added."""
+    from obfaudit.models import create_model
+
+    torch.manual_seed(seed + RANDOM_WEIGHTS_SEED_OFFSET)
+    return create_model(arch, **dict(kwargs))
+
+
+def control_transforms(
+    *, seed: int, random: Mapping[str, tuple[str, Mapping]] | None = None, skip: Iterable[str] = ()
+) -> dict[str, Callable[[], Transform]]:
+    """The controls audited beside a subject, each made when called: identity (sends the image),
+    null (sends zeros) and, for each ``name -> (arch, kwargs)`` of ``random``, that architecture
+    with random weights."""
+    skipped = set(skip)
+    out: dict[str, Callable[[], Transform]] = {n: make for n, make in CONTROLS.items() if n not in skipped}
+    for name, (arch, kwargs) in (random or {}).items():
+        out[name] = lambda arch=arch, kwargs=kwargs: random_weights(arch, kwargs, seed)
+    return out
+
+
+# ----------------------------------------------------------------------------- the audit
+
+
+@dataclass
+class PreparedAudit:
+    """Everything an audit of one dataset and attribute needs, built once.
+
+    ``traffic`` (captured tensors of ``test``'s images, row for row) and ``parties`` (who saw
+    them) describe an audit of captured traffic; an audit of a transform has neither.
+    """
+
+    train: ImageSet | None
+    test: ImageSet
+    attribute: str
+    task: str
+    proxies: dict[str, ProxySet]
+    config: AuditConfig
+    infnet: nn.Module | None = None
+    traffic: torch.Tensor | None = None
+    parties: tuple[Party, ...] = PARTIES
+    _judge: nn.Module | None = field(default=None, init=False, repr=False)
+
+    @property
+    def baselines(self) -> Baselines:
+        return baselines(self.test, self.attribute)
+
+    @property
+    def needs_judge(self) -> bool:
+        """An attribute judge reads reconstructions: trained only when an image attack runs."""
+        return self.attribute in self.test.labels and any(
+            attack_class(a).output is Output.IMAGE for a in self.config.attacks
+        )
+
+    def train_judge(self) -> nn.Module:
+        """An attribute classifier trained on the clean training images (the server's knowledge):
+        what it reads from a reconstruction is what the reconstruction reveals."""
+        if self.train is None:
+            raise ObfauditError("an attribute judge trains on the training images, and this audit has none")
+        return train_attribute_judge(self.train, self.attribute, self.config.train)
+
+    def judge(self) -> nn.Module | None:
+        """The judge, trained once when an image attack needs it; else None."""
+        if self._judge is None and self.needs_judge and self.train is not None:
+            self._judge = self.train_judge()
+        return self._judge
+
+    def available(self, transform: Transform) -> set[Need]:
+        """What this audit offers attacks on ``transform`` (whether gradients flow through it is
+        tried on two test images)."""
+        device = str(resolve_device(self.config.device))
+        checked = CheckedTransform(to_device(transform, device), "transform")
+        grads = differentiable(checked, self.test.x[:2].to(device))
+        return available_needs(self.train, self.test, self.proxies, self.attribute, gradients=grads)
+
+    def choose_attacks(
+        self, requested: tuple[str, ...] | None, available: set[Need], name: str
+    ) -> tuple[str, ...]:
+        """The attacks to run: those asked for (of a party that saw the data), else every registered
+        one whose needs this audit meets. Refused before any training when none could give a verdict."""
+        for a in requested or ():
+            party = attack_class(a).party
+            if party not in self.parties:
+                raise ObfauditError(
+                    f"--attack {a} is a {party} attack; this capture is seen by {', '.join(self.parties)}"
+                )
+        attacks = requested or tuple(
+            a
+            for a in attack_names()
+            if not attack_class(a).unmet(available) and attack_class(a).party in self.parties
+        )
+        unmet = {a: attack_class(a).unmet(available) for a in attacks}
+        if all(unmet.values()):
+            why = (
+                "; ".join(f"{a}: needs {', '.join(map(str, u))}" for a, u in unmet.items())
+                or "no attack applies"
+            )
+            raise ObfauditError(
+                f"no attack can run on {name} for {self.attribute!r}, so there is no verdict ({why})"
+            )
+        return attacks
+
+    def subject(
+        self, name: str, transform: Transform, *, judge: nn.Module | None = None, traffic: bool = False
+    ):
+        """The auditor of one transform on this data; ``traffic`` attacks the captured tensors."""
+        return SubjectAudit(
+            name,
+            transform,
+            train=self.train,
+            test=self.test,
+            proxies=self.proxies,
+            infnet=self.infnet,
+            attribute_judge=judge,
+            config=self.config,
+            traffic=self.traffic if traffic else None,
+        )
+
+    def audit(
+        self,
+        name: str,
+        transform: Transform,
+        *,
+        judge: nn.Module | None = None,
+        traffic: bool = False,
+        on_attack: Callable[[str], None] | None = None,
+        runs=None,
+    ) -> AuditResult:
+        """Every configured attack on one transform, in order."""
+        return audit_transform(
+            name,
+            transform,
+            train=self.train,
+            test=self.test,
+            proxies=self.proxies,
+            infnet=self.infnet,
+            attribute_judge=judge,
+            config=self.config,
+            traffic=self.traffic if traffic else None,
+            on_attack=on_attack,
+            runs=runs,
+        )
+
+    def rows(self, results: Mapping[str, AuditResult], *, subject: str, dataset: str) -> list[Experiment]:
+        """One result row per attack: the subject's as attacks, the others as controls."""
+        return [
+            Experiment.from_attack(
+                r,
+                id=f"{r.subject}/{r.attack}",
+                kind="attack" if r.subject == subject else "control",
+                dataset=dataset,
+                attribute=self.attribute,
+            )
+            for res in results.values()
+            for r in res.records
+        ]
+
+
+def needs_gradients(attacks: Iterable[str]) -> bool:
+    return any(GRADIENTS in attack_class(a).needs for a in attacks)
+
+
+__all__ = [
+    "AttackBudget",
+    "Baselines",
+    "PreparedAudit",
+    "audit_config",
+    "baselines",
+    "config_settings",
+    "control_transforms",
+    "data_fingerprint",
+    "fingerprint",
+    "make_proxies",
+    "proxy_bytes",
+    "random_weights",
+]

@@ -1,0 +1,593 @@
+"""``obfaudit audit``: any transform on any data and sensitive attribute, with intervals.
+
+The audit is prepared in :mod:`obfaudit.attacks.prepare` and runs as stages
+(:mod:`obfaudit.experiments.audit_plan`): one per attack on the subject and on each control,
+resumable, the controls and the judge kept in a cache shared by audits. From Python::
+
+    from obfaudit.commands.audit import AuditJob, audit
+
+    report = audit(AuditJob(transform=my_module, data="colored-mnist", out=Path("audit-mine")))
+    print(report.verdict, [(r.attack, r.party, r.metrics.interval()) for r in report.records])
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from obfaudit.commands._base import (
+    Command,
+    Interface,
+    OnProgress,
+    OutputPath,
+    Progress,
+    Result,
+    check_outputs,
+    json_option,
+    pick,
+    quiet,
+)
+from obfaudit.commands._options import add, attacks_listing
+from obfaudit.errors import ObfauditError
+from obfaudit.experiments.executors import executor_names
+
+if TYPE_CHECKING:
+    from obfaudit.attacks import AuditResult
+    from obfaudit.attacks.prepare import Baselines
+    from obfaudit.experiments.audit_plan import AuditPieces
+    from obfaudit.records import AttackRecord, Experiment
+    from obfaudit.threat import Verdict
+
+
+def default_cache() -> Path:
+    """Where audits keep what other audits can reuse: $OBFAUDIT_CACHE, else ~/.cache/obfaudit."""
+    import os
+
+    if os.environ.get("OBFAUDIT_CACHE"):
+        return Path(os.environ["OBFAUDIT_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "obfaudit"
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditJob:
+    """Settings of ``obfaudit audit``."""
+
+    transform: str | Callable
+    """The transform under audit: identity or null (controls), a .onnx file, a saved obfaudit model, or
+    MODULE:CALLABLE (from Python: the callable itself)."""
+    name: str | None = None
+    """The subject's name in the results (default: the model's file name, or the callable's name)."""
+    data: str | None = None
+    """colored-mnist (default, or the saved model's own dataset), or a folder DIR with DIR/train/<class>/* and
+    DIR/test/<class>/* images and DIR/attributes.csv."""
+    attributes: Path | None = None
+    """The attributes CSV of a data folder (default: DIR/attributes.csv): a path column relative to
+    DIR, one column per attribute."""
+    attribute: str | None = None
+    """The sensitive attribute (default: colour on Colored-MNIST, else the CSV's first attribute column)."""
+    size: int | None = None
+    """Resize a folder's images to SIZE x SIZE (default: the first training image's size)."""
+    proxy: tuple[str, ...] | None = None
+    """The adversary's own data: noisy and/or path (built in, for colour), or a folder DIR with an
+    attributes CSV (default: noisy path for colour, none otherwise)."""
+    attacks: tuple[str, ...] | None = None
+    """Registered attacks to run (default: every one whose needs the data meets)."""
+    repeats: int = 1
+    """Train each attack K times with seeds SEED..SEED+K-1 and report the spread."""
+    infnet: Path | None = None
+    """A clean InfNet of the task, the judge that reads the task from reconstructions."""
+    epochs: int = 15
+    """Epochs of the attack networks trained on the training split (proxy-trained: a third, at least 1)."""
+    n_train: int | None = None
+    """Use only the first N training images."""
+    n_test: int | None = None
+    """Use only the first N test images."""
+    n_proxy: int = 30_000
+    """Images the adversary generates per built-in proxy (noisy, path)."""
+    n_tsne: int = 1000
+    """Test images the t-SNE embeds."""
+    tsne_backend: str = "opentsne"
+    """t-SNE implementation: opentsne (the faster here) or sklearn."""
+    no_controls: bool = False
+    """Skip the controls (identity, null and, for a saved model, random weights)."""
+    traffic: Path | None = None
+    """A capture from 'obfaudit tap' (or 'serve --log'): attack the tensors it holds instead of transforming
+    the test images; the data and labels come from --edge-record."""
+    edge_record: Path | None = None
+    """The edge's run record (edge.json) of the captured traffic: which images were sent, and their labels."""
+    executor: str = "serial"
+    """serial (here, one stage after another) or ray (stages as Ray tasks, several at once;
+    pip install 'obfaudit[ray]')."""
+    address: str | None = None
+    """With --executor ray: the cluster to join, auto or HOST:PORT (default: start Ray on this machine's
+    cores)."""
+    seed: int = 0
+    """Seeds the split, the proxies, every attack network and the bootstrap."""
+    device: str = "cpu"
+    """cpu, cuda, cuda:N or auto: where the transform, the attacks and the judges run."""
+    data_root: Path | None = None
+    """For MNIST data: a directory with full MNIST (MNIST/raw/*-ubyte) instead of the embedded subset."""
+    download: bool = False
+    """Download full MNIST into --data-root when it is missing (needs a network)."""
+    out: Path = Path("audit")
+    """Directory for the results (JSON, CSV), the figures and report.html; rerunning into it resumes."""
+    cache: Path | None = None
+    """Where the controls and the judge are kept for other audits of the same data and settings
+    (default: $OBFAUDIT_CACHE, else ~/.cache/obfaudit)."""
+    progress: bool = False
+    """Show progress bars (the CLI sets it on a terminal)."""
+
+    def cache_dir(self) -> Path:
+        return Path(self.cache) if self.cache is not None else default_cache()
+
+    def settings(self) -> dict:
+        """The job as plain values (a callable by its name), for results.json."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if callable(v) and not isinstance(v, str | Path):
+                v = f"{getattr(v, '__module__', '?')}:{getattr(v, '__qualname__', type(v).__name__)}"
+            out[f.name] = str(v) if isinstance(v, Path) else v
+        return out
+
+
+# ----------------------------------------------------------------------------- preparation
+
+
+@dataclass
+class PreparedJob:
+    """An audit job resolved: the pieces to plan, and what the results say about where they came from."""
+
+    pieces: AuditPieces
+    subject: Any
+    """The loaded transform (:class:`obfaudit.transforms.LoadedTransform`)."""
+    split_seed: int
+    dataset: str
+    traffic: dict | None = None
+    """What a capture held (audits of traffic)."""
+
+
+def _subject(job: AuditJob, device: str):
+    from obfaudit.transforms import LoadedTransform, resolve_source
+
+    if isinstance(job.transform, str):
+        loaded = resolve_source(job.transform, device=device)
+    elif callable(job.transform):
+        name = getattr(job.transform, "__name__", None) or type(job.transform).__name__
+        loaded = LoadedTransform(name, job.transform, "python")
+    else:
+        raise ObfauditError(f"transform {job.transform!r}: give a callable or a source string")
+    if job.name:
+        loaded.name = job.name
+    return loaded
+
+
+def _fingerprint(subject, test, seed: int, device: str) -> str:
+    """What the subject is: a saved model's hash, an ONNX file's, or its outputs on probe images."""
+    import hashlib
+
+    import torch
+
+    from obfaudit.attacks.prepare import fingerprint
+    from obfaudit.transforms import CONTROLS, CheckedTransform, to_device
+    from obfaudit.transforms.onnx import OnnxTransform
+
+    if subject.source in CONTROLS and subject.name == subject.source:
+        return f"control:{subject.source}"
+    if subject.info.get("sha256"):
+        return f"model:{subject.info['sha256']}"
+    transform = subject.transform
+    if isinstance(transform, OnnxTransform):
+        return f"onnx:{hashlib.sha256(transform.path.read_bytes()).hexdigest()}"
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        z = CheckedTransform(to_device(transform, device), subject.name)(test.x[:8].to(device))
+    return f"callable:{subject.source}:{fingerprint(torch.as_tensor(z))}"
+
+
+def prepare(job: AuditJob) -> PreparedJob:
+    """Load the data (or the capture), the transform, the proxies and the InfNet; choose the attacks;
+    list the subjects (the transform, then its controls)."""
+    from obfaudit._io import resolve_device
+    from obfaudit.attacks import attack_class
+    from obfaudit.attacks.prepare import (
+        AttackBudget,
+        PreparedAudit,
+        audit_config,
+        control_transforms,
+        make_proxies,
+    )
+    from obfaudit.data import dataset_names
+    from obfaudit.data.select import load_task_data
+    from obfaudit.experiments.audit_plan import AuditPieces, AuditSubject
+    from obfaudit.experiments.steps import check_model_fits
+    from obfaudit.models import Role, load_model
+    from obfaudit.threat import PARTIES, Party
+    from obfaudit.transforms import CheckedTransform
+    from obfaudit.transforms.onnx import OnnxTransform
+
+    device = str(resolve_device(job.device))
+    for name in job.attacks or ():
+        attack_class(name)
+    subject = _subject(job, device)
+    # A saved model's own split: another seed would put its training images in the test split.
+    split_seed = subject.info.get("seed", job.seed) if subject.info else job.seed
+    view = None
+    if job.traffic or job.edge_record:
+        if not (job.traffic and job.edge_record):
+            raise ObfauditError(
+                "--traffic and --edge-record go together: the capture and the edge's record of it"
+            )
+        from obfaudit.serve.traffic import captured_view
+
+        view = captured_view(job.traffic, job.edge_record, n_train=job.n_train)
+        train, test, attribute, task = view.train, view.test, view.attribute, view.task
+        split_seed = view.about["split_seed"]
+        dataset = view.about.get("dataset") or test.source
+    else:
+        own = subject.dataset if subject.dataset in dataset_names() else None
+        dataset = job.data or own or "colored-mnist"
+        train, test, attribute, task = load_task_data(
+            dataset,
+            seed=split_seed,
+            data_root=job.data_root,
+            attributes=job.attributes,
+            size=job.size,
+            attribute=job.attribute,
+            n_train=job.n_train,
+            n_test=job.n_test,
+            download=job.download,
+        )
+        dataset = test.source
+    if isinstance(subject.transform, OnnxTransform):
+        subject.transform.check_input(test.shape)
+    if subject.info:
+        check_model_fits(subject.info, test, what=f"--transform {job.transform}")
+    needs_proxies = job.attacks is None or any(
+        any(n.kind == "proxy" for n in attack_class(a).needs) for a in job.attacks
+    )
+    registered = dataset in dataset_names()
+    proxies = (
+        make_proxies(
+            job.proxy,
+            attribute=attribute,
+            test=test,
+            seed=job.seed,
+            n=job.n_proxy,
+            private=None if registered else job.data,
+        )
+        if needs_proxies
+        else {}
+    )
+    infnet = None
+    if job.infnet:
+        infnet, info = load_model(job.infnet, device=device, role=Role.INFNET)
+        check_model_fits(info, test, what=f"--infnet {job.infnet}")
+    parties = tuple(Party(p) for p in view.about["parties"]) if view is not None else PARTIES
+    budget = AttackBudget(epochs=job.epochs, patience=2, proxy_patience=1)
+
+    def configured(attacks: tuple[str, ...]) -> PreparedAudit:
+        config = audit_config(
+            attacks,
+            attribute=attribute,
+            task=task,
+            budget=budget,
+            seed=job.seed,
+            device=device,
+            tsne_points=min(job.n_tsne, len(test)),
+            tsne_backend=job.tsne_backend,
+            repeats=job.repeats,
+            progress=job.progress,
+        )
+        traffic = view.traffic if view is not None else None
+        return PreparedAudit(train, test, attribute, task, proxies, config, infnet, traffic, parties)
+
+    prepared = configured(())
+    available = prepared.available(subject.transform)
+    if view is not None:
+        z = CheckedTransform(subject.transform, subject.name)(test.x[:2].to(device))
+        if tuple(z.shape[1:]) != tuple(view.traffic.shape[1:]):
+            raise ObfauditError(
+                f"--transform {job.transform} sends {tuple(z.shape[1:])}, the capture holds "
+                f"{tuple(view.traffic.shape[1:])}: not the transform of this traffic"
+            )
+    prepared = configured(prepared.choose_attacks(job.attacks, available, subject.name))
+    fingerprint = _fingerprint(subject, test, job.seed, device)
+    if view is not None:
+        from obfaudit.attacks.prepare import fingerprint as hash_of
+
+        fingerprint += f":traffic:{hash_of(view.traffic)}"
+    subjects = [
+        AuditSubject(subject.name, lambda t=subject.transform: t, fingerprint, traffic=view is not None)
+    ]
+    if not job.no_controls and view is None:  # captured traffic has no controls: they were never sent
+        random = (
+            {"random-weights": (subject.info["arch"], subject.info.get("kwargs", {}))} if subject.info else {}
+        )
+        for name, make in control_transforms(seed=job.seed, random=random, skip={subject.name}).items():
+            recipe = (
+                f"control:{name}" if name in ("identity", "null") else f"random:{random[name]}:{job.seed}"
+            )
+            subjects.append(AuditSubject(name, make, recipe, shared=True))
+    return PreparedJob(
+        AuditPieces(prepared, subjects),
+        subject,
+        split_seed,
+        dataset,
+        view.about if view is not None else None,
+    )
+
+
+def _pieces(job: AuditJob) -> AuditPieces:
+    """The pieces of ``job`` (what a Ray worker makes for itself)."""
+    return prepare(job).pieces
+
+
+# ----------------------------------------------------------------------------- the result
+
+
+@dataclass
+class AuditReport(Result):
+    """An audit's verdicts and scores; :meth:`write_report` writes its files."""
+
+    subject: str
+    verdict: Verdict | None
+    verdicts: dict[str, Verdict | None]
+    baselines: Baselines
+    skipped: dict[str, dict[str, str]]
+    records: list[AttackRecord]
+    """The subject's attack records (the controls' are in :attr:`experiments`)."""
+    report: str | None = None
+    results: str | None = None
+    experiments: list[Experiment] = field(default_factory=list, repr=False)
+    document: dict = field(default_factory=dict, repr=False)
+    """results.json's content."""
+    main: AuditResult | None = field(default=None, repr=False)
+    """The subject's result with its figure arrays."""
+
+    def to_dict(self) -> dict:
+        from obfaudit._io import to_jsonable
+
+        return to_jsonable(
+            {
+                "subject": self.subject,
+                "verdict": self.verdict,
+                "verdicts": self.verdicts,
+                "baselines": self.baselines.to_dict(),
+                "skipped": self.skipped,
+                "records": [r.to_dict() for r in self.records],
+                "report": self.report,
+                "results": self.results,
+            }
+        )
+
+    def summary(self) -> str:
+        b = self.baselines
+        lines = [
+            f"{self.subject}: {self.verdict or 'no verdict'} on {b.attribute} "
+            f"(line {b.threshold:.0%}, chance {b.chance:.1%}, majority class {b.majority_class:.1%})"
+        ]
+        for rec in self.records:
+            m = rec.metrics
+            ci = m.interval()
+            score = ""
+            if m.feature_accuracy is not None:
+                score = f"F_a {m.feature_accuracy:.1%}" + (f" [{ci[0]:.1%}, {ci[1]:.1%}]" if ci else "")
+            if m.ssim is not None:
+                score += f"{'; ' if score else ''}SSIM {m.ssim:.3f}"
+            lines.append(f"  {rec.attack:<10} {rec.party:<12} {score:<32} {rec.verdict or '-'}")
+        for subject, skipped in self.skipped.items():
+            for attack, why in skipped.items():
+                lines.append(f"  {subject}: {attack} did not run ({why})")
+        for subject, verdict in self.verdicts.items():
+            if subject != self.subject:
+                lines.append(f"  control {subject}: {verdict or 'no verdict'}")
+        if self.report:
+            lines.append(f"report: {self.report}")
+        return "\n".join(lines)
+
+    def write_report(self, out: str | Path) -> Path:
+        """Write results.json, results.csv, the figures and report.html to ``out``; returns the page."""
+        from obfaudit._io import write_json
+        from obfaudit.records import write_csv
+        from obfaudit.report.audit import write_audit_report
+
+        out = Path(out)
+        check_outputs([OutputPath(out, "report directory")])
+        write_json(out / "results.json", self.document)
+        write_csv(out / "results.csv", self.experiments)
+        page = write_audit_report(out, self.document, self.experiments, self.main)
+        self.report, self.results = str(page), str(out / "results.json")
+        return page
+
+
+def _assemble(job: AuditJob, ready: PreparedJob, results: dict[str, AuditResult], out: Path) -> AuditReport:
+    from obfaudit._version import __version__
+    from obfaudit.threat import overall_verdict
+
+    pieces, subject = ready.pieces, ready.subject
+    prepared = pieces.prepared
+    main = results[subject.name]
+    if not main.records:
+        why = "; ".join(f"{a}: {w}" for a, w in main.skipped.items())
+        raise ObfauditError(f"no attack could run on {subject.name}, so there is no verdict ({why})")
+    exps = prepared.rows(results, subject=subject.name, dataset=ready.dataset)
+    test, train = prepared.test, prepared.train
+    baselines = prepared.baselines
+    settings = {
+        **job.settings(),
+        "data_root": str(Path(job.data_root).resolve()) if job.data_root else None,
+        "out": str(out.resolve()),
+        "cache": str(job.cache_dir().resolve()),
+        "split_seed": ready.split_seed,
+        "attacks": list(prepared.config.attacks),
+        "command": sys.argv,
+        "obfaudit": __version__,
+    }
+    verdicts = {n: r.verdict for n, r in results.items()}
+    skipped = {n: r.skipped for n, r in results.items() if r.skipped}
+    document = {
+        "obfaudit_audit": 1,
+        "subject": subject.name,
+        "source": subject.source,
+        "dataset": {
+            "name": ready.dataset,
+            "train": len(train) if train is not None else 0,
+            "test": len(test),
+            "shape": list(test.shape),
+            "task": prepared.task,
+        },
+        "baselines": baselines.to_dict(),
+        "verdicts": verdicts,
+        "verdict": overall_verdict([r.verdict for r in main.records]),
+        "skipped": skipped,
+        "settings": settings,
+        "experiments": [e.to_dict() for e in exps],
+    }
+    if ready.traffic is not None:
+        document["traffic"] = ready.traffic
+    return AuditReport(
+        subject=subject.name,
+        verdict=document["verdict"],
+        verdicts=verdicts,
+        baselines=baselines,
+        skipped=skipped,
+        records=main.records,
+        experiments=exps,
+        document=document,
+        main=main,
+    )
+
+
+def audit(job: AuditJob, *, on_progress: OnProgress = quiet) -> AuditReport:
+    """Audit one transform on one dataset and sensitive attribute: every applicable attack (or those
+    asked for) under its party, the baselines and the controls; resumable into ``job.out``, whose
+    results.json, results.csv, figures and report.html it writes.
+
+    Args:
+        job: the audit's settings.
+        on_progress: receives a :class:`Progress` as each stage starts and ends.
+    """
+    from obfaudit._io import RunLock
+    from obfaudit.experiments.audit_plan import AuditContext, collect_audit, plan_audit
+    from obfaudit.experiments.executors import make_executor
+    from obfaudit.experiments.stages import StageEvent
+
+    executor = make_executor(job.executor, address=job.address)
+    out, cache = Path(job.out), job.cache_dir()
+    check_outputs([OutputPath(out, "--out"), OutputPath(cache, "--cache")])
+    with RunLock(out):
+        ready = prepare(job)
+        ctx = AuditContext(prepare=partial(_pieces, job), out=out, progress=job.progress)
+        ctx._pieces = ready.pieces
+        stages = plan_audit(ready.pieces, cache=cache, gpu=str(job.device).startswith("cuda"))
+        about = {s.name: s.about for s in stages}
+
+        def report(event: StageEvent) -> None:
+            a = about[event.stage]
+            what = (
+                f"{a['subject']}: {a['attack']}"
+                if "attack" in a
+                else f"the {a['kind']} of {a.get('attribute')}"
+            )
+            state = {
+                "running": "started",
+                "done": f"done in {event.seconds:.1f} s",
+                "skipped": "kept from an earlier run",
+            }[event.state]
+            if event.state != "running" or event.running:
+                on_progress(
+                    Progress(f"[{event.done}/{event.total}] {what}: {state}", event.done, event.total)
+                )
+
+        records = executor.run(stages, ctx, on_event=report)
+        results = collect_audit(stages, records, out, [s.name for s in ready.pieces.subjects])
+        result = _assemble(job, ready, results, out)
+        result.write_report(out)
+    return result
+
+
+# ----------------------------------------------------------------------------- the command
+
+
+AUDIT_OPTIONS = [
+    "transform",
+    "data",
+    "attributes",
+    "attribute",
+    "size",
+    "proxy",
+    "attacks",
+    "repeats",
+    "infnet",
+    "epochs",
+    "traffic",
+    "edge_record",
+]
+RUN_OPTIONS = [
+    "n_train",
+    "n_test",
+    "n_proxy",
+    "n_tsne",
+    "tsne_backend",
+    "no_controls",
+    "executor",
+    "address",
+    "seed",
+    "device",
+    "data_root",
+    "download",
+    "cache",
+    "out",
+]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add(
+        p,
+        AuditJob,
+        AUDIT_OPTIONS,
+        transform={"required": True, "metavar": "SRC", "type": str},
+        data={"metavar": "colored-mnist|DIR"},
+        proxy={"metavar": "noisy|path|DIR"},
+        traffic={"metavar": "CAPTURE"},
+        edge_record={"metavar": "EDGE_JSON"},
+    )
+    add(
+        p,
+        AuditJob,
+        RUN_OPTIONS,
+        executor={"choices": executor_names()},
+        address={"metavar": "auto|HOST:PORT"},
+        out={"required": True},
+    )
+    json_option(p)
+
+
+def _describe() -> str:
+    return (
+        "Audit one transform (a control, an ONNX file, a saved model or MODULE:CALLABLE) on Colored-MNIST or "
+        "your own image folder and sensitive attribute: every applicable registered attack under its party, "
+        "95% bootstrap intervals, three-way verdicts, the chance and majority baselines, and the identity, "
+        "null and random-weights controls. Writes results.json/csv, figures and report.html; rerunning "
+        f"into the same --out resumes. Attacks: {attacks_listing()}."
+    )
+
+
+def run(args: argparse.Namespace, ui: Interface) -> Result:
+    return audit(pick(args, AuditJob, progress=ui.progress_bars), on_progress=ui.on_progress)
+
+
+COMMAND = Command(
+    "audit",
+    "audit any transform on your data and sensitive attribute, with intervals",
+    _describe,
+    add_arguments,
+    run,
+)

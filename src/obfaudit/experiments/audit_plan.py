@@ -1,0 +1,278 @@
+"""An audit as stages: one per attack on each subject, resumable through the stage cache.
+
+``obfaudit audit`` runs its attacks as the reproduction runs its sweep: each (subject,
+attack) is a stage whose key hashes what decides its scores (the data's and the subject's
+fingerprints, the attack, the settings, the judge it reads), and whose record is written
+the moment it finishes. A killed audit resumes with the attacks it had finished; the
+controls and the judge depend only on the data and the settings, so they live in a cache
+shared by audits (``--cache``) and a second audit of another transform on the same data
+reuses them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+from safetensors.torch import load_file
+from safetensors.torch import save as save_safetensors
+
+from obfaudit._io import atomic_write_bytes
+from obfaudit.attacks import AuditResult, SubjectAudit, attack_class
+from obfaudit.attacks.prepare import (
+    PreparedAudit,
+    config_settings,
+    data_fingerprint,
+    fingerprint,
+    needs_gradients,
+)
+from obfaudit.errors import ObfauditError
+from obfaudit.experiments.stages import Resources, Stage, settings_hash
+from obfaudit.models import load_model, save_model
+from obfaudit.records import AttackRecord
+from obfaudit.threat import NeedKind, Output, Party
+from obfaudit.train import predict
+from obfaudit.transforms import Transform
+
+
+@dataclass
+class AuditSubject:
+    """A transform an audit attacks: the one under audit, or a control beside it."""
+
+    name: str
+    make: Callable[[], Transform]
+    """Makes the transform (called when its first stage runs, in the process that runs it)."""
+    fingerprint: str
+    """What it is: a saved model's hash, a control's recipe, or its outputs on probe images."""
+    shared: bool = False
+    """A control: its stages live in the shared cache, for other audits of the same data."""
+    traffic: bool = False
+    """Attack the captured traffic instead of transforming the test images."""
+
+
+@dataclass
+class AuditPieces:
+    """An audit ready to plan: the prepared data and settings, and the subjects in order (the
+    one under audit first)."""
+
+    prepared: PreparedAudit
+    subjects: list[AuditSubject]
+
+
+@dataclass(kw_only=True)
+class AuditContext:
+    """What the stages of one audit share. ``prepare`` makes the pieces (in a Ray worker too,
+    where the context arrives pickled without them)."""
+
+    prepare: Callable[[], AuditPieces]
+    out: Path
+    progress: bool = False
+    _pieces: AuditPieces | None = field(default=None, repr=False)
+    _auditor: tuple[str, str | None, SubjectAudit] | None = field(default=None, repr=False)
+
+    def cache_id(self) -> str:
+        return f"audit:{self.out.resolve()}"
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_pieces": None, "_auditor": None}
+
+    @property
+    def pieces(self) -> AuditPieces:
+        if self._pieces is None:
+            self._pieces = self.prepare()
+        return self._pieces
+
+    def subject(self, name: str) -> AuditSubject:
+        return next(s for s in self.pieces.subjects if s.name == name)
+
+    def auditor(self, name: str, judge: dict | None) -> SubjectAudit:
+        """The auditor of subject ``name`` (kept for its next attack: the knowledge its parties
+        observed is shared by their attacks; one subject at a time, to bound memory)."""
+        sha = judge["result"]["sha256"] if judge else None
+        if self._auditor is None or self._auditor[:2] != (name, sha):
+            self._auditor = None  # free the previous subject's views first
+            subject = self.subject(name)
+            judge_model = _load_judge(judge, self.pieces.prepared.config.device) if judge else None
+            prepared = self.pieces.prepared
+            audit = prepared.subject(name, subject.make(), judge=judge_model, traffic=subject.traffic)
+            audit.available(gradients=needs_gradients(prepared.config.attacks))
+            self._auditor = (name, sha, audit)
+        return self._auditor[2]
+
+
+def _load_judge(record: dict, device: str):
+    return load_model(Path(record["result"]["store"]) / record["result"]["model"], device=device)[0]
+
+
+def _judge_ok(store: Path, ctx: AuditContext, record: dict) -> bool:
+    try:
+        _, info = load_model(store / record["result"]["model"])
+        return info["sha256"] == record["result"]["sha256"]
+    except (ObfauditError, KeyError, TypeError):
+        return False
+
+
+def _artifacts_ok(ctx: AuditContext, record: dict) -> bool:
+    path = record["result"].get("artifacts")
+    if not path:
+        return True
+    try:
+        load_file(str(ctx.out / path))
+        return True
+    except Exception:  # noqa: BLE001 - unreadable arrays: recompute the stage
+        return False
+
+
+def run_judge(ctx: AuditContext, stage: Stage, inputs: Mapping[str, dict]) -> dict:
+    """Train the attribute judge on the clean training images; keep it in the stage's store."""
+    prepared = ctx.pieces.prepared
+    judge = prepared.train_judge()
+    test = prepared.test
+    read = predict(judge, test.x, device=prepared.config.device).argmax(1).cpu()
+    acc = float((read == test.labels[prepared.attribute]).float().mean())
+    store = stage.store or ctx.out
+    weights = save_model(judge.cpu(), store / "models" / stage.name, metrics={"clean_test_acc": acc})
+    info = load_model(weights)[1]
+    return {
+        "model": str(weights.relative_to(store)),
+        "store": str(store),
+        "sha256": info["sha256"],
+        "clean_test_acc": acc,
+    }
+
+
+def run_attack(ctx: AuditContext, stage: Stage, inputs: Mapping[str, dict]) -> dict:
+    """One attack on one subject; the subject under audit keeps its outputs for the figures."""
+    subject, attack = stage.about["subject"], stage.about["attack"]
+    auditor = ctx.auditor(subject, inputs.get("judge"))
+    record = auditor.run(attack)
+    out: dict = {
+        "subject": subject,
+        "attack": attack,
+        "record": record.to_dict() if record else None,
+        "skipped": auditor.result.skipped.get(attack),
+    }
+    if record is not None and stage.about.get("main"):
+        arts = auditor.result.artifacts
+        keep = {
+            k: v for k, v in arts.items() if k in ("originals", "transformed") or k.startswith(f"{attack}/")
+        }
+        path = ctx.out / "artifacts" / f"{stage.name}.safetensors"
+        tensors = {k: v.detach().cpu().contiguous() for k, v in sorted(keep.items())}
+        atomic_write_bytes(path, save_safetensors(tensors))
+        out["artifacts"] = str(path.relative_to(ctx.out))
+    return out
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "subject"
+
+
+def plan_audit(pieces: AuditPieces, *, cache: Path, gpu: bool = False) -> list[Stage]:
+    """The stages of an audit: the judge (when an image attack runs), then every attack on the
+    subject under audit, then on each control. Controls and the judge go to ``cache``.
+
+    Each attack stage's key holds only what its scores depend on (the test split always; the
+    training split for the server's attacks, the proxies for those that train on them, the
+    InfNet and the judge for reconstructions), so the controls of one audit serve another
+    that runs other attacks beside them.
+    """
+    prepared = pieces.prepared
+    config = prepared.config
+    test = {"test": data_fingerprint(prepared.test), "attribute": prepared.attribute, "task": prepared.task}
+    train = data_fingerprint(prepared.train)
+    proxies = {n: data_fingerprint(p) for n, p in sorted(prepared.proxies.items())}
+    settings = {k: v for k, v in config_settings(config).items() if k != "attacks"} | {
+        "seed": config.seed,
+        "repeats": config.repeats,
+        "tsne_backend": config.tsne_backend,
+        "samples": config.samples,
+    }
+    infnet = fingerprint(*prepared.infnet.state_dict().values()) if prepared.infnet is not None else None
+    resources = Resources(cpus=1, gpus=1 if gpu else 0)
+    stages: list[Stage] = []
+    judge: dict[str, str] = {}
+    if prepared.needs_judge and prepared.train is not None:
+        judge_settings = {"train": train, "attribute": prepared.attribute, "config": config.train.to_dict()}
+        name = f"judge-{settings_hash(judge_settings)[:12]}"
+        stages.append(
+            Stage(
+                name,
+                run_judge,
+                settings=judge_settings,
+                about={"kind": "judge", "attribute": prepared.attribute},
+                outputs=("model", "sha256"),
+                valid=partial(_judge_ok, cache),
+                resources=resources,
+                store=cache,
+            )
+        )
+        judge = {"judge": name}
+    for i, subject in enumerate(pieces.subjects):
+        for attack in config.attacks:
+            cls = attack_class(attack)
+            image = cls.output is Output.IMAGE
+            own = {**test, "settings": settings, "subject": subject.fingerprint, "attack": attack}
+            if cls.party is Party.SERVER:
+                own["train"] = train
+            if any(n.kind is NeedKind.PROXY for n in cls.needs):
+                own["proxies"] = proxies
+            if image:
+                own["infnet"] = infnet
+            shared = subject.shared
+            name = (
+                f"{_safe(subject.name)}-{_safe(attack)}-{settings_hash(own)[:12]}"
+                if shared
+                else f"attack-{_safe(attack)}"
+            )
+            stages.append(
+                Stage(
+                    name,
+                    run_attack,
+                    settings=own,
+                    inputs=judge if image else {},
+                    about={
+                        "kind": "attack" if i == 0 else "control",
+                        "subject": subject.name,
+                        "attack": attack,
+                        "main": i == 0,
+                    },
+                    outputs=("subject", "attack"),
+                    valid=_artifacts_ok,
+                    resources=resources,
+                    cost=6.0 if cls.slow else 1.0,
+                    store=cache if shared else None,
+                )
+            )
+    return stages
+
+
+def collect_audit(
+    stages: Sequence[Stage], records: Mapping[str, dict], out: Path, subjects: Sequence[str]
+) -> dict[str, AuditResult]:
+    """Each subject's result, rebuilt from its stages' records (the main one with its figure arrays)."""
+    results = {name: AuditResult(name) for name in subjects}
+    for stage in stages:
+        if stage.about.get("kind") not in ("attack", "control") or stage.name not in records:
+            continue
+        res = records[stage.name]["result"]
+        result = results[res["subject"]]
+        if res.get("record"):
+            result.records.append(AttackRecord.from_dict(res["record"]))
+        elif res.get("skipped"):
+            result.skipped[res["attack"]] = res["skipped"]
+        if res.get("artifacts"):
+            result.artifacts.update(load_file(str(out / res["artifacts"])))
+    return results
+
+
+__all__ = [
+    "AuditContext",
+    "AuditPieces",
+    "AuditSubject",
+    "collect_audit",
+    "plan_audit",
+]
