@@ -121,3 +121,34 @@ def image_folder(tmp_path: Path) -> Path:
                 arr = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
                 Image.fromarray(arr).save(d / f"img{i}.jpg")
     return root
+
+
+def tiny_preset():
+    """The smallest plan with every kind of stage: one ObfNet per dataset, two attacks, in seconds."""
+    from dataclasses import replace
+
+    from obfaudit.experiments.presets import get_preset
+
+    return replace(
+        get_preset("smoke"),
+        name="tiny",
+        bottlenecks=(8,),
+        mnist_bottlenecks=(8,),
+        archs=("mlp",),
+        attacks=("recnet", "colornet", "noisynet"),
+        tsne=(),
+        slow_on=(),
+        n_train=300,
+        n_test=120,
+        proxy_n=600,
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """An uninterrupted serial run of the tiny plan: its folder and summary (copy it to change it)."""
+    from obfaudit.experiments.context import RunSettings
+    from obfaudit.experiments.reproduce import reproduce
+
+    out = tmp_path_factory.mktemp("tiny") / "run"
+    return out, reproduce(RunSettings(preset="smoke", out=out), preset=tiny_preset())

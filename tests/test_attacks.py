@@ -125,6 +125,7 @@ def _by_attack(result):
     return {r.attack: {"metrics": r.metrics, "verdict": r.verdict, "party": r.party} for r in result.records}
 
 
+@pytest.mark.slow
 def test_identity_control_is_compromised(control_results):
     ident = _by_attack(control_results["identity"])
     assert ident["colornet"]["metrics"]["feature_accuracy"] > 0.9
@@ -141,6 +142,7 @@ def test_identity_control_is_compromised(control_results):
     }
 
 
+@pytest.mark.slow
 def test_null_control_leaks_nothing(control_results):
     null = _by_attack(control_results["null"])
     for name in ("colornet", "noisynet", "pathnet"):

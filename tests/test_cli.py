@@ -141,6 +141,7 @@ def test_attack_command(trained, cli, tmp_path, attacks, extra, figure):
     assert (tmp_path / figure).read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_attack_your_own_transform(cli, tmp_path):
     (tmp_path / "mytransform.py").write_text(
         textwrap.dedent("""

@@ -159,6 +159,7 @@ def test_train_obfnet_records_the_defence_in_the_sidecar(tmp_path):
     assert r.returncode == 1 and "--strength needs --defence" in r.stderr
 
 
+@pytest.mark.slow
 def test_a_defences_sweep_reports_its_frontier(tmp_path):
     from obfaudit.experiments.context import RunSettings
     from obfaudit.experiments.presets import get_preset

@@ -364,6 +364,7 @@ def _one_error(err: str) -> bool:
     )
 
 
+@pytest.mark.slow
 def test_edge_through_tap_to_server_then_audit_the_capture(models, tmp_path, capsys):
     sp, tp = free_port(), free_port()
     server = _start(
@@ -441,6 +442,7 @@ def test_edge_through_tap_to_server_then_audit_the_capture(models, tmp_path, cap
     assert code == 1 and "none of the" in err
 
 
+@pytest.mark.slow
 def test_server_killed_mid_run_stops_the_edge_with_one_line(models, tmp_path):
     port = free_port()
     server = _start("serve", "--infnet", models / "inf", "--port", port, port=port)

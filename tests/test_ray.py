@@ -15,26 +15,12 @@ ray = pytest.importorskip("ray")
 
 from obfaudit.errors import ObfauditError  # noqa: E402
 from obfaudit.experiments.context import RunContext, RunSettings  # noqa: E402
-from obfaudit.experiments.presets import get_preset  # noqa: E402
 from obfaudit.experiments.ray_executor import RayExecutor  # noqa: E402
 from obfaudit.experiments.reproduce import reproduce  # noqa: E402
 from obfaudit.experiments.stages import Stage  # noqa: E402
-from tests.conftest import run_cli  # noqa: E402
+from tests.conftest import run_cli, tiny_preset  # noqa: E402
 
-#: One ObfNet per dataset, two attacks: every kind of stage, in seconds.
-TINY = replace(
-    get_preset("smoke"),
-    name="tiny",
-    bottlenecks=(8,),
-    mnist_bottlenecks=(8,),
-    archs=("mlp",),
-    attacks=("colornet", "noisynet"),
-    tsne=(),
-    slow_on=(),
-    n_train=300,
-    n_test=120,
-    proxy_n=600,
-)
+TINY = tiny_preset()
 
 
 @pytest.fixture(scope="module")
@@ -50,12 +36,13 @@ def _metrics(run: Path) -> dict:
     return {e["id"]: (e.get("verdict"), e["metrics"]) for e in exps}
 
 
-def test_ray_gives_the_serial_records_and_either_resumes_the_other(local_ray, tmp_path):
-    serial = reproduce(RunSettings(out=tmp_path / "serial"), preset=TINY)
+@pytest.mark.slow
+def test_ray_gives_the_serial_records_and_either_resumes_the_other(local_ray, tiny_run, tmp_path):
+    serial_dir, serial = tiny_run
     events = []
     ran = reproduce(RunSettings(out=tmp_path / "ray", executor="ray"), preset=TINY, log=events.append)
     assert sorted(ran["stages_run"]) == sorted(serial["stages_run"])
-    a, b = _metrics(tmp_path / "serial"), _metrics(tmp_path / "ray")
+    a, b = _metrics(serial_dir), _metrics(tmp_path / "ray")
     assert a.keys() == b.keys()
     for key, (verdict, m) in a.items():
         assert b[key][0] == verdict, key
@@ -115,6 +102,7 @@ def test_cli_refuses_an_address_without_ray_and_a_missing_ray_is_one_line(tmp_pa
     assert r.stderr.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_audit_repeats_on_ray_equal_the_serial_audit(local_ray, tmp_path):
     from obfaudit.commands.audit import AuditJob, audit
 

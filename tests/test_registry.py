@@ -65,6 +65,7 @@ def test_registry_refuses_malformed_attacks():
     assert "broken" not in attack_names() and "greedy" not in attack_names()
 
 
+@pytest.mark.slow
 def test_toy_attack_flows_through_results_and_report(toy, tmp_path):
     assert attack_names()[-1] == "toy"
     preset = get_preset(
@@ -92,11 +93,12 @@ def test_toy_attack_flows_through_results_and_report(toy, tmp_path):
     assert (out / "figures" / "fig_toy_fa.png").exists()
 
 
+@pytest.mark.slow
 def test_toy_attack_in_the_cli(toy, tmp_path, cli):
     env = {"OBFAUDIT_PLUGINS": "toy_plugin", "PYTHONPATH": str(toy)}
     r = cli("attack", "--help", env=env, subprocess_=True)
     assert r.returncode == 0 and "toy" in r.stdout
-    r = cli("reproduce", "--help", env=env, subprocess_=True)
+    r = cli("reproduce", "--help")  # in this process the fixture registered it
     assert "toy" in r.stdout
     r = cli(
         "attack",
@@ -116,3 +118,77 @@ def test_toy_attack_in_the_cli(toy, tmp_path, cli):
     assert {(x["subject"], x["attack"]) for x in records} == {("identity", "toy"), ("null", "toy")}
     r = cli("attack", "--help", env={"OBFAUDIT_PLUGINS": "no_such_plugin"}, subprocess_=True)
     assert r.returncode == 1 and "no_such_plugin" in r.stderr and "Traceback" not in r.stderr
+
+
+def _tones(split: str, *, seed: int, data_root=None, download: bool = False, n=None):
+    """A generated dataset: 16x16 squares and circles on a dark or light background (the attribute)."""
+    import torch
+
+    from obfaudit.data import ImageSet
+
+    g = torch.Generator().manual_seed(seed * 2 + (split == "test"))
+    count = n or (200 if split == "train" else 100)
+    shape = torch.randint(0, 2, (count,), generator=g)
+    tone = torch.randint(0, 2, (count,), generator=g)
+    yy, xx = torch.meshgrid(torch.arange(16), torch.arange(16), indexing="ij")
+    circle = ((yy - 8) ** 2 + (xx - 8) ** 2 < 25).float()
+    square = ((yy - 8).abs() < 5).float() * ((xx - 8).abs() < 5).float()
+    x = torch.where(shape.view(-1, 1, 1) == 1, circle, square).unsqueeze(1).repeat(1, 3, 1, 1)
+    x = (
+        0.3 * x + 0.2 + 0.5 * tone.view(-1, 1, 1, 1) + 0.05 * torch.rand(count, 3, 16, 16, generator=g)
+    ).clamp(0, 1)
+    return ImageSet(
+        x,
+        {"shape": shape, "tone": tone},
+        "tones",
+        split,
+        {"shape": ("square", "circle"), "tone": ("dark", "light")},
+    )
+
+
+def test_a_new_dataset_is_one_registration(tmp_path, cli):
+    from obfaudit.data import DatasetSpec, register_dataset
+    from obfaudit.data.registry import unregister_dataset
+
+    register_dataset(
+        DatasetSpec("tones", _tones, "shapes on dark or light", task="shape", attributes=("tone",))
+    )
+    try:
+        r = cli("data", "stats", "tones", "--split", "test")
+        assert r.returncode == 0 and "tone" in r.stdout, r.stderr
+        r = cli("audit", "--transform", "identity", "--data", "tones", "--attack", "linprobe",
+                "--no-controls", "--out", tmp_path / "a", "--json")  # fmt: skip
+        assert r.returncode == 0, r.stderr[-2000:]
+        result = json.loads(r.stdout)
+        assert result["baselines"]["attribute"] == "tone" and result["verdict"] == "compromised"
+    finally:
+        unregister_dataset("tones")
+    r = cli("data", "stats", "tones")
+    assert r.returncode == 2 and "invalid choice" in r.stderr
+
+
+class CountingExecutor:
+    """A test executor: the serial one, counting the stages it is handed."""
+
+    runs: list[int] = []
+
+    def run(self, plan, ctx, *, on_event=None):
+        from obfaudit.experiments.stages import SerialExecutor
+
+        CountingExecutor.runs.append(len(plan))
+        return SerialExecutor().run(plan, ctx, on_event=on_event)
+
+
+def test_a_new_executor_is_one_registration(tmp_path):
+    from obfaudit.commands.audit import AuditJob, audit
+    from obfaudit.experiments.executors import executor_names, register_executor, unregister_executor
+
+    register_executor("counting", "tests.test_registry:CountingExecutor", description="serial, counted")
+    try:
+        assert "counting" in executor_names()
+        job = AuditJob(transform="identity", attacks=("colornet",), executor="counting", n_train=200,
+                       n_test=70, epochs=1, out=tmp_path / "a", cache=tmp_path / "c")  # fmt: skip
+        assert audit(job).verdicts["identity"] is not None
+        assert CountingExecutor.runs == [2]  # identity and null, colornet each
+    finally:
+        unregister_executor("counting")

@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 
 from obfaudit.experiments.context import RunSettings
-from obfaudit.experiments.presets import get_preset
 from obfaudit.experiments.stages import SerialExecutor, Stage, check_plan
-from tests.conftest import run_cli
+from tests.conftest import run_cli, tiny_preset
 
 EXPECTED_FIGURES = (
     "fig7_mnist_mlp_reconstructions.png",
@@ -105,50 +104,47 @@ def test_report_is_self_contained(smoke_run):
     assert "verdict" in page and "Controls" in page and "Table 1" in page
 
 
-@pytest.mark.slow
-def test_rerun_skips_everything(smoke_run):
-    out, _ = smoke_run
-    before = {p.name: p.read_bytes() for p in (out / "stages").iterdir()}
-    r = run_cli(*reproduce_cmd(out, "--json"))
-    assert r.returncode == 0, r.stderr[-2000:]
-    summary = json.loads(r.stdout)
-    assert summary["stages_run"] == []
-    assert {p.name: p.read_bytes() for p in (out / "stages").iterdir()} == before
-
-
-def _tiny(out: Path) -> dict:
+def _tiny(out: Path):
+    """Run (or resume) the tiny plan into ``out``, in this process."""
     from obfaudit.commands.reproduce import Reproduction
     from obfaudit.experiments.reproduce import reproduce as run
 
-    return Reproduction(**run(RunSettings(preset="smoke", out=out), preset=get_preset("smoke", **TINY)))
+    return Reproduction(**run(RunSettings(preset="smoke", out=out), preset=tiny_preset()))
+
+
+def _copy(run: Path, to: Path) -> Path:
+    import shutil
+
+    shutil.copytree(run, to)
+    return to
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_with_identical_results(tmp_path):
+def test_killed_run_resumes_with_identical_results(tiny_run, tmp_path):
     """A real process killed with SIGKILL after its first stages; the rerun keeps them and ends where an
     uninterrupted run ends."""
     out = tmp_path / "killed"
     script = (
         "import sys; from pathlib import Path; from obfaudit.experiments.context import RunSettings; "
-        "from obfaudit.experiments.presets import get_preset; "
-        "from obfaudit.experiments.reproduce import reproduce; "
-        "settings = RunSettings(preset='smoke', out=Path(sys.argv[1])); "
-        f"reproduce(settings, preset=get_preset('smoke', **{TINY!r}))"
+        "from obfaudit.experiments.reproduce import reproduce; from tests.conftest import tiny_preset; "
+        "reproduce(RunSettings(preset='smoke', out=Path(sys.argv[1])), preset=tiny_preset())"
     )
     proc = subprocess.Popen(
         [sys.executable, "-c", script, str(out)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=env(),
+        cwd=Path(__file__).parent.parent,
     )
     stages = out / "stages"
+    total = len(tiny_run[1]["stages_run"])
     deadline = time.time() + 240
     while time.time() < deadline and len(list(stages.glob("*.json"))) < 3 and proc.poll() is None:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     finished = {p.name: p.read_bytes() for p in stages.glob("*.json")}
-    assert 3 <= len(finished) < 6, sorted(finished)
+    assert 3 <= len(finished) < total, sorted(finished)
     assert not (out / "report.html").exists()
     summary = _tiny(out)
     assert set(summary.stages_skipped) >= {Path(n).stem for n in finished}
@@ -160,8 +156,7 @@ def test_killed_run_resumes_with_identical_results(tmp_path):
         exps = json.loads((run / "results.json").read_text())["experiments"]
         return {e["id"]: e["metrics"] for e in exps if e["kind"] in ("attack", "obfnet", "infnet", "control")}
 
-    _tiny(tmp_path / "whole")
-    full, resumed = metrics(tmp_path / "whole"), metrics(out)
+    full, resumed = metrics(tiny_run[0]), metrics(out)
     assert full.keys() == resumed.keys() and len(full) > 10
     for key in full:
         a, b = full[key], resumed[key]
@@ -170,39 +165,35 @@ def test_killed_run_resumes_with_identical_results(tmp_path):
                 assert a[m] == pytest.approx(b[m], abs=1e-6), (key, m)
 
 
-@pytest.mark.slow
-def test_corrupt_stage_is_recomputed(smoke_run, tmp_path):
-    import shutil
+def test_rerun_skips_everything(tiny_run, tmp_path):
+    out = _copy(tiny_run[0], tmp_path / "again")
+    before = {p.name: p.read_bytes() for p in (out / "stages").iterdir()}
+    assert _tiny(out).stages_run == []
+    assert {p.name: p.read_bytes() for p in (out / "stages").iterdir()} == before
 
-    out = tmp_path / "copy"
-    shutil.copytree(smoke_run[0], out)
+
+def test_corrupt_stage_is_recomputed(tiny_run, tmp_path):
+    out = _copy(tiny_run[0], tmp_path / "copy")
     (out / "stages" / "obfnet-colored-mnist-mlp-b8.json").write_text("{ truncated")
-    r = run_cli(*reproduce_cmd(out, "--json"))
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert json.loads(r.stdout)["stages_run"] == ["obfnet-colored-mnist-mlp-b8"]  # its key is unchanged
+    assert _tiny(out).stages_run == ["obfnet-colored-mnist-mlp-b8"]  # its key is unchanged
 
 
-@pytest.mark.slow
-def test_damaged_records_are_recomputed_and_reported_around(smoke_run, tmp_path):
+def test_damaged_records_are_recomputed_and_reported_around(tiny_run, tmp_path):
     """Valid JSON of the wrong shape, or a result missing a field: no traceback anywhere."""
-    import shutil
-
-    out = tmp_path / "damaged"
-    shutil.copytree(smoke_run[0], out)
+    out = _copy(tiny_run[0], tmp_path / "damaged")
     (out / "stages" / "cost.json").write_text("[]")
     record = json.loads((out / "stages" / "audit-colored-mnist-mlp-b8.json").read_text())
     del record["result"]["records"]
     (out / "stages" / "audit-colored-mnist-mlp-b8.json").write_text(json.dumps(record))
     r = run_cli("report", out)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
-    r = run_cli(*reproduce_cmd(out, "--json"))
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert sorted(json.loads(r.stdout)["stages_run"]) == ["audit-colored-mnist-mlp-b8", "cost"]
+    left = {n["part"] for n in json.loads((out / "results.json").read_text())["not_run"]}
+    assert "stage audit-colored-mnist-mlp-b8" in left  # named, not silently dropped
+    assert sorted(_tiny(out).stages_run) == ["audit-colored-mnist-mlp-b8", "cost"]
 
 
-@pytest.mark.slow
-def test_report_command_rebuilds_without_training(smoke_run):
-    out, _ = smoke_run
+def test_report_command_rebuilds_without_training(tiny_run, tmp_path):
+    out = _copy(tiny_run[0], tmp_path / "report")
     (out / "report.html").unlink()
     r = run_cli("report", out)
     assert r.returncode == 0, r.stderr

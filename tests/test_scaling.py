@@ -53,6 +53,7 @@ def test_cost_needs_no_memory():
     assert grown_mb < 300  # the 279M-parameter ObfNet-CNN alone would need 1.1 GB
 
 
+@pytest.mark.slow
 def test_scaling_study_on_a_tiny_folder(image_folder, tmp_path):
     preset = get_preset("imagenette", scaling_size=64, scaling_epochs=1)
     summary = reproduce(

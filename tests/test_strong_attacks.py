@@ -57,6 +57,7 @@ def results():
     }
 
 
+@pytest.mark.slow
 def test_every_new_attack_runs_under_its_party(results):
     ident = {r.attack: r for r in results["identity"].records}
     assert set(ident) == set(NEW)
@@ -67,6 +68,7 @@ def test_every_new_attack_runs_under_its_party(results):
         assert ident[a].verdict == "compromised", a
 
 
+@pytest.mark.slow
 def test_on_the_null_control_the_probes_and_inversions_are_at_chance(results):
     checked = set()
     for r in results["null"].records:
@@ -77,6 +79,7 @@ def test_on_the_null_control_the_probes_and_inversions_are_at_chance(results):
     assert {"inversion", "inversion-decoder", "linprobe"} <= checked
 
 
+@pytest.mark.slow
 def test_the_decoder_started_inversion_reuses_the_decoder_and_refines_it(results):
     recs = {r.attack: r for r in results["identity"].records}
     hybrid = recs["inversion-decoder"]

@@ -14,6 +14,7 @@ import os
 import random
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -84,6 +85,23 @@ def dumps(obj: Any, *, indent: int | None = 2) -> str:
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, dumps(obj) + "\n")
+
+
+def fingerprint(*tensors: torch.Tensor | None, extra: object = None) -> str:
+    """A short hash of tensors' contents (and ``extra``'s text): what a cached result was made from."""
+    import hashlib
+
+    import torch
+
+    h = hashlib.blake2b(digest_size=12)
+    for t in tensors:
+        if t is not None:
+            t = t.detach().cpu().contiguous()
+            h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    if extra is not None:
+        h.update(repr(extra).encode())
+    return h.hexdigest()
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -178,15 +196,17 @@ def release_freed_memory() -> bool:
     return True
 
 
-def check_output_dir(path: str | os.PathLike, *, what: str = "--out") -> Path:
-    """Make sure ``path`` is (or can become) a writable directory, before any work.
+@dataclass(frozen=True)
+class OutputPath:
+    """A place a command will write: a directory it fills, or one file."""
 
-    A file where a directory is expected, or a place that cannot be written, is one
-    clear error now rather than an OSError after training has finished.
-    """
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise ObfauditError(f"{what} {path} is a file, not a directory")
+    path: Path
+    what: str
+    """How the user gave it, e.g. ``--out``."""
+    is_dir: bool = True
+
+
+def _writable_dir(path: Path, what: str) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(dir=path, prefix=".obfaudit-probe-")
@@ -194,7 +214,38 @@ def check_output_dir(path: str | os.PathLike, *, what: str = "--out") -> Path:
         os.unlink(probe)
     except OSError as e:
         raise ObfauditError(f"{what} {path} cannot be written ({e.strerror or e})") from None
-    return path
+
+
+def check_outputs(outputs: list[OutputPath]) -> None:
+    """Every place a command writes is (or can become) writable, checked before any work: a file
+    where a directory is expected, an unwritable folder or a file that cannot be replaced is one
+    line now, not an error after training."""
+    for out in outputs:
+        path = Path(out.path)
+        try:
+            exists = path.exists()
+            is_dir = path.is_dir()
+        except OSError as e:  # e.g. a parent that cannot be searched
+            raise ObfauditError(f"{out.what} {path} cannot be reached ({e.strerror or e})") from None
+        if out.is_dir:
+            if exists and not is_dir:
+                raise ObfauditError(f"{out.what} {path} is a file, not a directory")
+            _writable_dir(path, out.what)
+        else:
+            if is_dir:
+                raise ObfauditError(f"{out.what} {path} is a directory, not a file")
+            if path.parent.exists() and not path.parent.is_dir():
+                raise ObfauditError(f"{out.what} {path}: {path.parent} is a file, not a directory")
+            _writable_dir(path.parent, out.what)  # files are written to a temporary name, then renamed
+            if exists and not os.access(path, os.W_OK) and not os.access(path.parent, os.W_OK):
+                raise ObfauditError(f"{out.what} {path} cannot be replaced")
+
+
+def check_output_dir(path: str | os.PathLike, *, what: str = "--out") -> Path:
+    """Make sure ``path`` is (or can become) a writable directory, before any work (see
+    :func:`check_outputs`)."""
+    check_outputs([OutputPath(Path(path), what)])
+    return Path(path)
 
 
 class RunLock:

@@ -9,7 +9,6 @@ the same baselines beside the scores.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,12 +16,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from obfaudit._io import check_fits_in_memory, resolve_device
+from obfaudit._io import check_fits_in_memory, fingerprint, resolve_device
 from obfaudit.attacks.audit import (
     AuditConfig,
     AuditResult,
     SubjectAudit,
-    audit_transform,
     available_needs,
     differentiable,
 )
@@ -164,19 +162,6 @@ def proxy_bytes(n: int, shape: tuple[int, int, int] = (3, 28, 28), copies: int =
     their transform, a training copy): an upper bound, the images are bytes."""
     c, h, w = shape
     return n * c * h * w * 4 * copies
-
-
-def fingerprint(*tensors: torch.Tensor | None, extra: object = None) -> str:
-    """A short hash of tensors' contents (and ``extra``'s text): what a cached result was made from."""
-    h = hashlib.blake2b(digest_size=12)
-    for t in tensors:
-        if t is not None:
-            t = t.detach().cpu().contiguous()
-            h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    if extra is not None:
-        h.update(repr(extra).encode())
-    return h.hexdigest()
 
 
 def data_fingerprint(data: ImageSet | None) -> str | None:
@@ -327,7 +312,7 @@ class PreparedAudit:
 
     def subject(
         self, name: str, transform: Transform, *, judge: nn.Module | None = None, traffic: bool = False
-    ):
+    ) -> SubjectAudit:
         """The auditor of one transform on this data; ``traffic`` attacks the captured tensors."""
         return SubjectAudit(
             name,
@@ -342,29 +327,12 @@ class PreparedAudit:
         )
 
     def audit(
-        self,
-        name: str,
-        transform: Transform,
-        *,
-        judge: nn.Module | None = None,
-        traffic: bool = False,
-        on_attack: Callable[[str], None] | None = None,
-        runs=None,
+        self, name: str, transform: Transform, *, judge: nn.Module | None = None, **kwargs
     ) -> AuditResult:
-        """Every configured attack on one transform, in order."""
-        return audit_transform(
-            name,
-            transform,
-            train=self.train,
-            test=self.test,
-            proxies=self.proxies,
-            infnet=self.infnet,
-            attribute_judge=judge,
-            config=self.config,
-            traffic=self.traffic if traffic else None,
-            on_attack=on_attack,
-            runs=runs,
-        )
+        """Every configured attack on one transform, in order (``kwargs``: ``traffic`` as for
+        :meth:`subject`, ``on_attack`` and ``runs`` as for :meth:`SubjectAudit.run_all`)."""
+        traffic = kwargs.pop("traffic", False)
+        return self.subject(name, transform, judge=judge, traffic=traffic).run_all(**kwargs)
 
     def rows(self, results: Mapping[str, AuditResult], *, subject: str, dataset: str) -> list[Experiment]:
         """One result row per attack: the subject's as attacks, the others as controls."""

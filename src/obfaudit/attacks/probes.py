@@ -36,8 +36,9 @@ class Probe(Attack):
 
         x = z.reshape(len(z), -1).numpy().astype(np.float32)
         steps = [StandardScaler()]
-        if x.shape[1] > PCA_DIMS:
-            steps.append(PCA(PCA_DIMS, random_state=self.config.seed))
+        dims = min(PCA_DIMS, len(x))  # PCA keeps at most as many directions as it has samples
+        if x.shape[1] > dims:
+            steps.append(PCA(dims, random_state=self.config.seed))
         if self.kind == "linear":
             steps.append(LogisticRegression(max_iter=300, C=1.0))
         else:

@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from obfaudit.errors import ObfauditError
+from obfaudit._io import OutputPath, check_outputs  # noqa: F401  (every command's one output check)
 
 
 class Result:
@@ -73,54 +70,6 @@ class Command:
     run: Callable[[argparse.Namespace, Interface], Result | None]
     json: bool = True
     """It has ``--json`` (commands that serve until stopped do not)."""
-
-
-# ----------------------------------------------------------------------------- outputs
-
-
-@dataclass(frozen=True)
-class OutputPath:
-    """A place a command will write: a directory it fills, or one file."""
-
-    path: Path
-    what: str
-    """How the user gave it, e.g. ``--out``."""
-    is_dir: bool = True
-
-
-def _writable_dir(path: Path, what: str) -> None:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=path, prefix=".obfaudit-probe-")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise ObfauditError(f"{what} {path} cannot be written ({e.strerror or e})") from None
-
-
-def check_outputs(outputs: list[OutputPath]) -> None:
-    """Every place a command writes is (or can become) writable, checked before any work: a file
-    where a directory is expected, an unwritable folder or a file that cannot be replaced is one
-    line now, not an error after training."""
-    for out in outputs:
-        path = Path(out.path)
-        try:
-            exists = path.exists()
-            is_dir = path.is_dir()
-        except OSError as e:  # e.g. a parent that cannot be searched
-            raise ObfauditError(f"{out.what} {path} cannot be reached ({e.strerror or e})") from None
-        if out.is_dir:
-            if exists and not is_dir:
-                raise ObfauditError(f"{out.what} {path} is a file, not a directory")
-            _writable_dir(path, out.what)
-        else:
-            if is_dir:
-                raise ObfauditError(f"{out.what} {path} is a directory, not a file")
-            if path.parent.exists() and not path.parent.is_dir():
-                raise ObfauditError(f"{out.what} {path}: {path.parent} is a file, not a directory")
-            _writable_dir(path.parent, out.what)  # files are written to a temporary name, then renamed
-            if exists and not os.access(path, os.W_OK) and not os.access(path.parent, os.W_OK):
-                raise ObfauditError(f"{out.what} {path} cannot be replaced")
 
 
 def json_option(parser: argparse.ArgumentParser) -> None:

@@ -6,7 +6,7 @@ resumable, the controls and the judge kept in a cache shared by audits. From Pyt
 
     from obfaudit.commands.audit import AuditJob, audit
 
-    report = audit(AuditJob(transform=my_module, data="colored-mnist", out=Path("audit-mine")))
+    report = audit(AuditJob(transform=my_transform, data="colored-mnist", out=Path("audit-mine")))
     print(report.verdict, [(r.attack, r.party, r.metrics.interval()) for r in report.records])
 """
 
@@ -168,29 +168,6 @@ def _subject(job: AuditJob, device: str):
     return loaded
 
 
-def _fingerprint(subject, test, seed: int, device: str) -> str:
-    """What the subject is: a saved model's hash, an ONNX file's, or its outputs on probe images."""
-    import hashlib
-
-    import torch
-
-    from obfaudit.attacks.prepare import fingerprint
-    from obfaudit.transforms import CONTROLS, CheckedTransform, to_device
-    from obfaudit.transforms.onnx import OnnxTransform
-
-    if subject.source in CONTROLS and subject.name == subject.source:
-        return f"control:{subject.source}"
-    if subject.info.get("sha256"):
-        return f"model:{subject.info['sha256']}"
-    transform = subject.transform
-    if isinstance(transform, OnnxTransform):
-        return f"onnx:{hashlib.sha256(transform.path.read_bytes()).hexdigest()}"
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        z = CheckedTransform(to_device(transform, device), subject.name)(test.x[:8].to(device))
-    return f"callable:{subject.source}:{fingerprint(torch.as_tensor(z))}"
-
-
 def prepare(job: AuditJob) -> PreparedJob:
     """Load the data (or the capture), the transform, the proxies and the InfNet; choose the attacks;
     list the subjects (the transform, then its controls)."""
@@ -298,9 +275,9 @@ def prepare(job: AuditJob) -> PreparedJob:
                 f"{tuple(view.traffic.shape[1:])}: not the transform of this traffic"
             )
     prepared = configured(prepared.choose_attacks(job.attacks, available, subject.name))
-    fingerprint = _fingerprint(subject, test, job.seed, device)
+    fingerprint = subject.fingerprint(test.x[:8], seed=job.seed, device=device)
     if view is not None:
-        from obfaudit.attacks.prepare import fingerprint as hash_of
+        from obfaudit._io import fingerprint as hash_of
 
         fingerprint += f":traffic:{hash_of(view.traffic)}"
     subjects = [

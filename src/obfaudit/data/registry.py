@@ -74,6 +74,11 @@ def register_proxy(spec: ProxySpec) -> ProxySpec:
     return spec
 
 
+def unregister_dataset(name: str) -> None:
+    """Remove a dataset (for tests that register a temporary one)."""
+    _DATASETS.pop(name, None)
+
+
 def dataset_spec(name: str) -> DatasetSpec:
     try:
         return _DATASETS[name]

@@ -20,15 +20,9 @@ from pathlib import Path
 from safetensors.torch import load_file
 from safetensors.torch import save as save_safetensors
 
-from obfaudit._io import atomic_write_bytes
+from obfaudit._io import atomic_write_bytes, fingerprint
 from obfaudit.attacks import AuditResult, SubjectAudit, attack_class
-from obfaudit.attacks.prepare import (
-    PreparedAudit,
-    config_settings,
-    data_fingerprint,
-    fingerprint,
-    needs_gradients,
-)
+from obfaudit.attacks.prepare import PreparedAudit, config_settings, data_fingerprint, needs_gradients
 from obfaudit.errors import ObfauditError
 from obfaudit.experiments.stages import Resources, Stage, settings_hash
 from obfaudit.models import load_model, save_model
@@ -126,7 +120,7 @@ def _artifacts_ok(ctx: AuditContext, record: dict) -> bool:
         return False
 
 
-def run_judge(ctx: AuditContext, stage: Stage, inputs: Mapping[str, dict]) -> dict:
+def run_audit_judge(ctx: AuditContext, stage: Stage, inputs: Mapping[str, dict]) -> dict:
     """Train the attribute judge on the clean training images; keep it in the stage's store."""
     prepared = ctx.pieces.prepared
     judge = prepared.train_judge()
@@ -144,7 +138,7 @@ def run_judge(ctx: AuditContext, stage: Stage, inputs: Mapping[str, dict]) -> di
     }
 
 
-def run_attack(ctx: AuditContext, stage: Stage, inputs: Mapping[str, dict]) -> dict:
+def run_audit_attack(ctx: AuditContext, stage: Stage, inputs: Mapping[str, dict]) -> dict:
     """One attack on one subject; the subject under audit keeps its outputs for the figures."""
     subject, attack = stage.about["subject"], stage.about["attack"]
     auditor = ctx.auditor(subject, inputs.get("judge"))
@@ -201,7 +195,7 @@ def plan_audit(pieces: AuditPieces, *, cache: Path, gpu: bool = False) -> list[S
         stages.append(
             Stage(
                 name,
-                run_judge,
+                run_audit_judge,
                 settings=judge_settings,
                 about={"kind": "judge", "attribute": prepared.attribute},
                 outputs=("model", "sha256"),
@@ -231,7 +225,7 @@ def plan_audit(pieces: AuditPieces, *, cache: Path, gpu: bool = False) -> list[S
             stages.append(
                 Stage(
                     name,
-                    run_attack,
+                    run_audit_attack,
                     settings=own,
                     inputs=judge if image else {},
                     about={

@@ -41,6 +41,11 @@ def register_executor(
     return entry
 
 
+def unregister_executor(name: str) -> None:
+    """Remove an executor (for tests that register a temporary one)."""
+    _EXECUTORS.pop(name, None)
+
+
 def executor_names() -> tuple[str, ...]:
     return tuple(_EXECUTORS)
 

@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as save_safetensors
 
 from obfaudit._io import atomic_write_bytes
-from obfaudit.attacks import AuditConfig, Output, attack_class
+from obfaudit.attacks import Output, attack_class
 from obfaudit.attacks.prepare import (
     AttackBudget,
     PreparedAudit,
@@ -186,12 +186,13 @@ def _prepared(ctx: RunContext, ds: str, attacks: tuple[str, ...], infnet=None) -
 
 def _audit_settings(preset: Preset, settings: RunSettings, attacks: tuple[str, ...]) -> dict:
     """The audit settings that decide its results, from the preset alone (no data loaded)."""
-    train, proxy_train = attack_budget(preset).train_configs(seed=settings.seed, device=settings.device)
-    config = AuditConfig(
-        attacks=attacks,
+    config = audit_config(
+        attacks,
         attribute=ATTRIBUTE,
-        train=train,
-        proxy_train=proxy_train,
+        task=TASK,
+        budget=attack_budget(preset),
+        seed=settings.seed,
+        device=settings.device,
         tsne_points=preset.tsne_points,
     )
     return {**config_settings(config), "proxy_n": preset.proxy_n}
@@ -217,7 +218,7 @@ def _load(ctx: RunContext, record: dict | None, role: Role | None = None):
     return load_model(ctx.out / record["result"]["model"], device=ctx.device, role=role)[0]
 
 
-def run_judge(ctx: RunContext, stage: Stage, inputs: Mapping[str, dict]) -> dict:
+def run_sweep_judge(ctx: RunContext, stage: Stage, inputs: Mapping[str, dict]) -> dict:
     ds = stage.about["dataset"]
     prepared = _prepared(ctx, ds, tuple(stage.settings.get("attacks", ())))
     judge = prepared.train_judge()
@@ -228,7 +229,7 @@ def run_judge(ctx: RunContext, stage: Stage, inputs: Mapping[str, dict]) -> dict
     return _saved(ctx, judge.cpu(), ctx.models / f"judge-{ATTRIBUTE}-{ds}", ds, {"clean_test_acc": acc})
 
 
-def run_audit(ctx: RunContext, stage: Stage, inputs: Mapping[str, dict]) -> dict:
+def run_obfnet_audit(ctx: RunContext, stage: Stage, inputs: Mapping[str, dict]) -> dict:
     """The preset's attacks on one ObfNet (inputs: its ``obfnet``, the ``infnet``, the ``judge``)."""
     ds, arch, n = stage.about["dataset"], stage.about["arch"], stage.about["bottleneck"]
     suffix = subject_suffix(stage.settings.get("defence"))
@@ -329,7 +330,7 @@ def plan(preset: Preset, settings: RunSettings) -> tuple[list[Stage], list[NotRu
             stages.append(
                 Stage(
                     judge["judge"],
-                    run_judge,
+                    run_sweep_judge,
                     settings={
                         "dataset": ds,
                         "data": data,
@@ -380,7 +381,7 @@ def plan(preset: Preset, settings: RunSettings) -> tuple[list[Stage], list[NotRu
             stages.append(
                 Stage(
                     f"audit-{ds}-{arch}-b{n}{suffix}",
-                    run_audit,
+                    run_obfnet_audit,
                     settings={**_audit_settings(preset, settings, chosen), **guard},
                     inputs={"obfnet": obf, "infnet": inf, **judge},
                     about={

@@ -18,13 +18,13 @@ from obfaudit.threat import PARTIES, Output
 def score_text(e: Experiment) -> str:
     m = e.metrics
     parts = []
-    if m.get("feature_accuracy") is not None:
-        parts.append(f"F_a {pct_ci(m['feature_accuracy'], m.get('feature_accuracy_ci'))}")
-    if m.get("ssim") is not None:
-        parts.append(f"SSIM {num_ci(m['ssim'], m.get('ssim_ci'))}")
-    if m.get("psnr_db") is not None:
-        parts.append(f"PSNR {num_ci(m['psnr_db'], m.get('psnr_db_ci'), '.1f')} dB")
-    spread = (m.get("repeats") or {}).get("feature_accuracy")
+    if m.feature_accuracy is not None:
+        parts.append(f"F_a {pct_ci(m.feature_accuracy, m.interval('feature_accuracy'))}")
+    if m.ssim is not None:
+        parts.append(f"SSIM {num_ci(m.ssim, m.interval('ssim'))}")
+    if m.psnr_db is not None:
+        parts.append(f"PSNR {num_ci(m.psnr_db, m.interval('psnr_db'), '.1f')} dB")
+    spread = m.repeats.get("feature_accuracy")
     if spread and spread.get("n", 0) > 1:
         parts.append(f"over {spread['n']} seeds {100 * spread['min']:.1f}-{100 * spread['max']:.1f}%")
     return "; ".join(parts) or "-"
@@ -33,7 +33,7 @@ def score_text(e: Experiment) -> str:
 def _figures(out: Path, results: dict, exps: list[Experiment], main) -> list[dict]:
     figs = []
     b = results["baselines"]
-    scored = [e for e in exps if e.metrics.get("feature_accuracy") is not None]
+    scored = [e for e in exps if e.metrics.feature_accuracy is not None]
     if scored:
         path = out / "figures" / "feature_accuracy.png"
         F.fa_bars(
@@ -41,8 +41,8 @@ def _figures(out: Path, results: dict, exps: list[Experiment], main) -> list[dic
                 {
                     "subject": e.subject,
                     "attack": e.attack,
-                    "feature_accuracy": e.metrics["feature_accuracy"],
-                    "ci": e.metrics.get("feature_accuracy_ci"),
+                    "feature_accuracy": e.metrics.feature_accuracy,
+                    "ci": e.metrics.interval("feature_accuracy"),
                 }
                 for e in scored
             ],

@@ -25,7 +25,8 @@ def write_outputs(run_dir: str | Path) -> dict:
     run_dir = Path(run_dir)
     config = read_json(run_dir / "config.json") if (run_dir / "config.json").exists() else {}
     records = read_records(run_dir)
-    exps = collect_experiments(records, config.get("stages"))
+    left_out: list[str] = []
+    exps = collect_experiments(records, config.get("stages"), left_out=left_out)
     thr, chance = compromise_threshold(K_ATTRIBUTE), chance_level(K_ATTRIBUTE)
     scaling = records["scaling"]["result"] if "scaling" in records else None
     figs = make_figures(run_dir, exps, chance=chance, threshold=thr, attribute=ATTRIBUTE, scaling=scaling)
@@ -40,7 +41,14 @@ def write_outputs(run_dir: str | Path) -> dict:
         "chance": chance,
         "findings": [{**asdict(f), "reproduced": f.reproduced} for f in found],
         "figures": figs,
-        "not_run": config.get("not_run", []),
+        "not_run": config.get("not_run", [])
+        + [
+            {
+                "part": f"stage {name}",
+                "reason": "its record could not be read; rerun reproduce to recompute it",
+            }
+            for name in left_out
+        ],
         "experiments": [e.to_dict() for e in exps],
     }
     write_json(run_dir / "results.json", results)

@@ -6,6 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from obfaudit.records import AttackRecord, Experiment
+from obfaudit.threat import PARTIES
 
 MODEL_KINDS = ("infnet", "obfnet", "judge")
 
@@ -14,11 +15,14 @@ def _typed(about: dict) -> dict:
     return {k: about.get(k) for k in ("dataset", "attribute", "arch", "bottleneck", "defence")}
 
 
-def collect_experiments(records: dict[str, dict], stages: Iterable[str] | None = None) -> list[Experiment]:
+def collect_experiments(
+    records: dict[str, dict], stages: Iterable[str] | None = None, *, left_out: list[str] | None = None
+) -> list[Experiment]:
     """One :class:`Experiment` per model, attack, control, cost row and scaling result.
 
-    A damaged record (valid JSON missing fields a result needs) is left out, never a crash:
-    ``obfaudit reproduce`` recomputes such a stage, ``obfaudit report`` reports without it.
+    A damaged record (valid JSON missing fields a result needs) is left out, never a crash,
+    and named in ``left_out`` (when given) for the report to say: ``obfaudit reproduce``
+    recomputes such a stage, ``obfaudit report`` reports without it.
     """
     order = list(stages) if stages is not None else sorted(records)
     rows: list[Experiment] = []
@@ -27,7 +31,8 @@ def collect_experiments(records: dict[str, dict], stages: Iterable[str] | None =
             try:
                 rows += _rows(name, records[name])
             except (KeyError, TypeError, ValueError, AttributeError):
-                continue
+                if left_out is not None:
+                    left_out.append(name)
     return rows
 
 
@@ -51,7 +56,7 @@ def _rows(name: str, rec: dict) -> list[Experiment]:
             )
         )
     elif kind in ("audit", "controls"):
-        for r in res.get("records", []):
+        for r in res["records"]:
             ar = AttackRecord.from_dict(r)
             control = kind == "controls"
             rows.append(
@@ -138,13 +143,11 @@ def attacks_present(exps: list[Experiment], *, output: str | None = None) -> lis
 
 def lower_bound(e: Experiment, metric: str = "feature_accuracy") -> float:
     """The lower end of a metric's 95% interval (the value itself when it has none)."""
-    ci = e.metrics.get(f"{metric}_ci")
-    return ci[0] if ci else e.metrics[metric]
+    return e.metrics.lower(metric)
 
 
 def upper_bound(e: Experiment, metric: str = "feature_accuracy") -> float:
-    ci = e.metrics.get(f"{metric}_ci")
-    return ci[1] if ci else e.metrics[metric]
+    return e.metrics.upper(metric)
 
 
 def strongest_by(records: Iterable[Experiment], metric: str) -> Experiment | None:
@@ -169,7 +172,7 @@ def worst_case(on: Iterable[Experiment]) -> dict[str, dict[str, Experiment | Non
     }
 
 
-PARTY_ORDER = {"server": 0, "adversary": 1, "third-party": 2}
+PARTY_ORDER = {party: i for i, party in enumerate(PARTIES)}
 
 
 def compare(new: Experiment, old: Experiment, metric: str = "feature_accuracy") -> str:

@@ -43,8 +43,8 @@ def defence_rows(exps: list[Experiment]) -> list[dict]:
                 "label": o.defence,
                 "utility": o.metrics.get("obfuscated_test_acc"),
                 "worst": worst,
-                "fa": worst.metrics["feature_accuracy"] if worst else None,
-                "fa_ci": worst.metrics.get("feature_accuracy_ci") if worst else None,
+                "fa": worst.metrics.feature_accuracy if worst else None,
+                "fa_ci": worst.metrics.interval("feature_accuracy") if worst else None,
                 "image": image,
                 "verdict": overall_verdict([e.verdict for e in on]),
             }

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from obfaudit.attacks.audit import STUDY_ATTACKS
 from obfaudit.records import Experiment
 from obfaudit.report.collect import attack_series, attacks_by_subject, compare, strongest_by
+from obfaudit.threat import Output, Party
 
 #: What the study reports in numbers (the rest of its results are plots).
 STUDY_NUMBERS = {
@@ -115,7 +116,7 @@ def findings(
             )
         )
     for e in exps:
-        if e.kind == "attack" and e.output == "embedding" and e.dataset == DATASET:
+        if e.kind == "attack" and e.output is Output.EMBEDDING and e.dataset == DATASET:
             emb = e.metrics["embedding"]
             within = emb["knn_attribute_acc_within_class"]
             sil = emb["silhouette_attribute_within_class"]
@@ -154,7 +155,7 @@ def beyond_study(exps: list[Experiment], dataset: str = DATASET) -> list[dict]:
         new = [e for a, e in on.items() if a not in STUDY_ATTACKS]
         if not new:
             continue
-        adversary = [e for e in new if e.party == "adversary"]
+        adversary = [e for e in new if e.party is Party.ADVERSARY]
         rows.append(
             {
                 "arch": arch,
@@ -162,11 +163,11 @@ def beyond_study(exps: list[Experiment], dataset: str = DATASET) -> list[dict]:
                 "study": strongest_by(study, "feature_accuracy"),
                 "new": strongest_by(new, "feature_accuracy"),
                 "study_adversary": strongest_by(
-                    [e for e in study if e.party == "adversary"], "feature_accuracy"
+                    [e for e in study if e.party is Party.ADVERSARY], "feature_accuracy"
                 ),
                 "new_adversary": strongest_by(adversary, "feature_accuracy"),
                 "recnet": on.get("recnet")
-                if (on.get("recnet") and on["recnet"].metrics.get("ssim") is not None)
+                if (on.get("recnet") and on["recnet"].metrics.ssim is not None)
                 else None,
                 "new_image": strongest_by(new, "ssim"),
             }

@@ -12,6 +12,7 @@ from obfaudit.cost import format_size, human
 from obfaudit.records import Experiment, overall_verdict
 from obfaudit.report.collect import attacks_by_subject, attacks_present, compare, worst_case
 from obfaudit.report.findings import Finding, beyond_study, beyond_summary
+from obfaudit.threat import Output
 
 SECTIONS = (
     ("settings", "Data and settings"),
@@ -71,16 +72,16 @@ def _score_cells(e: Experiment | None) -> list[str]:
     if e is None:
         return ["-"]
     m = e.metrics
-    if e.output == "image":
-        cells = [num_ci(m.get("ssim"), m.get("ssim_ci"))]
+    if e.output is Output.IMAGE:
+        cells = [num_ci(m.ssim, m.interval("ssim"))]
         if "attribute_recovered" in m:
-            cells.append(pct_ci(m["attribute_recovered"], m.get("feature_accuracy_ci")))
+            cells.append(pct_ci(m["attribute_recovered"], m.interval("feature_accuracy")))
         return cells
-    return [pct_ci(m.get("feature_accuracy"), m.get("feature_accuracy_ci"))]
+    return [pct_ci(m.feature_accuracy, m.interval("feature_accuracy"))]
 
 
 def _header(attack: str, output: str, attribute: str | None) -> list[str]:
-    if output == "image":
+    if output == Output.IMAGE:
         return [f"{attack} SSIM"] + ([f"{attack} {attribute}"] if attribute else [])
     return [f"{attack} F_a"]
 
@@ -201,9 +202,9 @@ def control_rows(exps: list[Experiment]) -> list[dict]:
             continue
         m = e.metrics
         score = (
-            f"SSIM {num_ci(m.get('ssim'), m.get('ssim_ci'))}"
-            if e.output == "image" and "feature_accuracy" not in m
-            else pct_ci(m.get("feature_accuracy"), m.get("feature_accuracy_ci"))
+            f"SSIM {num_ci(m.ssim, m.interval('ssim'))}"
+            if e.output is Output.IMAGE and m.feature_accuracy is None
+            else pct_ci(m.feature_accuracy, m.interval("feature_accuracy"))
         )
         rows.append(
             {

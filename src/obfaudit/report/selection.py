@@ -11,6 +11,7 @@ from obfaudit.report import figures as F
 from obfaudit.report.collect import attack_series, attacks_by_subject, attacks_present, compare, strongest_by
 from obfaudit.report.defences import defence_rows, frontier_figure, target_reading
 from obfaudit.report.findings import STUDY_NUMBERS, pct
+from obfaudit.threat import Output
 
 #: The study's figure numbers for its attacks; any other attack gets a figure of its own name.
 STUDY_FIGURE_IDS = {"colornet": "fig9", "noisynet": "fig10a", "pathnet": "fig10b"}
@@ -150,7 +151,7 @@ def _higher(exps: list[Experiment], attack: str, than: str) -> tuple[int, int]:
     pairs = [
         (s[attack], s[than])
         for s in on.values()
-        if attack in s and than in s and s[attack].metrics.get("feature_accuracy") is not None
+        if attack in s and than in s and s[attack].metrics.feature_accuracy is not None
     ]
     return sum(compare(a, b) == "beats" for a, b in pairs), len(pairs)
 
@@ -158,7 +159,9 @@ def _higher(exps: list[Experiment], attack: str, than: str) -> tuple[int, int]:
 def _embeddings(
     run_dir: Path, exps: list[Experiment], figs: dict, fdir: Path, chance: float, attribute: str
 ) -> None:
-    embedded = [e for e in exps if e.kind == "attack" and e.output == "embedding" and e.dataset == DATASET]
+    embedded = [
+        e for e in exps if e.kind == "attack" and e.output is Output.EMBEDDING and e.dataset == DATASET
+    ]
     for i, e in enumerate(sorted(embedded, key=lambda e: (e.arch, e.bottleneck))):
         a = _load(run_dir, e.artifacts)
         key = f"{e.attack}/output"
@@ -197,7 +200,7 @@ def privacy_utility_points(exps: list[Experiment]) -> list[dict]:
                 {
                     "arch": o.arch,
                     "bottleneck": o.bottleneck,
-                    "fa": worst.metrics["feature_accuracy"],
+                    "fa": worst.metrics.feature_accuracy,
                     "utility": o.metrics["obfuscated_test_acc"],
                 }
             )

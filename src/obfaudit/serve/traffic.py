@@ -16,9 +16,10 @@ import torch
 
 from obfaudit.errors import ObfauditError
 from obfaudit.serve.capture import read_capture
+from obfaudit.threat import PARTIES, Party
 
 #: The parties that see each kind of capture (the tap is the eavesdropper on the wire).
-SEEN_BY_PARTIES = {"tap": ("adversary", "third-party"), "server": ("server", "adversary", "third-party")}
+SEEN_BY_PARTIES = {"tap": (Party.ADVERSARY, Party.THIRD_PARTY), "server": PARTIES}
 
 
 @dataclass

@@ -25,6 +25,31 @@ class LoadedTransform:
     info: dict = field(default_factory=dict)
     """A saved model's sidecar."""
 
+    def fingerprint(self, probe, *, seed: int = 0, device: str = "cpu") -> str:
+        """What this transform is, for the keys of cached results: a control's name, a saved model's
+        SHA-256, an ONNX file's, or else its source and its outputs on the ``probe`` images (drawn
+        after seeding with ``seed``: a random transform's noise is part of it)."""
+        import hashlib
+
+        import torch
+
+        from obfaudit._io import fingerprint
+        from obfaudit.transforms.base import CheckedTransform, to_device
+        from obfaudit.transforms.onnx import OnnxTransform
+
+        if self.source in CONTROLS and self.name == self.source:
+            return f"control:{self.source}"
+        if self.info.get("sha256"):
+            return f"model:{self.info['sha256']}"
+        if isinstance(self.transform, OnnxTransform):
+            return f"onnx:{hashlib.sha256(self.transform.path.read_bytes()).hexdigest()}"
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            z = torch.as_tensor(
+                CheckedTransform(to_device(self.transform, device), self.name)(probe.to(device))
+            )
+        return f"callable:{self.source}:{fingerprint(z)}"
+
 
 def _takes_no_arguments(fn) -> bool:
     try:
