@@ -17,7 +17,11 @@ os.environ.setdefault("OBFAUDIT_NO_PROGRESS", "1")
 # audits keep their controls in a cache shared by audits: one for this test session, never ~/.cache
 os.environ["OBFAUDIT_CACHE"] = tempfile.mkdtemp(prefix="obfaudit-test-cache-")
 os.environ.setdefault("MPLBACKEND", "Agg")
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# two test processes share the 2 cores under `pytest -n 2` (make test): one thread each, else two
+THREADS = 1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, torch.get_num_threads())
+torch.set_num_threads(THREADS)
+#: the environment of a subprocess this session starts: the same threads, so its sums round alike
+SUBPROCESS_ENV = {"OBFAUDIT_NO_PROGRESS": "1", "OMP_NUM_THREADS": str(THREADS)}
 
 
 def run_cli(
@@ -37,7 +41,7 @@ def run_cli(
     directory on the import path). Use them where the process itself is under test.
     """
     if script or subprocess_:
-        env = {**os.environ, "OBFAUDIT_NO_PROGRESS": "1", "OMP_NUM_THREADS": "2", **(env or {})}
+        env = {**os.environ, **SUBPROCESS_ENV, **(env or {})}
         command = (
             [str(Path(sys.executable).parent / "obfaudit")]
             if script

@@ -15,6 +15,7 @@ import torch
 
 from obfaudit.commands.audit import AuditJob, AuditReport, audit
 from obfaudit.threat import Party, Verdict
+from tests.conftest import SUBPROCESS_ENV
 
 TINY = {"n_train": 300, "n_test": 140, "epochs": 2, "n_proxy": 700}
 
@@ -100,7 +101,7 @@ def test_an_audit_killed_halfway_resumes_without_retraining_what_it_finished(tmp
         "--n-proxy", "1400", "--epochs", "2", "--no-controls", "--cache", str(tmp_path / "cache"),
         "--out", str(out),
     ]  # fmt: skip
-    env = {**os.environ, "OBFAUDIT_NO_PROGRESS": "1", "OMP_NUM_THREADS": "2"}
+    env = {**os.environ, **SUBPROCESS_ENV}
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     stages = out / "stages"
     deadline = time.time() + 120

@@ -11,7 +11,7 @@ import pytest
 
 from obfaudit.experiments.context import RunSettings
 from obfaudit.experiments.stages import SerialExecutor, Stage, check_plan
-from tests.conftest import run_cli, tiny_preset
+from tests.conftest import SUBPROCESS_ENV, run_cli, tiny_preset
 
 EXPECTED_FIGURES = (
     "fig7_mnist_mlp_reconstructions.png",
@@ -40,7 +40,7 @@ def reproduce_cmd(out: Path, *extra: str) -> list[str]:
 
 
 def env():
-    return {**os.environ, "OBFAUDIT_NO_PROGRESS": "1", "OMP_NUM_THREADS": "2"}
+    return {**os.environ, **SUBPROCESS_ENV}
 
 
 @pytest.fixture(scope="module")
