@@ -79,10 +79,13 @@ def _in_process(argv: list[str], *, cwd: Path | None, env: dict) -> subprocess.C
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-        # a user's module imported from a test's folder must not answer for another test's
+        # a user's module imported from a test's folder must not answer for another test's (only
+        # those: the venv may lie under the same temporary folder, and torch's own modules must stay)
+        folders = [str(cwd)] if cwd is not None else []
+        folders.append(os.path.join(tempfile.gettempdir(), "pytest-of-"))
         for name in set(sys.modules) - saved_modules:
             f = getattr(sys.modules[name], "__file__", None) or ""
-            if f.startswith(tempfile.gettempdir()):
+            if any(f.startswith(d) for d in folders) and not f.startswith(sys.prefix):
                 del sys.modules[name]
     return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
 
