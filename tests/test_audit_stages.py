@@ -158,3 +158,19 @@ def test_a_read_only_folder_is_one_line(tmp_path, cli):
         assert r.returncode == 1 and r.stderr.count("\n") == 1 and "cannot be written" in r.stderr
     finally:
         locked.chmod(0o755)
+
+
+def test_a_renamed_subject_a_repeated_attack_and_report_on_an_audit_folder(tmp_path, cli):
+    """The same transform under another name into the same folder is audited again under that name;
+    an attack named twice runs once; `report` refuses an audit's folder instead of overwriting it."""
+    common = dict(
+        attacks=("colornet", "colornet"), no_controls=True, out=tmp_path / "a", cache=tmp_path / "c"
+    )
+    first = audit(AuditJob(transform=blur, name="first", **common, **TINY))
+    assert [r.attack for r in first.records] == ["colornet"]
+    second = audit(AuditJob(transform=blur, name="second", **common, **TINY))
+    assert second.subject == "second" and [r.subject for r in second.records] == ["second"]
+    assert second.records[0].metrics == first.records[0].metrics  # the same transform, scored alike
+    r = cli("report", tmp_path / "a")
+    assert r.returncode == 1 and "obfaudit audit" in r.stderr and r.stderr.count("\n") == 1
+    assert json.loads((tmp_path / "a" / "results.json").read_text())["subject"] == "second"

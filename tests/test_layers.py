@@ -13,7 +13,7 @@ import obfaudit
 
 ROOT = Path(obfaudit.__file__).parent
 
-#: Bottom to top (ARCHITECTURE.md). A module may import from its own layer and any below.
+#: Bottom to top. A module may import from its own layer and any below.
 LAYERS = [
     {"errors", "_version", "threat", "train_config", "_settings", "_io", "records"},
     {"data"},

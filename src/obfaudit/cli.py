@@ -5,7 +5,8 @@ them. Help texts come from the settings dataclasses' field docstrings. The libra
 prints or exits; this module does both. Every user-fixable problem
 (:class:`~obfaudit.errors.ObfauditError`) becomes one line on stderr and exit status 1; bad
 arguments are refused by argparse (exit status 2) before any work starts. Building the parser
-loads no torch, so ``--help`` and argument errors are quick.
+loads no torch, so ``--help`` and most argument errors are quick (a name checked against a
+registry, e.g. ``--attack``, loads it).
 """
 
 from __future__ import annotations

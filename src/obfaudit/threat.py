@@ -50,10 +50,6 @@ class Verdict(StrEnum):
     NOT_COMPROMISED = "not compromised"
     """The interval lies below the line."""
 
-    @classmethod
-    def of(cls, value: str | None) -> Verdict | None:
-        return None if value is None else cls(value)
-
 
 def overall_verdict(verdicts: list[Verdict | str | None]) -> Verdict | None:
     """compromised if any attack says so; else inconclusive if any is; not compromised if every

@@ -4,7 +4,7 @@ For every requested attack the auditor checks that its needs are met, hands its 
 the knowledge object of its party only (:mod:`.knowledge`), asks it to infer from the
 traffic (the transformed test images), and scores the output with the scorer of its
 output kind (:mod:`.scoring`), which alone holds the test labels. It never branches on an
-attack's name. Every audit can also run the two controls beside the subject.
+attack's name. The controls audited beside a subject are made in :mod:`.prepare`.
 """
 
 from __future__ import annotations
@@ -144,6 +144,7 @@ class SubjectAudit:
         traffic: torch.Tensor | None = None,
     ) -> None:
         self.config = config = replace(config or AuditConfig(), label=f"{subject}: ")
+        seed = config.seed
         self.train, self.test = train, test
         self.proxies = proxies = dict(proxies or {})
         self.device = device = str(resolve_device(config.device))
@@ -170,8 +171,8 @@ class SubjectAudit:
         # party observed (the transformed proxies alone are 564 MB in the default preset) alive
         # until the cyclic garbage collector happened to run
         self._builders: dict[Party, Callable[[], object]] = {
-            Party.SERVER: lambda: ServerKnowledge(transform, train, device),
-            Party.ADVERSARY: lambda: AdversaryKnowledge(transform, proxies, device, test.shape),
+            Party.SERVER: lambda: ServerKnowledge(transform, train, device, seed),
+            Party.ADVERSARY: lambda: AdversaryKnowledge(transform, proxies, device, test.shape, seed),
             Party.THIRD_PARTY: lambda: ThirdPartyKnowledge(traffic),
         }
         self._knowledge: dict[Party, object] = {}
@@ -184,6 +185,11 @@ class SubjectAudit:
     def subject(self) -> str:
         return self.result.subject
 
+    def set_judge(self, judge: nn.Module | None) -> None:
+        """Read the attribute from reconstructions with ``judge`` (an attribute classifier trained on
+        clean training images) from the next attack on."""
+        self.scorer.attribute_judge = judge.to(self.device).eval() if judge is not None else None
+
     def available(self, *, gradients: bool) -> set[Need]:
         """What this audit offers attacks. Whether gradients flow through the transform is tried
         (one pass of two images) the first time an attack that needs them asks."""
@@ -193,9 +199,9 @@ class SubjectAudit:
             self.train, self.test, self.proxies, self.config.attribute, gradients=bool(self._grads)
         )
 
-    def run(self, name: str, runs: Sequence[int] | None = None) -> AttackRecord | None:
-        """Run attack ``name`` (all of the config's repeats, or only ``runs``); its record, or None
-        with the reason in ``result.skipped`` when its needs are not met."""
+    def run(self, name: str) -> AttackRecord | None:
+        """Run attack ``name`` (each of the config's repeats); its record, or None with the reason in
+        ``result.skipped`` when its needs are not met."""
         config = self.config
         cls = attack_class(name)
         missing = cls.unmet(self.available(gradients=GRADIENTS in cls.needs))
@@ -205,7 +211,7 @@ class SubjectAudit:
         t0 = time.perf_counter()
         if cls.party not in self._knowledge:
             self._knowledge[cls.party] = self._builders[cls.party]()
-        runs = list(range(config.repeats) if runs is None else runs)
+        runs = range(config.repeats)
         done = []
         for r in runs:
             attack = cls(replace(config, seed=config.seed + r) if r else config)
@@ -231,16 +237,14 @@ class SubjectAudit:
         self.result.records.append(record)
         return record
 
-    def run_all(
-        self, on_attack: Callable[[str], None] | None = None, runs: Sequence[int] | None = None
-    ) -> AuditResult:
+    def run_all(self, on_attack: Callable[[str], None] | None = None) -> AuditResult:
         """Every configured attack in order (``on_attack(name)`` as each that can run starts)."""
         gradients = any(GRADIENTS in attack_class(a).needs for a in self.config.attacks)
         self.available(gradients=gradients)  # tried once, before any attack (a random transform's draws)
         for name in self.config.attacks:
             if on_attack and not attack_class(name).unmet(self.available(gradients=gradients)):
                 on_attack(name)
-            self.run(name, runs)
+            self.run(name)
         return self.result
 
 
@@ -249,13 +253,11 @@ def audit_transform(
     transform: Transform,
     *,
     on_attack: Callable[[str], None] | None = None,
-    runs: Sequence[int] | None = None,
     **kwargs,
 ) -> AuditResult:
     """Run the configured attacks on ``transform`` in order and score them (``kwargs``: those of
-    :class:`SubjectAudit`; ``on_attack`` is called with each attack's name as it starts, ``runs``
-    picks which of the config's repeats to run)."""
-    return SubjectAudit(subject, transform, **kwargs).run_all(on_attack, runs)
+    :class:`SubjectAudit`; ``on_attack`` is called with each attack's name as it starts)."""
+    return SubjectAudit(subject, transform, **kwargs).run_all(on_attack)
 
 
 def repeat_spread(seeds: Sequence[int], metrics: Sequence[Mapping]) -> dict:
@@ -268,16 +270,6 @@ def repeat_spread(seeds: Sequence[int], metrics: Sequence[Mapping]) -> dict:
             if metrics[0].get(m) is not None
         },
     }
-
-
-def join_runs(results: Sequence[AuditResult], seeds: Sequence[int]) -> AuditResult:
-    """One subject's runs, done apart (one per seed, in seed order), as one audit would give them:
-    the first run's records and figures, each record with the spread over all runs."""
-    first = results[0]
-    if len(results) > 1:
-        for i, record in enumerate(first.records):
-            record.metrics["repeats"] = repeat_spread(seeds, [res.records[i].metrics for res in results])
-    return first
 
 
 __all__ = ["STUDY_ATTACKS", "AuditConfig", "AuditResult", "SubjectAudit", "attack_names", "audit_transform"]

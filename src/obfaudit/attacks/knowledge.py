@@ -34,13 +34,15 @@ class ServerKnowledge:
     transform: Transform
     train: ImageSet
     device: str = "cpu"
+    seed: int | None = None
+    """Seeds the transform's draws for each view (a random transform)."""
     party = Party.SERVER
     _observer: Observer = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.train, ProxySet):
             raise ThreatModelError("the server's knowledge is the original training split, not a proxy")
-        object.__setattr__(self, "_observer", Observer(self.transform, device=self.device))
+        object.__setattr__(self, "_observer", Observer(self.transform, device=self.device, seed=self.seed))
 
     def observed_train(self) -> torch.Tensor:
         """The transform of the training images (computed once)."""
@@ -60,6 +62,8 @@ class AdversaryKnowledge:
     device: str = "cpu"
     input_shape: tuple[int, int, int] | None = None
     """The shape of one input image: public, like the transform that takes it."""
+    seed: int | None = None
+    """Seeds the transform's draws for each view (a random transform)."""
     party = Party.ADVERSARY
     _observer: Observer = field(init=False, repr=False)
     _derived: dict = field(init=False, repr=False, default_factory=dict)
@@ -72,7 +76,7 @@ class AdversaryKnowledge:
                     "training data, only proxy data it generates (e.g. noisy, path)"
                 )
         object.__setattr__(self, "proxies", MappingProxyType(dict(self.proxies)))
-        object.__setattr__(self, "_observer", Observer(self.transform, device=self.device))
+        object.__setattr__(self, "_observer", Observer(self.transform, device=self.device, seed=self.seed))
 
     def proxy(self, name: str) -> ProxySet:
         try:

@@ -10,7 +10,7 @@ the same baselines beside the scores.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -21,6 +21,7 @@ from obfaudit.attacks.audit import (
     AuditConfig,
     AuditResult,
     SubjectAudit,
+    audit_transform,
     available_needs,
     differentiable,
 )
@@ -249,7 +250,6 @@ class PreparedAudit:
     infnet: nn.Module | None = None
     traffic: torch.Tensor | None = None
     parties: tuple[Party, ...] = PARTIES
-    _judge: nn.Module | None = field(default=None, init=False, repr=False)
 
     @property
     def baselines(self) -> Baselines:
@@ -269,12 +269,6 @@ class PreparedAudit:
             raise ObfauditError("an attribute judge trains on the training images, and this audit has none")
         return train_attribute_judge(self.train, self.attribute, self.config.train)
 
-    def judge(self) -> nn.Module | None:
-        """The judge, trained once when an image attack needs it; else None."""
-        if self._judge is None and self.needs_judge and self.train is not None:
-            self._judge = self.train_judge()
-        return self._judge
-
     def available(self, transform: Transform) -> set[Need]:
         """What this audit offers attacks on ``transform`` (whether gradients flow through it is
         tried on two test images)."""
@@ -288,6 +282,7 @@ class PreparedAudit:
     ) -> tuple[str, ...]:
         """The attacks to run: those asked for (of a party that saw the data), else every registered
         one whose needs this audit meets. Refused before any training when none could give a verdict."""
+        requested = tuple(dict.fromkeys(requested)) if requested else None  # each attack once
         for a in requested or ():
             party = attack_class(a).party
             if party not in self.parties:
@@ -330,7 +325,7 @@ class PreparedAudit:
         self, name: str, transform: Transform, *, judge: nn.Module | None = None, **kwargs
     ) -> AuditResult:
         """Every configured attack on one transform, in order (``kwargs``: ``traffic`` as for
-        :meth:`subject`, ``on_attack`` and ``runs`` as for :meth:`SubjectAudit.run_all`)."""
+        :meth:`subject`, ``on_attack`` as for :meth:`SubjectAudit.run_all`)."""
         traffic = kwargs.pop("traffic", False)
         return self.subject(name, transform, judge=judge, traffic=traffic).run_all(**kwargs)
 
@@ -347,6 +342,29 @@ class PreparedAudit:
             for res in results.values()
             for r in res.records
         ]
+
+
+def audit(
+    transform: Transform, *, subject: str = "subject", controls: bool = True, **kwargs
+) -> dict[str, AuditResult]:
+    """Deprecated, kept for one release: use :func:`obfaudit.commands.audit.audit` (an
+    ``AuditJob`` in, a typed report out; it resumes, reuses the controls and writes the report).
+
+    Audits ``transform`` and, with ``controls``, the identity and null transforms beside it
+    (``kwargs``: those of :func:`~obfaudit.attacks.audit.audit_transform`)."""
+    import warnings
+
+    warnings.warn(
+        "obfaudit.attacks.audit is deprecated: use obfaudit.commands.audit.audit(AuditJob(...))",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    results = {subject: audit_transform(subject, transform, **kwargs)}
+    if controls:
+        seed = (kwargs.get("config") or AuditConfig()).seed
+        for name, make in control_transforms(seed=seed, skip={subject}).items():
+            results[name] = audit_transform(name, make(), **kwargs)
+    return results
 
 
 def needs_gradients(attacks: Iterable[str]) -> bool:

@@ -68,8 +68,6 @@ class Command:
     """Shown by ``obfaudit NAME --help``; a callable is called only then (it may load registries)."""
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace, Interface], Result | None]
-    json: bool = True
-    """It has ``--json`` (commands that serve until stopped do not)."""
 
 
 def json_option(parser: argparse.ArgumentParser) -> None:

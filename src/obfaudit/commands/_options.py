@@ -86,6 +86,13 @@ def registered(names: Callable[[], tuple[str, ...]], what: str):
     return parse
 
 
+def trainable_datasets() -> tuple[str, ...]:
+    """The datasets obfaudit trains InfNets and ObfNets on (the digit datasets)."""
+    from obfaudit.data import dataset_names
+
+    return dataset_names(trainable=True)
+
+
 def attack_names() -> tuple[str, ...]:
     from obfaudit.attacks import attack_names as names
 

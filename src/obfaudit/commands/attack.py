@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from obfaudit.commands._base import Command, Interface, Progress, Result, json_option, pick
-from obfaudit.commands._options import add, attacks_listing, registered
+from obfaudit.commands._options import add, attacks_listing, registered, trainable_datasets
 from obfaudit.commands.audit import AuditJob, AuditReport, audit
 
 NOTE = (
@@ -21,12 +21,6 @@ NOTE = (
     "attack.csv and the top-level figures are written for this release only (results.json, report.html "
     "and figures/ are the audit's)"
 )
-
-
-def _trainable() -> tuple[str, ...]:
-    from obfaudit.data import dataset_names
-
-    return dataset_names(trainable=True)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -139,7 +133,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             "cache",
             "out",
         ],
-        data={"type": registered(_trainable, "dataset"), "metavar": "DATASET"},
+        data={"type": registered(trainable_datasets, "dataset"), "metavar": "DATASET"},
         out={"required": True},
     )
     json_option(p)
@@ -155,8 +149,9 @@ def run(args: argparse.Namespace, ui: Interface) -> Result:
 
 def _describe() -> str:
     return (
-        "Run registered attacks on one transform, each under its own party, with the identity and null "
-        "controls beside it: 'obfaudit audit --attack NAME ...' under its old name. "
+        "Run registered attacks on one transform, each under its own party, with the identity, null and "
+        "(for a saved model) random-weights controls beside it: 'obfaudit audit --attack NAME ...' under its "
+        "old name, on data with a sensitive attribute. "
         f"Attacks: {attacks_listing()}."
     )
 

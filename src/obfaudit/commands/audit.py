@@ -45,13 +45,20 @@ if TYPE_CHECKING:
 
 
 def default_cache() -> Path:
-    """Where audits keep what other audits can reuse: $OBFAUDIT_CACHE, else ~/.cache/obfaudit."""
+    """Where audits keep what other audits can reuse: $OBFAUDIT_CACHE, else $XDG_CACHE_HOME/obfaudit,
+    else ~/.cache/obfaudit."""
     import os
 
     if os.environ.get("OBFAUDIT_CACHE"):
         return Path(os.environ["OBFAUDIT_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "obfaudit"
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]) / "obfaudit"
+    try:
+        return Path.home() / ".cache" / "obfaudit"
+    except RuntimeError:  # no home directory (some containers)
+        raise ObfauditError(
+            "no home directory for the audits' cache: give --cache DIR or $OBFAUDIT_CACHE"
+        ) from None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,7 +126,7 @@ class AuditJob:
     """Directory for the results (JSON, CSV), the figures and report.html; rerunning into it resumes."""
     cache: Path | None = None
     """Where the controls and the judge are kept for other audits of the same data and settings
-    (default: $OBFAUDIT_CACHE, else ~/.cache/obfaudit)."""
+    (default: $OBFAUDIT_CACHE, else $XDG_CACHE_HOME/obfaudit or ~/.cache/obfaudit)."""
     progress: bool = False
     """Show progress bars (the CLI sets it on a terminal)."""
 
@@ -457,13 +464,17 @@ def audit(job: AuditJob, *, on_progress: OnProgress = quiet) -> AuditReport:
     from obfaudit.experiments.stages import StageEvent
 
     executor = make_executor(job.executor, address=job.address)
-    out, cache = Path(job.out), job.cache_dir()
-    check_outputs([OutputPath(out, "--out"), OutputPath(cache, "--cache")])
+    out = Path(job.out)
+    check_outputs([OutputPath(out, "--out")])
     with RunLock(out):
         ready = prepare(job)
-        ctx = AuditContext(prepare=partial(_pieces, job), out=out, progress=job.progress)
+        device = ready.pieces.prepared.config.device
+        cache = Path(job.cache_dir()).resolve()
+        stages = plan_audit(ready.pieces, cache=cache, gpu=str(device).startswith("cuda"))
+        if any(s.store is not None for s in stages):  # only the controls and the judge live there
+            check_outputs([OutputPath(cache, "--cache")])
+        ctx = AuditContext(prepare=partial(_pieces, job), out=out, cache=cache, progress=job.progress)
         ctx._pieces = ready.pieces
-        stages = plan_audit(ready.pieces, cache=cache, gpu=str(job.device).startswith("cuda"))
         about = {s.name: s.about for s in stages}
 
         def report(event: StageEvent) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from obfaudit.commands._base import Command, Interface, OutputPath, Result, check_outputs, json_option, pick
-from obfaudit.commands._options import add, registered
+from obfaudit.commands._options import add, registered, trainable_datasets
 from obfaudit.errors import ObfauditError
 
 
@@ -15,12 +15,6 @@ def _all_names() -> tuple[str, ...]:
     from obfaudit.data import all_dataset_names
 
     return all_dataset_names()
-
-
-def _trainable() -> tuple[str, ...]:
-    from obfaudit.data import dataset_names
-
-    return dataset_names(trainable=True)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -158,9 +152,9 @@ def data_export(q: DataQuery, out: Path) -> ExportedFolder:
 
     from obfaudit._io import atomic_write_text
 
-    if q.dataset not in _trainable():
+    if q.dataset not in trainable_datasets():
         raise ObfauditError(
-            f"data export writes the digit datasets ({', '.join(_trainable())}), not {q.dataset}"
+            f"data export writes the digit datasets ({', '.join(trainable_datasets())}), not {q.dataset}"
         )
     check_outputs([OutputPath(out, "--out")])
     rows, counts = [], {}

@@ -7,14 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from obfaudit.commands._base import Command, Interface, OutputPath, Result, check_outputs, json_option, pick
-from obfaudit.commands._options import add, registered
+from obfaudit.commands._options import add, registered, trainable_datasets
 from obfaudit.commands.data import Figure
-
-
-def _trainable() -> tuple[str, ...]:
-    from obfaudit.data import dataset_names
-
-    return dataset_names(trainable=True)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,7 +73,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         ObfuscateJob,
         ["obfnet", "data", "n", "seed", "device", "data_root", "download", "out"],
         obfnet={"required": True},
-        data={"type": registered(_trainable, "dataset"), "metavar": "DATASET"},
+        data={"type": registered(trainable_datasets, "dataset"), "metavar": "DATASET"},
     )
     json_option(p)
 

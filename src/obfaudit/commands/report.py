@@ -27,6 +27,11 @@ def rebuild_report(run_dir: Path) -> RebuiltReport:
 
     if not (Path(run_dir) / "stages").is_dir():
         raise ObfauditError(f"{run_dir} is not an obfaudit run directory (no stages/)")
+    if not (Path(run_dir) / "config.json").is_file():
+        raise ObfauditError(
+            f"{run_dir} is not a reproduction's run directory (no config.json); an audit's report is "
+            "rebuilt by running the same 'obfaudit audit' again (its finished attacks are kept)"
+        )
     check_outputs([OutputPath(Path(run_dir), "run directory")])
     with RunLock(run_dir):
         out = write_outputs(run_dir)

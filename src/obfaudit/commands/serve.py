@@ -36,5 +36,4 @@ COMMAND = Command(
     "of the study's system. Bad requests get a 4xx and a JSON error.",
     add_arguments,
     run,
-    json=False,
 )

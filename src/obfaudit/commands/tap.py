@@ -35,5 +35,4 @@ COMMAND = Command(
     "attacks.",
     add_arguments,
     run,
-    json=False,
 )

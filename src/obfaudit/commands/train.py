@@ -7,18 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from obfaudit.commands._base import Command, Interface, OutputPath, Result, check_outputs, json_option, pick
-from obfaudit.commands._options import add, non_negative_float, registered
+from obfaudit.commands._options import add, non_negative_float, registered, trainable_datasets
 from obfaudit.errors import ObfauditError
 from obfaudit.train_config import TrainConfig
 
 TRAINING = ["epochs", "batch_size", "lr", "precision", "patience", "shift", "seed", "device"]
 ARCHS = ("cnn", "mlp")
-
-
-def _trainable() -> tuple[str, ...]:
-    from obfaudit.data import dataset_names
-
-    return dataset_names(trainable=True)
 
 
 def _defences() -> tuple[str, ...]:
@@ -130,8 +124,10 @@ def train_obfnet(job: TrainJob) -> TrainedModel:
     check_outputs([OutputPath(job.out, "--out")])
     info = read_sidecar(job.infnet, role=Role.INFNET)
     dataset = job.data or info.get("dataset")
-    if dataset not in _trainable():
-        raise ObfauditError(f"--infnet {job.infnet} names no dataset; pass --data {'|'.join(_trainable())}")
+    if dataset not in trainable_datasets():
+        raise ObfauditError(
+            f"--infnet {job.infnet} names no dataset; pass --data {'|'.join(trainable_datasets())}"
+        )
     # The InfNet's own split: with another seed, its training images would be in the test split.
     train, test = _splits(job, dataset, info.get("seed", job.train.seed))
     check_model_fits(info, train, what=f"--infnet {job.infnet}")
@@ -183,7 +179,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         TrainJob,
         ["arch", "data"],
         arch={"choices": ARCHS},
-        data={"type": registered(_trainable, "dataset"), "default": "colored-mnist", "metavar": "DATASET"},
+        data={
+            "type": registered(trainable_datasets, "dataset"),
+            "default": "colored-mnist",
+            "metavar": "DATASET",
+        },
     )
     _add_training(p)
     p = sub.add_parser(
@@ -198,7 +198,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         arch={"choices": ARCHS, "default": "mlp"},
         bottleneck={"required": True},
         infnet={"required": True},
-        data={"type": registered(_trainable, "dataset"), "metavar": "DATASET"},
+        data={"type": registered(trainable_datasets, "dataset"), "metavar": "DATASET"},
         defence={"type": registered(_defences, "defence"), "metavar": "none|noise|dcor|adversarial"},
         strength={"type": non_negative_float, "metavar": "X"},
     )

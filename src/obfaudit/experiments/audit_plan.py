@@ -12,20 +12,21 @@ reuses them.
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 from safetensors.torch import load_file
 from safetensors.torch import save as save_safetensors
 
 from obfaudit._io import atomic_write_bytes, fingerprint
+from obfaudit._version import __version__
 from obfaudit.attacks import AuditResult, SubjectAudit, attack_class
 from obfaudit.attacks.prepare import PreparedAudit, config_settings, data_fingerprint, needs_gradients
 from obfaudit.errors import ObfauditError
 from obfaudit.experiments.stages import Resources, Stage, settings_hash
-from obfaudit.models import load_model, save_model
+from obfaudit.models import load_model, read_sidecar, save_model
 from obfaudit.records import AttackRecord
 from obfaudit.threat import NeedKind, Output, Party
 from obfaudit.train import predict
@@ -63,15 +64,22 @@ class AuditContext:
 
     prepare: Callable[[], AuditPieces]
     out: Path
+    cache: Path
+    """The cache shared by audits (the controls' and the judge's stages)."""
     progress: bool = False
+    run: str = field(default_factory=lambda: uuid.uuid4().hex)
+    """This audit (a Ray worker keeps one context per audit: another audit into the same folder,
+    in the same Ray session, must not find this one's transform and data)."""
     _pieces: AuditPieces | None = field(default=None, repr=False)
-    _auditor: tuple[str, str | None, SubjectAudit] | None = field(default=None, repr=False)
+    _auditor: tuple[str, SubjectAudit] | None = field(default=None, repr=False)
+    _judge: str | None = field(default=None, repr=False)
+    """The SHA-256 of the judge the auditor reads reconstructions with."""
 
     def cache_id(self) -> str:
-        return f"audit:{self.out.resolve()}"
+        return f"audit:{self.run}"
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_pieces": None, "_auditor": None}
+        return {**self.__dict__, "_pieces": None, "_auditor": None, "_judge": None}
 
     @property
     def pieces(self) -> AuditPieces:
@@ -84,26 +92,26 @@ class AuditContext:
 
     def auditor(self, name: str, judge: dict | None) -> SubjectAudit:
         """The auditor of subject ``name`` (kept for its next attack: the knowledge its parties
-        observed is shared by their attacks; one subject at a time, to bound memory)."""
-        sha = judge["result"]["sha256"] if judge else None
-        if self._auditor is None or self._auditor[:2] != (name, sha):
-            self._auditor = None  # free the previous subject's views first
+        observed is shared by their attacks; one subject at a time, to bound memory), reading
+        reconstructions with the ``judge`` record's model when one is given."""
+        if self._auditor is None or self._auditor[0] != name:
+            self._auditor, self._judge = None, None  # free the previous subject's views first
             subject = self.subject(name)
-            judge_model = _load_judge(judge, self.pieces.prepared.config.device) if judge else None
             prepared = self.pieces.prepared
-            audit = prepared.subject(name, subject.make(), judge=judge_model, traffic=subject.traffic)
+            audit = prepared.subject(name, subject.make(), traffic=subject.traffic)
             audit.available(gradients=needs_gradients(prepared.config.attacks))
-            self._auditor = (name, sha, audit)
-        return self._auditor[2]
+            self._auditor = (name, audit)
+        audit = self._auditor[1]
+        if judge is not None and self._judge != judge["result"]["sha256"]:
+            model = load_model(self.cache / judge["result"]["model"], device=audit.device)[0]
+            audit.set_judge(model)
+            self._judge = judge["result"]["sha256"]
+        return audit
 
 
-def _load_judge(record: dict, device: str):
-    return load_model(Path(record["result"]["store"]) / record["result"]["model"], device=device)[0]
-
-
-def _judge_ok(store: Path, ctx: AuditContext, record: dict) -> bool:
+def _judge_ok(ctx: AuditContext, record: dict) -> bool:
     try:
-        _, info = load_model(store / record["result"]["model"])
+        _, info = load_model(ctx.cache / record["result"]["model"])
         return info["sha256"] == record["result"]["sha256"]
     except (ObfauditError, KeyError, TypeError):
         return False
@@ -127,15 +135,12 @@ def run_audit_judge(ctx: AuditContext, stage: Stage, inputs: Mapping[str, dict])
     test = prepared.test
     read = predict(judge, test.x, device=prepared.config.device).argmax(1).cpu()
     acc = float((read == test.labels[prepared.attribute]).float().mean())
-    store = stage.store or ctx.out
-    weights = save_model(judge.cpu(), store / "models" / stage.name, metrics={"clean_test_acc": acc})
-    info = load_model(weights)[1]
-    return {
-        "model": str(weights.relative_to(store)),
-        "store": str(store),
-        "sha256": info["sha256"],
-        "clean_test_acc": acc,
-    }
+    # a name of its own: two audits sharing the cache may train the same judge at once, and
+    # their weights need not match byte for byte (another thread count, a GPU)
+    name = f"{stage.name}-{uuid.uuid4().hex[:8]}"
+    weights = save_model(judge.cpu(), ctx.cache / "models" / name, metrics={"clean_test_acc": acc})
+    info = read_sidecar(weights)
+    return {"model": str(weights.relative_to(ctx.cache)), "sha256": info["sha256"], "clean_test_acc": acc}
 
 
 def run_audit_attack(ctx: AuditContext, stage: Stage, inputs: Mapping[str, dict]) -> dict:
@@ -169,28 +174,32 @@ def plan_audit(pieces: AuditPieces, *, cache: Path, gpu: bool = False) -> list[S
     """The stages of an audit: the judge (when an image attack runs), then every attack on the
     subject under audit, then on each control. Controls and the judge go to ``cache``.
 
-    Each attack stage's key holds only what its scores depend on (the test split always; the
-    training split for the server's attacks, the proxies for those that train on them, the
-    InfNet and the judge for reconstructions), so the controls of one audit serve another
-    that runs other attacks beside them.
+    Each attack stage's key holds what its scores depend on and little else (the test split
+    and the seeds always; the training split for the server's attacks; the proxies and their
+    training budget for those that train on them; the t-SNE settings for embeddings; the InfNet
+    and the judge for reconstructions), so the controls of one audit serve another that runs
+    other attacks beside them or another budget for the others. The subject under audit's
+    stages hold its name too (its records carry it); the shared ones hold obfaudit's version,
+    so an upgrade never reuses what an older release computed.
     """
     prepared = pieces.prepared
     config = prepared.config
     test = {"test": data_fingerprint(prepared.test), "attribute": prepared.attribute, "task": prepared.task}
     train = data_fingerprint(prepared.train)
     proxies = {n: data_fingerprint(p) for n, p in sorted(prepared.proxies.items())}
-    settings = {k: v for k, v in config_settings(config).items() if k != "attacks"} | {
-        "seed": config.seed,
-        "repeats": config.repeats,
-        "tsne_backend": config.tsne_backend,
-        "samples": config.samples,
-    }
+    budget = config_settings(config)
+    common = {"seed": config.seed, "repeats": config.repeats, "samples": config.samples}
     infnet = fingerprint(*prepared.infnet.state_dict().values()) if prepared.infnet is not None else None
     resources = Resources(cpus=1, gpus=1 if gpu else 0)
     stages: list[Stage] = []
     judge: dict[str, str] = {}
     if prepared.needs_judge and prepared.train is not None:
-        judge_settings = {"train": train, "attribute": prepared.attribute, "config": config.train.to_dict()}
+        judge_settings = {
+            "train": train,
+            "attribute": prepared.attribute,
+            "config": config.train.to_dict(),
+            "obfaudit": __version__,
+        }
         name = f"judge-{settings_hash(judge_settings)[:12]}"
         stages.append(
             Stage(
@@ -199,7 +208,7 @@ def plan_audit(pieces: AuditPieces, *, cache: Path, gpu: bool = False) -> list[S
                 settings=judge_settings,
                 about={"kind": "judge", "attribute": prepared.attribute},
                 outputs=("model", "sha256"),
-                valid=partial(_judge_ok, cache),
+                valid=_judge_ok,
                 resources=resources,
                 store=cache,
             )
@@ -209,14 +218,20 @@ def plan_audit(pieces: AuditPieces, *, cache: Path, gpu: bool = False) -> list[S
         for attack in config.attacks:
             cls = attack_class(attack)
             image = cls.output is Output.IMAGE
-            own = {**test, "settings": settings, "subject": subject.fingerprint, "attack": attack}
+            own = {**test, **common, "subject": subject.fingerprint, "attack": attack}
+            if cls.output is Output.EMBEDDING:
+                own["tsne"] = [budget["tsne_points"], budget["perplexity"], config.tsne_backend]
+            else:
+                own["train_config"] = budget["train"]
             if cls.party is Party.SERVER:
                 own["train"] = train
             if any(n.kind is NeedKind.PROXY for n in cls.needs):
                 own["proxies"] = proxies
+                own["proxy_config"] = budget["proxy_train"]
             if image:
                 own["infnet"] = infnet
             shared = subject.shared
+            own["obfaudit" if shared else "name"] = __version__ if shared else subject.name
             name = (
                 f"{_safe(subject.name)}-{_safe(attack)}-{settings_hash(own)[:12]}"
                 if shared

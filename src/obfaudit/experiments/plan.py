@@ -166,8 +166,11 @@ def attack_budget(preset: Preset) -> AttackBudget:
     )
 
 
-def _prepared(ctx: RunContext, ds: str, attacks: tuple[str, ...], infnet=None) -> PreparedAudit:
-    """The audit of ``attacks`` on ``ds`` as the preset sizes it (its proxies when it has the attribute)."""
+def _prepared(
+    ctx: RunContext, ds: str, attacks: tuple[str, ...], infnet=None, *, proxies: bool = True
+) -> PreparedAudit:
+    """The audit of ``attacks`` on ``ds`` as the preset sizes it (its proxies when it has the
+    attribute and ``proxies`` is asked for)."""
     p = ctx.preset
     train, test = ctx.data(ds)
     config = audit_config(
@@ -180,8 +183,8 @@ def _prepared(ctx: RunContext, ds: str, attacks: tuple[str, ...], infnet=None) -
         tsne_points=p.tsne_points,
         progress=ctx.progress,
     )
-    proxies = ctx.proxies(test, ATTRIBUTE) if ATTRIBUTE in DATASET_LABELS[ds] else {}
-    return PreparedAudit(train, test, ATTRIBUTE, TASK, proxies, config, infnet=infnet)
+    own = ctx.proxies(test, ATTRIBUTE) if proxies and ATTRIBUTE in DATASET_LABELS[ds] else {}
+    return PreparedAudit(train, test, ATTRIBUTE, TASK, own, config, infnet=infnet)
 
 
 def _audit_settings(preset: Preset, settings: RunSettings, attacks: tuple[str, ...]) -> dict:
@@ -220,7 +223,7 @@ def _load(ctx: RunContext, record: dict | None, role: Role | None = None):
 
 def run_sweep_judge(ctx: RunContext, stage: Stage, inputs: Mapping[str, dict]) -> dict:
     ds = stage.about["dataset"]
-    prepared = _prepared(ctx, ds, tuple(stage.settings.get("attacks", ())))
+    prepared = _prepared(ctx, ds, (), proxies=False)  # the judge trains on the clean training split alone
     judge = prepared.train_judge()
     test = prepared.test
     acc = float(
@@ -323,8 +326,11 @@ def plan(preset: Preset, settings: RunSettings) -> tuple[list[Stage], list[NotRu
             )
         )
         judge = {}
+        subjects = [None, *sweep(preset, ds)]  # the controls and every ObfNet: each has its own attacks
         if ATTRIBUTE in DATASET_LABELS[ds] and any(
-            attack_class(a).output is Output.IMAGE for a in attacks_for(ds, attacks, preset, None)
+            attack_class(a).output is Output.IMAGE
+            for s in subjects
+            for a in attacks_for(ds, attacks, preset, s)
         ):  # the judge reads the attribute from reconstructions: only needed when an image attack runs
             judge = {"judge": f"judge-{ds}"}
             stages.append(

@@ -116,7 +116,13 @@ class RayExecutor:
 
     def _run(self, ray, plan: Sequence[Stage], ctx: Any, emit) -> dict[str, dict]:
         remote = ray.remote(max_retries=1)(run_stage)
-        payload = ray.put(ctx)
+        try:
+            payload = ray.put(ctx)
+        except Exception as e:  # noqa: BLE001 - whatever the context holds that cannot be pickled
+            raise ObfauditError(
+                f"the run's context cannot be sent to Ray workers ({type(e).__name__}: {e}); give the "
+                "transform as MODULE:CALLABLE, a saved model or an ONNX file"
+            ) from None
         records: dict[str, dict] = {}
         waiting = {s.name: s for s in plan}
         running: dict = {}  # ObjectRef -> (stage, start time)

@@ -127,14 +127,20 @@ class Observer:
     reachable from an observer holds images or labels its party was not given.
     """
 
-    def __init__(self, transform: Transform, *, device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self, transform: Transform, *, device: str | torch.device = "cpu", seed: int | None = None
+    ) -> None:
         self.transform = to_device(transform, device)
         self.device = device
+        self.seed = seed
         self._views: dict[str, torch.Tensor] = {}
 
     def __call__(self, key: str, x: torch.Tensor | Callable[[], torch.Tensor]) -> torch.Tensor:
         """The transform of ``x`` (or of what ``x()`` returns, called only the first time),
-        remembered under ``key``."""
+        remembered under ``key``. With a ``seed``, a random transform draws the same noise for a
+        view whenever it is made, whatever ran before (an audit resumed, an attack run alone)."""
         if key not in self._views:
+            if self.seed is not None:
+                torch.manual_seed(self.seed)
             self._views[key] = apply_transform(self.transform, x() if callable(x) else x, device=self.device)
         return self._views[key]
