@@ -174,3 +174,44 @@ def test_a_renamed_subject_a_repeated_attack_and_report_on_an_audit_folder(tmp_p
     r = cli("report", tmp_path / "a")
     assert r.returncode == 1 and "obfaudit audit" in r.stderr and r.stderr.count("\n") == 1
     assert json.loads((tmp_path / "a" / "results.json").read_text())["subject"] == "second"
+
+
+@torch.no_grad()
+def detached(x):
+    return torch.nn.functional.avg_pool2d(x, 2)
+
+
+def one_number(x):
+    return x.mean(dim=(1, 2, 3))
+
+
+def test_gradients_are_detected_truthfully_and_what_did_not_run_is_said(tmp_path):
+    """A transform under no_grad is not offered to gradient attacks; every registered attack left out
+    is listed with its reason; the judge's accuracy on clean images is recorded."""
+    from obfaudit.attacks.audit import differentiable
+    from obfaudit.transforms import CheckedTransform, NullTransform
+
+    x = torch.rand(2, 3, 8, 8)
+    assert not differentiable(CheckedTransform(detached, "detached"), x)
+    assert not differentiable(CheckedTransform(lambda x: x.detach() * 2, "detach"), x)
+    assert differentiable(CheckedTransform(NullTransform(), "null"), x)  # zeros, with a zero gradient
+    assert differentiable(CheckedTransform(blur, "blur"), x)
+    job = AuditJob(transform=detached, attacks=("inversion", "recnet"), no_controls=True, out=tmp_path / "a",
+                   cache=tmp_path / "c", **TINY)  # fmt: skip
+    report = audit(job)
+    assert [r.attack for r in report.records] == ["recnet"]
+    assert "gradients" in report.skipped["detached"]["inversion"]
+    doc = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert 0.5 < doc["judge"]["clean_test_acc"] <= 1 and doc["judge"]["attribute"] == "colour"
+    assert "inversion on detached" in (tmp_path / "a" / "report.html").read_text()
+    # the attacks a default audit leaves out are named too (those that need gradients or a proxy folder)
+    left = audit(AuditJob(transform=detached, no_controls=True, out=tmp_path / "b", cache=tmp_path / "c",
+                          **{**TINY, "epochs": 1, "n_proxy": 300}))  # fmt: skip
+    assert {"inversion", "inversion-decoder", "proxynet"} <= set(left.skipped["detached"])
+    assert "inversion" not in {r.attack for r in left.records}
+
+
+def test_a_transform_that_sends_one_number_per_image(tmp_path):
+    report = audit(AuditJob(transform=one_number, attacks=("recnet", "colornet"), no_controls=True,
+                            out=tmp_path / "a", cache=tmp_path / "c", **TINY))  # fmt: skip
+    assert {r.attack for r in report.records} == {"recnet", "colornet"}

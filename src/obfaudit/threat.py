@@ -119,6 +119,24 @@ GRADIENTS = Need(NeedKind.GRADIENTS)
 ANY_PROXY = Need(NeedKind.PROXY)
 
 
+#: What an unmet need means, for the reason an attack did not run.
+NEED_REASONS = {
+    NeedKind.TRAIN: "the original training split, which this audit does not have",
+    NeedKind.ATTRIBUTE: "labels of the sensitive attribute on these images",
+    NeedKind.TRAFFIC: "the transformed test images",
+    NeedKind.TRANSFORM: "the transform itself",
+    NeedKind.GRADIENTS: "gradients through the transform, which it does not pass (an ONNX graph, numpy, "
+    "or torch code that detaches or runs under no_grad)",
+    NeedKind.PROXY: "proxy data of its own with this attribute (give --proxy DIR; noisy and path are "
+    "generated for colour at 28x28)",
+}
+
+
+def why_unmet(missing: list[Need]) -> str:
+    """One reason for a list of unmet needs, e.g. ``needs gradients (gradients through ...)``."""
+    return "; ".join(f"needs {n} ({NEED_REASONS[n.kind]})" for n in missing)
+
+
 def unmet(needs: tuple[Need, ...], available: set[Need]) -> list[Need]:
     """The needs that ``available`` does not cover (empty: the attack can run)."""
     return [n for n in needs if n not in available]

@@ -36,6 +36,7 @@ from obfaudit.threat import (
     Party,
     Verdict,
     overall_verdict,
+    why_unmet,
 )
 from obfaudit.transforms import CheckedTransform, Transform, apply_transform, to_device
 
@@ -72,18 +73,26 @@ class AuditResult:
 
 
 def differentiable(transform: Transform, x: torch.Tensor) -> bool:
-    """Whether gradient-based attacks can run through ``transform``: it is torch code (not an
-    ONNX graph, which says ``differentiable = False``, nor numpy) that accepts a tracked input.
-    A constant transform (the null control) counts: its gradient is zero, which is the point."""
+    """Whether gradient-based attacks can run through ``transform``: gradients flow from what it
+    sends back to the images. Not for an ONNX graph (it says ``differentiable = False``), numpy,
+    or torch code that detaches or runs under ``no_grad`` (its output tracks no input). A
+    transform that uses the input only to be constant (the null control, ``x * 0``) counts: its
+    gradient is zero, which is the point."""
     inner = getattr(transform, "transform", transform)
     if getattr(inner, "differentiable", True) is False:
         return False
     with torch.enable_grad():
         try:
-            z = transform(x.detach().clone().requires_grad_(True))
-        except Exception:  # noqa: BLE001 - a transform that cannot take a grad-tracking input
+            x = x.detach().clone().requires_grad_(True)
+            z = transform(x)
+            if getattr(transform, "numpy_output", False) or not isinstance(z, torch.Tensor):
+                return False
+            if not (z.is_floating_point() and z.requires_grad):
+                return False
+            (grad,) = torch.autograd.grad(z.float().sum(), x, allow_unused=True)
+        except Exception:  # noqa: BLE001 - a transform that cannot take, or pass back, gradients
             return False
-    return isinstance(z, torch.Tensor) and not getattr(transform, "numpy_output", False)
+    return grad is not None
 
 
 def available_needs(
@@ -206,7 +215,7 @@ class SubjectAudit:
         cls = attack_class(name)
         missing = cls.unmet(self.available(gradients=GRADIENTS in cls.needs))
         if missing:
-            self.result.skipped[name] = f"needs {', '.join(map(str, missing))}"
+            self.result.skipped[name] = why_unmet(missing)
             return None
         t0 = time.perf_counter()
         if cls.party not in self._knowledge:

@@ -31,7 +31,7 @@ from obfaudit.attacks.registry import attack_class, attack_names
 from obfaudit.data import ImageSet, ProxySet, load_proxy, proxy_names, proxy_spec
 from obfaudit.errors import ObfauditError
 from obfaudit.records import Experiment
-from obfaudit.threat import GRADIENTS, PARTIES, Need, Output, Party
+from obfaudit.threat import GRADIENTS, PARTIES, Need, Output, Party, why_unmet
 from obfaudit.train_config import TrainConfig
 from obfaudit.transforms import CONTROLS, CheckedTransform, Transform, to_device
 
@@ -279,9 +279,11 @@ class PreparedAudit:
 
     def choose_attacks(
         self, requested: tuple[str, ...] | None, available: set[Need], name: str
-    ) -> tuple[str, ...]:
+    ) -> tuple[tuple[str, ...], dict[str, str]]:
         """The attacks to run: those asked for (of a party that saw the data), else every registered
-        one whose needs this audit meets. Refused before any training when none could give a verdict."""
+        one whose needs this audit meets; and, then, every other registered attack with the reason it
+        does not run (so "not compromised" is never "not tested" in silence). Refused before any
+        training when none could give a verdict."""
         requested = tuple(dict.fromkeys(requested)) if requested else None  # each attack once
         for a in requested or ():
             party = attack_class(a).party
@@ -289,11 +291,15 @@ class PreparedAudit:
                 raise ObfauditError(
                     f"--attack {a} is a {party} attack; this capture is seen by {', '.join(self.parties)}"
                 )
-        attacks = requested or tuple(
-            a
-            for a in attack_names()
-            if not attack_class(a).unmet(available) and attack_class(a).party in self.parties
-        )
+        not_run: dict[str, str] = {}
+        if requested is None:
+            for a in attack_names():
+                cls = attack_class(a)
+                if cls.party not in self.parties:
+                    not_run[a] = f"a {cls.party} attack; this capture is seen by {', '.join(self.parties)}"
+                elif cls.unmet(available):
+                    not_run[a] = why_unmet(cls.unmet(available))
+        attacks = requested or tuple(a for a in attack_names() if a not in not_run)
         unmet = {a: attack_class(a).unmet(available) for a in attacks}
         if all(unmet.values()):
             why = (
@@ -303,7 +309,7 @@ class PreparedAudit:
             raise ObfauditError(
                 f"no attack can run on {name} for {self.attribute!r}, so there is no verdict ({why})"
             )
-        return attacks
+        return attacks, not_run
 
     def subject(
         self, name: str, transform: Transform, *, judge: nn.Module | None = None, traffic: bool = False

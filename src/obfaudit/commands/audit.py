@@ -158,6 +158,8 @@ class PreparedJob:
     dataset: str
     traffic: dict | None = None
     """What a capture held (audits of traffic)."""
+    not_run: dict[str, str] = field(default_factory=dict)
+    """Registered attacks left out of the audit, and why."""
 
 
 def _subject(job: AuditJob, device: str):
@@ -281,7 +283,8 @@ def prepare(job: AuditJob) -> PreparedJob:
                 f"--transform {job.transform} sends {tuple(z.shape[1:])}, the capture holds "
                 f"{tuple(view.traffic.shape[1:])}: not the transform of this traffic"
             )
-    prepared = configured(prepared.choose_attacks(job.attacks, available, subject.name))
+    attacks, not_run = prepared.choose_attacks(job.attacks, available, subject.name)
+    prepared = configured(attacks)
     fingerprint = subject.fingerprint(test.x[:8], seed=job.seed, device=device)
     if view is not None:
         from obfaudit._io import fingerprint as hash_of
@@ -305,6 +308,7 @@ def prepare(job: AuditJob) -> PreparedJob:
         split_seed,
         dataset,
         view.about if view is not None else None,
+        not_run,
     )
 
 
@@ -391,7 +395,9 @@ class AuditReport(Result):
         return page
 
 
-def _assemble(job: AuditJob, ready: PreparedJob, results: dict[str, AuditResult], out: Path) -> AuditReport:
+def _assemble(
+    job: AuditJob, ready: PreparedJob, results: dict[str, AuditResult], out: Path, judge: dict | None
+) -> AuditReport:
     from obfaudit._version import __version__
     from obfaudit.threat import overall_verdict
 
@@ -415,6 +421,7 @@ def _assemble(job: AuditJob, ready: PreparedJob, results: dict[str, AuditResult]
         "obfaudit": __version__,
     }
     verdicts = {n: r.verdict for n, r in results.items()}
+    main.skipped = {**ready.not_run, **main.skipped}  # left out of the audit, or unable to run in it
     skipped = {n: r.skipped for n, r in results.items() if r.skipped}
     document = {
         "obfaudit_audit": 1,
@@ -434,6 +441,8 @@ def _assemble(job: AuditJob, ready: PreparedJob, results: dict[str, AuditResult]
         "settings": settings,
         "experiments": [e.to_dict() for e in exps],
     }
+    if judge is not None:  # how well the judge of reconstructions reads the attribute on clean images
+        document["judge"] = {"attribute": prepared.attribute, "clean_test_acc": judge["clean_test_acc"]}
     if ready.traffic is not None:
         document["traffic"] = ready.traffic
     return AuditReport(
@@ -496,7 +505,8 @@ def audit(job: AuditJob, *, on_progress: OnProgress = quiet) -> AuditReport:
 
         records = executor.run(stages, ctx, on_event=report)
         results = collect_audit(stages, records, out, [s.name for s in ready.pieces.subjects])
-        result = _assemble(job, ready, results, out)
+        judge = next((records[s.name]["result"] for s in stages if s.about.get("kind") == "judge"), None)
+        result = _assemble(job, ready, results, out, judge)
         result.write_report(out)
     return result
 

@@ -25,10 +25,11 @@ class IdentityTransform(nn.Module):
 
 
 class NullTransform(nn.Module):
-    """Control: sends zeros of the same shape (keeps nothing)."""
+    """Control: sends zeros of the same shape (keeps nothing). Computed as ``x * 0``, so gradient
+    attacks run through it too and find nothing."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.zeros_like(x)
+        return x * 0
 
 
 CONTROLS: dict[str, Callable[[], nn.Module]] = {
@@ -80,6 +81,8 @@ class CheckedTransform:
             z = torch.from_numpy(np.ascontiguousarray(z))
         if not isinstance(z, torch.Tensor):
             raise TransformError(f"transform {self.name} returned {type(z).__name__}, not a tensor")
+        if z.ndim == 1 and len(z) == len(x):  # one number per image: a row of one
+            z = z.unsqueeze(1)
         if z.ndim == 0 or len(z) != len(x):
             raise TransformError(
                 f"transform {self.name} returned {tuple(z.shape)} for a batch of {len(x)} images: "
