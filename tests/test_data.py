@@ -178,3 +178,33 @@ def test_cli_full_mnist(cli, mnist_root):
     r = cli("data", "stats", "colored-mnist", "--data-root", mnist_root, "--split", "test", "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["images"] == 20
+
+
+def test_shapes_are_generated_at_any_size_deterministically():
+    from obfaudit.data import load_dataset
+
+    a = load_dataset("shapes", split="train", n=50, size=48, seed=3)
+    b = load_dataset("shapes", split="train", n=50, size=48, seed=3)
+    assert a.x.shape == (50, 3, 48, 48) and torch.equal(a.x, b.x)
+    assert set(a.labels) == {"shape", "hue", "background", "random"}
+    test = load_dataset("shapes", split="test", n=50, size=48, seed=3)
+    assert not torch.equal(a.x, test.x)  # the splits come from their own streams
+    big = load_dataset("shapes", split="test", size=128)
+    assert big.x.shape == (500, 3, 128, 128) and min(big.counts()["background"].values()) > 200
+    # the background is what it says: dark images are darker
+    dark = big.labels["background"] == 0
+    assert big.x[dark].mean() < 0.3 < 0.6 < big.x[~dark].mean()
+
+
+def test_the_random_attribute_is_never_compromised_and_the_background_always_is(tmp_path, cli):
+    """Through the identity, a probe reads a plain background; nothing reads the random label."""
+    import json
+
+    common = ["--transform", "identity", "--data", "shapes", "--size", "32", "--attack", "linprobe",
+              "--n-train", "400", "--n-test", "200", "--no-controls", "--json"]  # fmt: skip
+    r = cli("audit", *common, "--attribute", "background", "--out", tmp_path / "bg")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout)["verdict"] == "compromised"
+    r = cli("audit", *common, "--attribute", "random", "--out", tmp_path / "rnd")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout)["verdict"] != "compromised"

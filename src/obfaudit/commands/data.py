@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from obfaudit.commands._base import Command, Interface, OutputPath, Result, check_outputs, json_option, pick
-from obfaudit.commands._options import add, registered, trainable_datasets
+from obfaudit.commands._options import add, registered
 from obfaudit.errors import ObfauditError
 
 
@@ -34,6 +34,8 @@ class DataQuery:
     5,000-image MNIST subset."""
     download: bool = False
     """Download full MNIST into --data-root when it is missing (needs a network)."""
+    size: int | None = None
+    """Side in pixels of a generated dataset's images (shapes; default 64)."""
 
     def load(self, **kw):
         from obfaudit._io import check_fits_in_memory
@@ -50,6 +52,7 @@ class DataQuery:
             n=n,
             data_root=self.data_root,
             download=self.download,
+            size=self.size,
         )
 
 
@@ -141,8 +144,9 @@ def data_show(q: DataQuery, out: Path) -> Figure:
 
 
 def data_export(q: DataQuery, out: Path) -> ExportedFolder:
-    """Write a digit dataset as an image folder: ``out/train/<digit>/*.png``, ``out/test/...`` and
-    ``out/attributes.csv`` (its other labels, e.g. colour): the layout ``obfaudit audit`` reads."""
+    """Write a dataset with a task label as an image folder: ``out/train/<task class>/*.png``,
+    ``out/test/...`` and ``out/attributes.csv`` (its other labels, e.g. colour): the layout
+    ``obfaudit audit`` reads."""
     import csv
     import io
 
@@ -151,18 +155,19 @@ def data_export(q: DataQuery, out: Path) -> ExportedFolder:
     from PIL import Image
 
     from obfaudit._io import atomic_write_text
+    from obfaudit.data import dataset_names, dataset_spec
 
-    if q.dataset not in trainable_datasets():
-        raise ObfauditError(
-            f"data export writes the digit datasets ({', '.join(trainable_datasets())}), not {q.dataset}"
-        )
+    exportable = [n for n in dataset_names() if dataset_spec(n).task and not dataset_spec(n).needs_root]
+    if q.dataset not in exportable:
+        raise ObfauditError(f"data export writes {', '.join(exportable)}, not {q.dataset}")
+    task = dataset_spec(q.dataset).task
     check_outputs([OutputPath(out, "--out")])
     rows, counts = [], {}
     for split in ("train", "test"):
         ds = q.load(split=split)
-        others = [k for k in ds.labels if k != "digit"]
+        others = [k for k in ds.labels if k != task]
         for i in range(len(ds)):
-            digit = ds.classes["digit"][int(ds.labels["digit"][i])]
+            digit = ds.classes[task][int(ds.labels[task][i])]
             rel = f"{split}/{digit}/{i:05d}.png"
             (out / rel).parent.mkdir(parents=True, exist_ok=True)
             pixels = (ds.x[i].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
@@ -198,13 +203,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "dataset",
             type=registered(_all_names, "dataset"),
             metavar="DATASET",
-            help="which dataset: mnist, colored-mnist, the proxies noisy and path, or imagefolder "
-            "(with --data-root)",
+            help="which dataset: mnist, colored-mnist, shapes (generated, any --size), the proxies noisy "
+            "and path, or imagefolder (with --data-root)",
         )
         add(
             p,
             DataQuery,
-            ["split", "n", "seed", "data_root", "download"],
+            ["split", "n", "seed", "data_root", "download", "size"],
             split={"choices": ("train", "test")},
         )
         if name == "show":

@@ -21,6 +21,7 @@ from obfaudit.data.registry import (
     register_dataset,
     register_proxy,
 )
+from obfaudit.data.shapes import load_shapes, make_shapes
 from obfaudit.data.synthetic import (
     DEFAULT_PROXY_SIZE,
     colorize,
@@ -44,12 +45,16 @@ def load_dataset(
     n: int | None = None,
     data_root: str | Path | None = None,
     download: bool = False,
+    size: int | None = None,
 ) -> ImageSet:
-    """Any registered dataset or proxy by name; ``n`` keeps the first n images (proxies: generates n;
-    an image folder: a seeded sample of n)."""
+    """Any registered dataset or proxy by name; ``n`` keeps the first n images (proxies and
+    generated sets: generates n; an image folder: a seeded sample of n); ``size`` is the side
+    of a generated set's images."""
     if name in proxy_names():
         return load_proxy(name, seed=seed, n=n)
-    return dataset_spec(name).load(split, seed=seed, data_root=data_root, download=download, n=n)
+    spec = dataset_spec(name)
+    kw = {"size": size} if spec.sized else {}
+    return spec.load(split, seed=seed, data_root=data_root, download=download, n=n, **kw)
 
 
 def all_dataset_names() -> tuple[str, ...]:
@@ -79,6 +84,8 @@ __all__ = [
     "load_image_folder",
     "load_mnist",
     "load_proxy",
+    "load_shapes",
+    "make_shapes",
     "make_colored",
     "make_noisy",
     "make_path",

@@ -35,6 +35,8 @@ class DatasetSpec:
     """``obfaudit train`` and the reproduction's sweep train InfNets and ObfNets on it."""
     needs_root: bool = False
     """It reads a folder given as --data-root."""
+    sized: bool = False
+    """It is generated at any image size: ``load`` takes ``size`` (pixels per side)."""
 
     @property
     def labels(self) -> tuple[str, ...]:

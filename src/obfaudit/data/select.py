@@ -36,6 +36,8 @@ def load_task_data(
                 f"audit a dataset with one ({with_one}) or a folder with an attributes CSV"
             )
         kw = {"seed": seed, "data_root": data_root, "download": download}
+        if spec.sized:
+            kw["size"] = size
         train, test = spec.load("train", **kw), spec.load("test", **kw)
         task = spec.task
     else:
