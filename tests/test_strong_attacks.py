@@ -135,7 +135,7 @@ def test_inversion_refuses_a_graph_it_cannot_differentiate(tmp_path):
     )
     assert r.returncode == 0, r.stderr[-2000:]
     skipped = json.loads(r.stdout)["skipped"]["t"]
-    assert set(skipped) == {"inversion"} and skipped["inversion"].startswith("needs gradients (")
+    assert set(skipped) == {"inversion"} and skipped["inversion"].startswith("needs gradients: ")
 
 
 def _exp(attack, party, fa, ci, arch="mlp", n=64, **metrics):

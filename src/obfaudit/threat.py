@@ -125,16 +125,16 @@ NEED_REASONS = {
     NeedKind.ATTRIBUTE: "labels of the sensitive attribute on these images",
     NeedKind.TRAFFIC: "the transformed test images",
     NeedKind.TRANSFORM: "the transform itself",
-    NeedKind.GRADIENTS: "gradients through the transform, which it does not pass (an ONNX graph, numpy, "
-    "or torch code that detaches or runs under no_grad)",
-    NeedKind.PROXY: "proxy data of its own with this attribute (give --proxy DIR; noisy and path are "
-    "generated for colour at 28x28)",
+    NeedKind.GRADIENTS: "gradients through the transform, which it does not pass: an ONNX graph, numpy, "
+    "or torch code that detaches or runs under no_grad",
+    NeedKind.PROXY: "proxy data of its own with this attribute, given as --proxy DIR (noisy and path are "
+    "generated for colour at 28x28 only)",
 }
 
 
 def why_unmet(missing: list[Need]) -> str:
-    """One reason for a list of unmet needs, e.g. ``needs gradients (gradients through ...)``."""
-    return "; ".join(f"needs {n} ({NEED_REASONS[n.kind]})" for n in missing)
+    """One reason for a list of unmet needs, e.g. ``needs gradients: gradients through ...``."""
+    return "; ".join(f"needs {n}: {NEED_REASONS[n.kind]}" for n in missing)
 
 
 def unmet(needs: tuple[Need, ...], available: set[Need]) -> list[Need]:
