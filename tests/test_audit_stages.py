@@ -17,7 +17,7 @@ from obfaudit.commands.audit import AuditJob, AuditReport, audit
 from obfaudit.threat import Party, Verdict
 from tests.conftest import SUBPROCESS_ENV
 
-TINY = {"n_train": 300, "n_test": 140, "epochs": 2, "n_proxy": 700}
+TINY = {"n_train": 300, "n_test": 140, "epochs": 2, "min_steps": 0, "n_proxy": 700}
 
 
 def blur(x):
@@ -98,7 +98,8 @@ def test_an_audit_killed_halfway_resumes_without_retraining_what_it_finished(tmp
     argv = [
         sys.executable, "-m", "obfaudit.cli", "audit", "--transform", "identity",
         "--attack", "colornet", "recnet", "pathnet", "linprobe", "--n-train", "300", "--n-test", "140",
-        "--n-proxy", "1400", "--epochs", "2", "--no-controls", "--cache", str(tmp_path / "cache"),
+        "--n-proxy", "1400", "--epochs", "2", "--min-steps", "0", "--no-controls",
+        "--cache", str(tmp_path / "cache"),
         "--out", str(out),
     ]  # fmt: skip
     env = {**os.environ, **SUBPROCESS_ENV}

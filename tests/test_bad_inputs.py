@@ -111,7 +111,7 @@ def _png(width: int, height: int) -> bytes:
     )
 
 
-TINY = ["--n-train", "200", "--n-test", "70", "--epochs", "1", "--no-controls"]
+TINY = ["--n-train", "200", "--n-test", "70", "--epochs", "1", "--min-steps", "0", "--no-controls"]
 
 #: (id, argv with {w} for the world folder, exit code, text the one line must hold)
 CASES = [

@@ -52,7 +52,7 @@ def test_every_registered_model_runs(name, c):
         y = m(torch.rand(2, c, size, size))
     if name in ("infnet_cnn", "infnet_mlp"):
         assert y.shape == (2, 10)
-    elif name == "colornet":
+    elif name in ("colornet", "colornet_conv"):
         assert y.shape == (2, 7)
     else:  # obfuscators and RecNet give back an image-shaped tensor
         assert y.shape == (2, c, size, size)

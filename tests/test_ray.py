@@ -113,6 +113,7 @@ def test_audit_repeats_on_ray_equal_the_serial_audit(local_ray, tmp_path):
         n_test=150,
         n_proxy=600,
         epochs=2,
+        min_steps=0,
         repeats=2,
         out=tmp_path / "serial",
         cache=tmp_path / "cache-serial",

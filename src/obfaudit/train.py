@@ -25,6 +25,9 @@ from obfaudit._io import resolve_device
 from obfaudit.errors import ObfauditError
 from obfaudit.train_config import PRECISIONS, SCHEDULES, TrainConfig  # noqa: F401  (re-exported)
 
+#: The share of a one-cycle schedule's steps spent raising the learning rate (PyTorch's default).
+WARMUP = 0.3
+
 #: One INFO line per epoch; the CLI shows them when stderr is not a terminal (no progress bar).
 log = logging.getLogger("obfaudit.train")
 
@@ -117,7 +120,7 @@ def fit(
     sched = None
     if config.schedule == "onecycle" and steps_per_epoch:
         sched = torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=0.3
+            opt, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=WARMUP
         )
     result = FitResult()
     best_state, best_loss, stale = None, math.inf, 0
@@ -182,7 +185,9 @@ def fit(
                 best_loss, stale = score, 0
                 best_state = copy.deepcopy(model.state_dict())
                 result.best_epoch = epoch
-            else:
+            elif sched is None or epoch > WARMUP * config.epochs:
+                # a one-cycle rate rises over its first 30% of steps, and the validation score may
+                # worsen while it does: early stopping counts from the peak on
                 stale += 1
         else:
             result.best_epoch = epoch

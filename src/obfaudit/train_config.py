@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass
 
 PRECISIONS = ("bf16", "fp32")
 SCHEDULES = ("constant", "onecycle")
+#: The attack networks an audit may train (:mod:`obfaudit.models.attack_nets`).
+ATTACK_NETS = ("auto", "mlp", "conv")
 
 
 @dataclass

@@ -6,8 +6,6 @@ NoisyNet and PathNet train on transformed proxy data it generated (Noisy, Path).
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import torch
 
 from obfaudit.attacks.base import Attack, Output, Party
@@ -15,12 +13,13 @@ from obfaudit.attacks.knowledge import AdversaryKnowledge, ServerKnowledge, expe
 from obfaudit.attacks.registry import register_attack
 from obfaudit.data import ImageSet
 from obfaudit.errors import ObfauditError
-from obfaudit.models import create_model
+from obfaudit.models.attack_nets import describe
 from obfaudit.train import TrainConfig, predict, train_classifier
 
 
 class AttributeClassifier(Attack):
-    """A ColorNet (InfNet-MLP with k outputs) trained on transformed images -> attribute."""
+    """A ColorNet trained on transformed images -> attribute: the study's InfNet-MLP with k outputs, or a
+    convolutional classifier for spatial tensors (:mod:`obfaudit.models.attack_nets`)."""
 
     output = Output.ATTRIBUTE
     net: torch.nn.Module | None = None
@@ -29,14 +28,17 @@ class AttributeClassifier(Attack):
         attribute = self.config.attribute
         if attribute not in data.labels:
             raise ObfauditError(f"{data.name} has no {attribute!r} labels for {self.name} to learn from")
-        cfg = replace(
-            config, seed=self.config.seed, device=self.config.device, desc=f"{self.config.label}{self.name}"
-        )
-        torch.manual_seed(cfg.seed)
         classes = len(data.classes[attribute])
-        self.net = create_model("colornet", input_shape=tuple(z.shape[1:]), classes=classes)
+        self.net, cfg = self.config.network(
+            "colornet", tuple(z.shape[1:]), len(z), config, f"{self.config.label}{self.name}", classes=classes
+        )
         result = train_classifier(self.net, z, data.labels[attribute], cfg)
-        return {"trained_on": data.name, "n_train": len(data), **result.to_dict()}
+        return {
+            "trained_on": data.name,
+            "n_train": len(data),
+            "network": describe(self.net),
+            **result.to_dict(),
+        }
 
     def infer(self, traffic: torch.Tensor) -> torch.Tensor:
         if self.net is None:
@@ -50,7 +52,7 @@ class ColorNet(AttributeClassifier):
 
     party = Party.SERVER
     needs = ("train", "attribute")
-    description = "server: ColorNet (InfNet-MLP) trained on the transformed training split"
+    description = "server: ColorNet (an attribute classifier) trained on the transformed training split"
 
     def fit(self, knowledge: ServerKnowledge) -> dict:
         expect(knowledge, self.party, self.name)

@@ -8,7 +8,7 @@ scoring is the scorer's job (:mod:`.scoring`), chosen by the attack's output kin
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import torch
@@ -50,6 +50,25 @@ class AttackSettings:
     """Test images whose attack outputs are kept for figures."""
     label: str = ""
     """Prefix of progress bars and log lines (the auditor sets it to the subject's name)."""
+    nets: str = "mlp"
+    """The attack networks: mlp (the study's, everywhere), conv (convolutional for every spatial tensor) or
+    auto (convolutional for spatial tensors above 3x32x32 values; :mod:`obfaudit.models.attack_nets`)."""
+    min_steps: int | None = None
+    """Raise each attack network's epoch cap until it trains for at least this many steps (small data);
+    None: the budgets as given (the study's)."""
+
+    def network(
+        self, kind: str, input_shape: tuple[int, ...], n: int, config: TrainConfig, desc: str, **kwargs: Any
+    ) -> tuple[torch.nn.Module, TrainConfig]:
+        """A fresh ``kind`` network ("recnet" or "colornet") for inputs of ``input_shape``, seeded, and
+        how to train it on ``n`` examples (``kwargs``: ``output_shape`` or ``classes``)."""
+        from obfaudit.models.attack_nets import attack_network, attack_training, uses_conv
+
+        cfg = replace(config, seed=self.seed, device=self.device, desc=desc)
+        conv = uses_conv(tuple(input_shape), self.nets)
+        cfg = attack_training(cfg, n, conv=conv, min_steps=self.min_steps)
+        torch.manual_seed(cfg.seed)
+        return attack_network(kind, tuple(input_shape), nets=self.nets, **kwargs), cfg
 
 
 class Attack(ABC):

@@ -7,19 +7,23 @@ colour, the palette reading (no training) is reported beside it.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
-import torch
 from torch import nn
 
+from obfaudit.attacks.base import AttackSettings
 from obfaudit.data import ImageSet
-from obfaudit.models import create_model
-from obfaudit.train import TrainConfig, train_classifier
+from obfaudit.train import train_classifier
 
 
-def train_attribute_judge(train: ImageSet, attribute: str, config: TrainConfig) -> nn.Module:
-    """A ColorNet-shaped classifier of ``attribute`` trained on the clean images of ``train``."""
-    torch.manual_seed(config.seed)
-    judge = create_model("colornet", input_shape=train.shape, classes=len(train.classes[attribute]))
-    train_classifier(judge, train.x, train.labels[attribute], replace(config, desc=f"judge of {attribute}"))
+def train_attribute_judge(train: ImageSet, attribute: str, settings: AttackSettings) -> nn.Module:
+    """An attribute classifier of ``attribute`` trained on the clean images of ``train``: the attacks'
+    classifier for images of this shape (``settings.nets``), trained as they are (``settings.train``)."""
+    judge, config = settings.network(
+        "colornet",
+        train.shape,
+        len(train),
+        settings.train,
+        f"judge of {attribute}",
+        classes=len(train.classes[attribute]),
+    )
+    train_classifier(judge, train.x, train.labels[attribute], config)
     return judge.eval()

@@ -25,6 +25,7 @@ from obfaudit.attacks.audit import (
     available_needs,
     differentiable,
 )
+from obfaudit.attacks.base import AttackSettings
 from obfaudit.attacks.judge import train_attribute_judge
 from obfaudit.attacks.metrics import chance_level, compromise_threshold
 from obfaudit.attacks.registry import attack_class, attack_names
@@ -54,6 +55,10 @@ class AttackBudget:
     """Epochs of the networks trained on proxies (30,000 images each); None: a third, at least 1."""
     proxy_patience: int | None = 1
     precision: str = "bf16"
+    nets: str = "mlp"
+    """mlp (the study's attack networks), conv or auto (:mod:`obfaudit.models.attack_nets`)."""
+    min_steps: int | None = None
+    """Raise the epoch cap of small data until each network takes this many steps; None: as given."""
 
     def train_configs(
         self, *, seed: int, device: str, progress: bool = False
@@ -101,6 +106,8 @@ def audit_config(
         seed=seed,
         device=device,
         repeats=repeats,
+        nets=budget.nets,
+        min_steps=budget.min_steps,
     )
 
 
@@ -113,7 +120,19 @@ def config_settings(config: AuditConfig) -> dict:
         "proxy_train": config.proxy_train.to_dict(),
         "tsne_points": config.tsne_points,
         "perplexity": config.perplexity,
+        **network_settings(config),
     }
+
+
+def network_settings(config: AttackSettings) -> dict:
+    """Which attack networks and how long they train, where not the study's (whose stage keys and
+    records stay as they were before the setting existed)."""
+    out: dict = {}
+    if config.nets != "mlp":
+        out["nets"] = config.nets
+    if config.min_steps:
+        out["min_steps"] = config.min_steps
+    return out
 
 
 # ----------------------------------------------------------------------------- data
@@ -267,7 +286,7 @@ class PreparedAudit:
         what it reads from a reconstruction is what the reconstruction reveals."""
         if self.train is None:
             raise ObfauditError("an attribute judge trains on the training images, and this audit has none")
-        return train_attribute_judge(self.train, self.attribute, self.config.train)
+        return train_attribute_judge(self.train, self.attribute, self.config)
 
     def available(self, transform: Transform) -> set[Need]:
         """What this audit offers attacks on ``transform`` (whether gradients flow through it is
@@ -384,6 +403,7 @@ __all__ = [
     "audit_config",
     "baselines",
     "config_settings",
+    "network_settings",
     "control_transforms",
     "data_fingerprint",
     "fingerprint",

@@ -6,31 +6,38 @@ network on its own proxy images (``decoder``, :mod:`.decoder`).
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import torch
 
 from obfaudit.attacks.base import Attack, Output, Party
 from obfaudit.attacks.knowledge import ServerKnowledge, expect
 from obfaudit.attacks.registry import register_attack
-from obfaudit.models import create_model
+from obfaudit.models.attack_nets import describe
 from obfaudit.train import TrainConfig, predict, train_reconstructor
 
 
 class Reconstructor(Attack):
-    """RecNet: ObfNet-MLP with N = 1024, trained with an MSE pixel loss from z to x."""
+    """RecNet, trained with an MSE pixel loss from z to x: the study's ObfNet-MLP with N = 1024, or a
+    convolutional decoder for spatial tensors (:mod:`obfaudit.models.attack_nets`)."""
 
     output = Output.IMAGE
     net: torch.nn.Module | None = None
 
     def _train(self, z: torch.Tensor, x: torch.Tensor, config: TrainConfig, trained_on) -> dict:
-        cfg = replace(
-            config, seed=self.config.seed, device=self.config.device, desc=f"{self.config.label}{self.name}"
+        self.net, cfg = self.config.network(
+            "recnet",
+            tuple(z.shape[1:]),
+            len(x),
+            config,
+            f"{self.config.label}{self.name}",
+            output_shape=tuple(x.shape[1:]),
         )
-        torch.manual_seed(cfg.seed)
-        self.net = create_model("recnet", input_shape=tuple(z.shape[1:]), output_shape=tuple(x.shape[1:]))
         result = train_reconstructor(self.net, z, x, cfg)
-        return {"trained_on": trained_on, "n_train": len(x), **result.to_dict()}
+        return {
+            "trained_on": trained_on,
+            "n_train": len(x),
+            "network": describe(self.net),
+            **result.to_dict(),
+        }
 
     def infer(self, traffic: torch.Tensor) -> torch.Tensor:
         if self.net is None:
@@ -44,7 +51,7 @@ class RecNet(Reconstructor):
 
     party = Party.SERVER
     needs = ("train",)
-    description = "server: RecNet (ObfNet-MLP, N=1024) trained on (transform(train), train) pairs"
+    description = "server: RecNet (a decoder) trained on (transform(train), train) pairs"
 
     def fit(self, knowledge: ServerKnowledge) -> dict:
         expect(knowledge, self.party, self.name)

@@ -111,6 +111,7 @@ CHECKS: dict[str, dict] = {
     "seed": {"type": non_negative_int},
     "device": {"type": device_arg},
     "epochs": {"type": positive_int},
+    "min_steps": {"type": non_negative_int, "metavar": "STEPS"},
     "batch_size": {"type": positive_int},
     "lr": {"type": positive_float},
     "precision": {"choices": ("bf16", "fp32")},

@@ -15,6 +15,7 @@ from pathlib import Path
 from obfaudit.commands._base import Command, Interface, Progress, Result, json_option, pick
 from obfaudit.commands._options import add, attacks_listing, registered, trainable_datasets
 from obfaudit.commands.audit import AuditJob, AuditReport, audit
+from obfaudit.train_config import ATTACK_NETS
 
 NOTE = (
     "note: 'obfaudit attack' is now 'obfaudit audit --attack NAME ... --transform SRC'; attack.json, "
@@ -120,6 +121,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             "data",
             "infnet",
             "epochs",
+            "min_steps",
+            "attack_nets",
             "n_train",
             "n_test",
             "n_proxy",
@@ -134,6 +137,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             "out",
         ],
         data={"type": registered(trainable_datasets, "dataset"), "metavar": "DATASET"},
+        attack_nets={"choices": ATTACK_NETS},
         out={"required": True},
     )
     json_option(p)

@@ -23,10 +23,18 @@ from safetensors.torch import save as save_safetensors
 from obfaudit._io import atomic_write_bytes, fingerprint
 from obfaudit._version import __version__
 from obfaudit.attacks import AuditResult, SubjectAudit, attack_class
-from obfaudit.attacks.prepare import PreparedAudit, config_settings, data_fingerprint, needs_gradients
+from obfaudit.attacks.prepare import (
+    PreparedAudit,
+    config_settings,
+    data_fingerprint,
+    needs_gradients,
+    network_settings,
+)
+from obfaudit.attacks.uncertainty import Bootstrap, interval_verdict
 from obfaudit.errors import ObfauditError
 from obfaudit.experiments.stages import Resources, Stage, settings_hash
 from obfaudit.models import load_model, read_sidecar, save_model
+from obfaudit.models.attack_nets import describe
 from obfaudit.records import AttackRecord
 from obfaudit.threat import NeedKind, Output, Party
 from obfaudit.train import predict
@@ -134,13 +142,24 @@ def run_audit_judge(ctx: AuditContext, stage: Stage, inputs: Mapping[str, dict])
     judge = prepared.train_judge()
     test = prepared.test
     read = predict(judge, test.x, device=prepared.config.device).argmax(1).cpu()
-    acc = float((read == test.labels[prepared.attribute]).float().mean())
+    correct = (read == test.labels[prepared.attribute]).numpy()
+    acc = float(correct.mean())
+    # checked as the attacks are: a judge that cannot read the attribute on clean images reads nothing
+    ci = Bootstrap(len(test), seed=prepared.config.seed).interval(correct)
+    verdict = interval_verdict(acc, ci, prepared.baselines.threshold)
     # a name of its own: two audits sharing the cache may train the same judge at once, and
     # their weights need not match byte for byte (another thread count, a GPU)
     name = f"{stage.name}-{uuid.uuid4().hex[:8]}"
     weights = save_model(judge.cpu(), ctx.cache / "models" / name, metrics={"clean_test_acc": acc})
     info = read_sidecar(weights)
-    return {"model": str(weights.relative_to(ctx.cache)), "sha256": info["sha256"], "clean_test_acc": acc}
+    return {
+        "model": str(weights.relative_to(ctx.cache)),
+        "sha256": info["sha256"],
+        "clean_test_acc": acc,
+        "clean_test_acc_ci": ci,
+        "verdict": verdict,
+        "network": describe(judge),
+    }
 
 
 def run_audit_attack(ctx: AuditContext, stage: Stage, inputs: Mapping[str, dict]) -> dict:
@@ -198,6 +217,7 @@ def plan_audit(pieces: AuditPieces, *, cache: Path, gpu: bool = False) -> list[S
             "train": train,
             "attribute": prepared.attribute,
             "config": config.train.to_dict(),
+            **network_settings(config),
             "obfaudit": __version__,
         }
         name = f"judge-{settings_hash(judge_settings)[:12]}"
@@ -223,6 +243,7 @@ def plan_audit(pieces: AuditPieces, *, cache: Path, gpu: bool = False) -> list[S
                 own["tsne"] = [budget["tsne_points"], budget["perplexity"], config.tsne_backend]
             else:
                 own["train_config"] = budget["train"]
+                own.update(network_settings(config))
             if cls.party is Party.SERVER:
                 own["train"] = train
             if any(n.kind is NeedKind.PROXY for n in cls.needs):

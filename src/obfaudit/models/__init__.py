@@ -1,6 +1,7 @@
 """Models: a registry of the study's networks, created by name, saved as safetensors."""
 
-from obfaudit.models import scaling as _scaling  # noqa: F401  (registers the builders)
+from obfaudit.models import attack_nets as _attack_nets  # noqa: F401  (registers the builders)
+from obfaudit.models import scaling as _scaling  # noqa: F401
 from obfaudit.models import small as _small  # noqa: F401
 from obfaudit.models._registry import (
     Role,

@@ -8,7 +8,8 @@ import base64
 from pathlib import Path
 
 from obfaudit._io import atomic_write_text
-from obfaudit.records import Experiment, overall_verdict
+from obfaudit.attacks.calibration import verdict_with_calibration
+from obfaudit.records import Experiment
 from obfaudit.report import figures as F
 from obfaudit.report.collect import strongest
 from obfaudit.report.html import _environment, num_ci, pct_ci
@@ -110,6 +111,7 @@ def write_audit_report(out: Path, results: dict, exps: list[Experiment], main) -
     from obfaudit.attacks import attacks_table
 
     mine = [e for e in exps if e.subject == results["subject"]]
+    calibration = results.get("calibration") or {}
     parties = []
     for party in PARTIES:
         ran = [e for e in mine if e.party == party]
@@ -118,7 +120,10 @@ def write_audit_report(out: Path, results: dict, exps: list[Experiment], main) -
             parties.append(
                 {
                     "party": party,
-                    "verdict": overall_verdict([e.verdict for e in ran]),
+                    "verdict": verdict_with_calibration(
+                        [(e.attack, e.verdict) for e in ran],
+                        {a: c["calibrated"] for a, c in calibration.items()},
+                    ),
                     "strongest": top.attack if top else "-",
                     "score": score_text(top) if top else "-",
                     "attacks": len(ran),
@@ -138,6 +143,7 @@ def write_audit_report(out: Path, results: dict, exps: list[Experiment], main) -
                 )
             ],
             "verdict": next((e.verdict for e in mine if e.attack == a), None),
+            "calibration": calibration.get(a),
         }
         for a in attacks
     ]

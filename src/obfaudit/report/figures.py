@@ -362,3 +362,56 @@ def defence_frontier(rows: Sequence[dict], path: str | Path, *, chance: float, t
     if texts:
         adjust_text(texts, x=xs, y=ys, ax=ax, arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.5})
     return _save(fig, path)
+
+
+def _percent_with_errors(rows: Sequence[dict], key: str) -> tuple[list[float], list[list[float]]]:
+    """Each row's ``key`` in percent (NaN where missing) and the error bars of its ``key_ci``."""
+    values = [100 * r[key] if r.get(key) is not None else np.nan for r in rows]
+    cis = [r.get(f"{key}_ci") for r in rows]
+    lower = [v - 100 * c[0] if c else 0 for v, c in zip(values, cis, strict=True)]
+    upper = [100 * c[1] - v if c else 0 for v, c in zip(values, cis, strict=True)]
+    return values, [lower, upper]
+
+
+def split_sweep(
+    rows: Sequence[dict], path: str | Path, *, chance: float, threshold: float, title: str = ""
+) -> Path:
+    """Leakage against the depth of a cut: the worst-case F_a (95% intervals) with chance and the line,
+    the best SSIM, the bytes sent per image and, where measured, the task's utility at the cut."""
+    x = np.arange(len(rows))
+    labels = [r["node"] for r in rows]
+    fig, axes = plt.subplots(2, 2, figsize=(8.4, 5.6), sharex=True)
+    ax = axes[0, 0]
+    fa, err = _percent_with_errors(rows, "worst_fa")
+    ax.errorbar(x, fa, yerr=err, fmt="o-", color="#c0392b", capsize=3, label="worst-case F_a")
+    ax.axhline(100 * chance, color="grey", ls=":", label=f"chance {100 * chance:.1f}%")
+    ax.axhline(100 * threshold, color="black", ls="--", label=f"compromised above {100 * threshold:.0f}%")
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("attribute F_a (%)")
+    ax.legend(fontsize=7, loc="lower left")
+    ax = axes[0, 1]
+    ssim = [r["best_ssim"] if r.get("best_ssim") is not None else np.nan for r in rows]
+    ax.plot(x, ssim, "o-", color="#8e44ad")
+    ax.set_ylim(min(0.0, np.nanmin(ssim) if np.isfinite(ssim).any() else 0.0), 1.02)
+    ax.set_ylabel("best reconstruction SSIM")
+    ax = axes[1, 0]
+    ax.plot(x, [r["bytes_per_image"] for r in rows], "o-", color="#2e86c1")
+    ax.set_yscale("log")
+    ax.set_ylabel("bytes sent per image")
+    ax = axes[1, 1]
+    util, uerr = _percent_with_errors(rows, "utility")
+    ax.errorbar(x, util, yerr=uerr, fmt="o-", color="#1e8449", capsize=3)
+    chances = {r["utility_chance"] for r in rows if r.get("utility_chance")}
+    if len(chances) == 1:
+        task_chance = 100 * chances.pop()
+        ax.axhline(task_chance, color="grey", ls=":", label=f"chance {task_chance:.1f}%")
+        ax.legend(fontsize=7, loc="lower left")
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("task read at the cut (%)")
+    for ax in axes[1]:
+        ax.set_xticks(x, labels, fontsize=8, rotation=20)
+        ax.set_xlabel("cut (shallow to deep)")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)

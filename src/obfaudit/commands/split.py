@@ -1,0 +1,133 @@
+"""``obfaudit audit --transform MODEL --split NODE[,NODE...]``: where to cut a model (the sweep runs in
+:func:`obfaudit.commands.audit.audit_split`; its rows and report are made here).
+
+A user brings a whole model and asks where to split it between the device and the server.
+Each cut (:mod:`obfaudit.transforms.split`) is audited as a transform of its own, into
+``OUT/<node>/`` with its own report; the controls and the judge are computed once and
+shared through the audits' cache. Then, per cut: the worst-case attribute accuracy with its
+interval, the best reconstruction, the bytes sent per image, and the utility at the cut (the
+task label read from what is sent by a linear probe trained on the transformed training
+split: how much of the task the rest of the model can still use), in ``OUT/split.json``, a
+figure of leakage against depth and ``OUT/report.html``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from obfaudit.commands._base import Result
+from obfaudit.errors import ObfauditError
+
+
+def split_nodes(split: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """``--split layer1,layer2 layer3`` -> (layer1, layer2, layer3), each once, in order."""
+    nodes = [n.strip() for part in split for n in part.split(",") if n.strip()]
+    if not nodes:
+        raise ObfauditError("--split: give at least one node, e.g. --split layer1,layer2")
+    return tuple(dict.fromkeys(nodes))
+
+
+def safe_node(node: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", node).strip("-") or "cut"
+
+
+@dataclass
+class SplitReport(Result):
+    """One audit per cut and the sweep's summary rows, shallow to deep."""
+
+    model: str
+    cuts: list[dict]
+    baselines: dict
+    task: str
+    report: str | None = None
+    results: str | None = None
+    audits: dict[str, Any] = field(default_factory=dict, repr=False)
+    """Each cut's :class:`~obfaudit.commands.audit.AuditReport`."""
+
+    def to_dict(self) -> dict:
+        from obfaudit._io import to_jsonable
+
+        return to_jsonable(
+            {
+                "model": self.model,
+                "cuts": self.cuts,
+                "baselines": self.baselines,
+                "task": self.task,
+                "report": self.report,
+                "results": self.results,
+            }
+        )
+
+    def summary(self) -> str:
+        b = self.baselines
+        lines = [
+            f"{self.model}: {len(self.cuts)} cuts audited on {b['attribute']} "
+            f"(line {b['threshold']:.0%}, chance {b['chance']:.1%}); "
+            f"task: {self.task}, read by a linear probe",
+            f"  {'cut':<16} {'verdict':<16} {'worst F_a [95%]':<26} {'best SSIM':<10} {'bytes/img':>10} "
+            f"{'task at the cut':>16}",
+        ]
+        for c in self.cuts:
+            fa, ci = c.get("worst_fa"), c.get("worst_fa_ci")
+            fa = f"{fa:.1%} [{ci[0]:.1%}, {ci[1]:.1%}] {c['worst_attack']}" if fa is not None and ci else "-"
+            ssim = f"{c['best_ssim']:.3f}" if c.get("best_ssim") is not None else "-"
+            util = f"{c['utility']:.1%}" if c.get("utility") is not None else "-"
+            lines.append(
+                f"  {c['node']:<16} {c['verdict'] or 'no verdict':<16} {fa:<26} {ssim:<10} "
+                f"{c['bytes_per_image']:>10,} {util:>16}"
+            )
+        if self.report:
+            lines.append(f"report: {self.report}")
+        return "\n".join(lines)
+
+
+def cut_row(node: str, rep: Any, shape: tuple[int, ...], utility: dict | None) -> dict:
+    import math
+
+    scored = [r for r in rep.records if r.metrics.feature_accuracy is not None]
+    worst = max(scored, key=lambda r: r.metrics.feature_accuracy, default=None)
+    images = [r for r in rep.records if r.metrics.ssim is not None]
+    best = max(images, key=lambda r: r.metrics.ssim, default=None)
+    return {
+        "node": node,
+        "subject": rep.subject,
+        "shape": list(shape),
+        "bytes_per_image": 4 * math.prod(shape),  # float32 on the wire
+        "verdict": rep.verdict,
+        "worst_attack": worst.attack if worst else None,
+        "worst_fa": worst.metrics.feature_accuracy if worst else None,
+        "worst_fa_ci": worst.metrics.interval() if worst else None,
+        "best_ssim_attack": best.attack if best else None,
+        "best_ssim": best.metrics.ssim if best else None,
+        "best_ssim_ci": best.metrics.interval("ssim") if best else None,
+        "utility": utility["accuracy"] if utility else None,
+        "utility_ci": utility["ci"] if utility else None,
+        "utility_chance": utility["chance"] if utility else None,
+        "report": rep.report,
+    }
+
+
+def task_utility(
+    transform, train, test, task: str, *, seed: int, device: str
+) -> tuple[tuple[int, ...], dict]:
+    """What a cut sends (its shape) and the task read from it: a linear probe trained on the
+    transformed training split, scored on the transformed test split with a 95% interval."""
+    from obfaudit.attacks.base import AttackSettings
+    from obfaudit.attacks.probes import LinearProbe
+    from obfaudit.attacks.uncertainty import Bootstrap
+    from obfaudit.transforms import CheckedTransform, apply_transform, to_device
+
+    checked = CheckedTransform(to_device(transform, device), "cut")
+    z_train = apply_transform(checked, train.x, device=device)
+    z_test = apply_transform(checked, test.x, device=device)
+    probe = LinearProbe(AttackSettings(attribute=task, seed=seed))
+    probe._fit(z_train, train.labels[task], train.name)
+    correct = (probe.infer(z_test) == test.labels[task]).numpy()
+    ci = Bootstrap(len(test), seed=seed).interval(correct)
+    chance = 1 / len(test.classes[task])
+    return tuple(z_test.shape[1:]), {"accuracy": float(correct.mean()), "ci": ci, "chance": chance}
+
+
+__all__ = ["SplitReport", "cut_row", "safe_node", "split_nodes", "task_utility"]

@@ -1,0 +1,80 @@
+"""Split-point sweeps: a whole model cut at several nodes, each cut audited, leakage against depth."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from obfaudit.commands.split import split_nodes
+from obfaudit.errors import ObfauditError
+from obfaudit.transforms.split import cut_module, cut_onnx
+from tests.conftest import run_cli
+
+
+def test_nodes_are_read_from_commas_and_words_each_once():
+    assert split_nodes(["layer1,layer2", "layer3", "layer2,"]) == ("layer1", "layer2", "layer3")
+    with pytest.raises(ObfauditError, match="at least one node"):
+        split_nodes([","])
+
+
+def test_a_torchvision_model_is_cut_where_asked_and_a_wrong_node_is_one_line():
+    from torchvision.models import resnet18
+
+    model = resnet18()
+    x = torch.rand(2, 3, 32, 32)
+    assert cut_module(model, "layer2")(x).shape == (2, 128, 4, 4)
+    assert cut_module(model, "layer1.0.relu_1")(x).shape == (2, 64, 8, 8)
+    with pytest.raises(ObfauditError, match=r"--split layer5: no such node in the model; near it: .*layer"):
+        cut_module(model, "layer5")
+
+
+def test_an_onnx_graph_is_cut_at_a_tensor(tmp_path):
+    pytest.importorskip("onnx")
+    import onnx
+
+    from obfaudit.transforms.onnx import OnnxTransform, export_onnx
+
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 2, 3, stride=2, padding=1)
+    ).eval()
+    path = export_onnx(net, tmp_path / "net.onnx", (3, 16, 16))
+
+    relu = next(n.output[0] for n in onnx.load(str(path)).graph.node if n.op_type == "Relu")
+    cut = cut_onnx(path, relu, tmp_path / "cuts" / "relu.onnx")
+    x = torch.rand(3, 3, 16, 16)
+    assert torch.allclose(OnnxTransform(cut)(x), net[:2](x), atol=1e-5)
+    with pytest.raises(ObfauditError, match="no tensor of that name in net.onnx; near it"):
+        cut_onnx(path, "nowhere", tmp_path / "cuts" / "x.onnx")
+
+
+@pytest.mark.slow
+def test_resnet18_cut_at_four_blocks_in_one_command(tmp_path):
+    """The command a user runs: four cuts, each audited with its own report, the controls computed once,
+    and the sweep's figure and table; bytes halve block by block."""
+    out = tmp_path / "sweep"
+    r = run_cli(
+        "audit", "--transform", "torchvision.models:resnet18", "--split", "layer1,layer2,layer3,layer4",
+        "--data", "shapes", "--size", "32", "--n-train", "120", "--n-test", "60", "--attribute", "background",
+        "--attack", "recnet", "linprobe", "--min-steps", "40", "--out", out, "--cache", tmp_path / "cache",
+        "--json",
+        subprocess_=True, timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    result = json.loads(r.stdout)
+    cuts = result["cuts"]
+    assert [c["node"] for c in cuts] == ["layer1", "layer2", "layer3", "layer4"]
+    assert [c["bytes_per_image"] for c in cuts] == [16384, 8192, 4096, 2048]
+    assert all(c["verdict"] and c["worst_fa_ci"] and c["best_ssim"] is not None for c in cuts)
+    assert all(0 <= c["utility"] <= 1 and c["utility_ci"] for c in cuts)
+    for c in cuts:
+        assert (out / c["node"] / "report.html").is_file()
+    page = (out / "report.html").read_text()
+    assert "layer4" in page and 'href="layer1/report.html"' in page and "data:image/png" in page
+    assert (out / "figures" / "split.png").stat().st_size > 10_000
+    assert json.loads((out / "split.json").read_text())["cuts"] == cuts
+    # the identity and null controls ran once for all four cuts
+    stages = [p.name for p in (tmp_path / "cache" / "stages").iterdir()]
+    assert sum(s.startswith("identity-recnet") for s in stages) == 1
