@@ -23,7 +23,9 @@ networks of the split-inference literature:
   image's size, a 1x1 convolution) added to the output, the long skip of residual
   decoders, so the linear part of an inverse is learnt directly (the identity's 64x64
   images: SSIM 0.954 with it, 0.918 without, same training). The output is linear:
-  images may live in [0, 1] or in a normalised space.
+  images may live in [0, 1] or in a normalised space. Both networks run in channels-last
+  layout, as the study's convolutional networks here: on this CPU a decoder step from a
+  (128, 8, 8) tensor took 0.67 s instead of 1.47 s in bfloat16 (the same values).
 - the classifier (ColorNet, the adversary's proxy classifiers, the judge) is a small VGG-like
   encoder: 3x3 convolutions with batch normalisation, stride 2 until the map is at most 8
   on a side, then average pooling to at most 4x4 (so where the attribute sits still
@@ -54,7 +56,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from obfaudit.models._registry import Role, create_model, register_model
-from obfaudit.models.small import Shape
+from obfaudit.models.small import Flatten, Shape, channels_last
 from obfaudit.train_config import ATTACK_NETS, TrainConfig
 
 #: Above this many values, a spatial tensor is attacked by convolutional networks under ``auto``.
@@ -101,8 +103,10 @@ class ConvDecoder(nn.Module):
         self.body = nn.Sequential(*layers)
         self.head = nn.Conv2d(_width(side), c_out, 3, padding=1)
         self.skip = nn.Conv2d(c, c_out, 1)
+        self.to(memory_format=torch.channels_last)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        z = channels_last(z)
         x = self.body(z)
         x = _resize(x, self.output_shape[1:])  # when the ratio is not a power of two, or the input larger
         return self.head(x) + self.skip(_resize(z, self.output_shape[1:]))
@@ -122,16 +126,17 @@ class ConvClassifier(nn.Module):
             layers += _block(width, min(2 * width, 256), stride=2)
             width, side, h, w = min(2 * width, 256), (side + 1) // 2, (h + 1) // 2, (w + 1) // 2
         pool = (min(4, h), min(4, w))
-        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(pool), nn.Flatten())
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(pool), Flatten())
         self.head = nn.Sequential(
             nn.Linear(width * pool[0] * pool[1], hidden),
             nn.ReLU(),
             nn.Dropout(0.3),
             nn.Linear(hidden, classes),
         )
+        self.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+        return self.head(self.features(channels_last(x)))
 
 
 @register_model("recnet_conv", role=Role.ATTACK)
