@@ -25,7 +25,7 @@ networks of the split-inference literature:
   images: SSIM 0.954 with it, 0.918 without, same training). The output is linear:
   images may live in [0, 1] or in a normalised space. Both networks run in channels-last
   layout, as the study's convolutional networks here: on this CPU a decoder step from a
-  (128, 8, 8) tensor took 0.67 s instead of 1.47 s in bfloat16 (the same values).
+  (128, 8, 8) tensor took 0.67 s instead of 1.47 s in bfloat16 (the same network).
 - the classifier (ColorNet, the adversary's proxy classifiers, the judge) is a small VGG-like
   encoder: 3x3 convolutions with batch normalisation, stride 2 until the map is at most 8
   on a side, then average pooling to at most 4x4 (so where the attribute sits still
