@@ -72,17 +72,26 @@ def _rec(attack, verdict, subject="t"):
 def test_not_compromised_needs_a_calibrated_attack_behind_it():
     mine = [_rec("colornet", "not compromised"), _rec("linprobe", "not compromised")]
     blind = [_rec("colornet", "not compromised", "identity"), _rec("linprobe", "inconclusive", "identity")]
-    cal = calibrate(["colornet", "linprobe"], blind)
+    cal = calibrate(mine, blind)
     assert [c.calibrated for c in cal.values()] == [False, False]
     assert "no evidence of privacy" in cal["colornet"].why
     assert calibrated_verdict(mine, cal) == "inconclusive"
     sees = [_rec("colornet", "compromised", "identity"), blind[1]]
-    assert calibrated_verdict(mine, calibrate(["colornet", "linprobe"], sees)) == "not compromised"
+    assert calibrated_verdict(mine, calibrate(mine, sees)) == "not compromised"
     # a leak found stands, calibrated or not; with no identity control the attacks' verdict stands
     assert calibrated_verdict([_rec("colornet", "compromised")], cal) == "compromised"
-    unchecked = calibrate(["colornet", "linprobe"], None)
+    unchecked = calibrate(mine, None)
     assert calibrated_verdict(mine, unchecked) == "not compromised"
     assert unchecked["colornet"].calibrated is None
+    # another network on the identity than on the subject says nothing of the subject's
+    conv, mlp = ({"network": {"arch": a, "params": 1}} for a in ("colornet_conv", "colornet"))
+    subject = [AttackRecord("t", "colornet", "server", "attribute", {}, "not compromised", fit=mlp)]
+    identity = [AttackRecord("identity", "colornet", "server", "attribute", {}, "compromised", fit=conv)]
+    other = calibrate(subject, identity)["colornet"]
+    assert other.calibrated is None and "colornet_conv" in other.why
+    assert (
+        calibrated_verdict(subject, {"colornet": other}) == "not compromised"
+    )  # unchecked: as the attack says
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ from tests.conftest import run_cli
 
 def test_nodes_are_read_from_commas_and_words_each_once():
     assert split_nodes(["layer1,layer2", "layer3", "layer2,"]) == ("layer1", "layer2", "layer3")
+    assert split_nodes("layer1,layer2") == ("layer1", "layer2")  # one string, from Python
     with pytest.raises(ObfauditError, match="at least one node"):
         split_nodes([","])
 

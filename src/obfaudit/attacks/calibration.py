@@ -53,16 +53,33 @@ def _score(record: AttackRecord) -> str:
     return ", ".join(parts) or "no score"
 
 
-def calibrate(attacks: Iterable[str], control: Iterable[AttackRecord] | None) -> dict[str, Calibration]:
-    """The calibration of each of ``attacks`` from the identity control's records (None: no control ran)."""
+def _network(record: AttackRecord | None) -> str | None:
+    """The architecture an attack trained (``fit.network.arch``), None for one that trains no network."""
+    return ((record.fit or {}).get("network") or {}).get("arch") if record is not None else None
+
+
+def calibrate(
+    subject: Iterable[AttackRecord], control: Iterable[AttackRecord] | None
+) -> dict[str, Calibration]:
+    """The calibration of each of the ``subject``'s attacks from the identity control's records (None: no
+    control ran). An attack that trained another network on the identity than on the subject (the study's
+    MLP on a small tensor, a convolutional one on the image) is not checked: the identity says nothing of
+    the network that attacked the subject."""
+    mine = {r.attack: r for r in subject}
     by_attack = {r.attack: r for r in control or ()}
     out = {}
-    for attack in attacks:
+    for attack in mine:
         rec = by_attack.get(attack)
         if control is None:
             out[attack] = Calibration(attack, None, None, "not checked: the identity control did not run")
         elif rec is None:
             out[attack] = Calibration(attack, None, None, "not checked: it did not run on the identity")
+        elif _network(rec) != _network(mine.get(attack)):
+            why = (
+                f"not checked: on the identity it was {_network(rec) or 'no network'}, on the subject "
+                f"{_network(mine.get(attack)) or 'no network'}"
+            )
+            out[attack] = Calibration(attack, None, None, why)
         elif rec.verdict is None:
             out[attack] = Calibration(attack, None, None, f"no verdict on the identity ({_score(rec)})")
         elif rec.verdict is Verdict.COMPROMISED:

@@ -207,6 +207,10 @@ def _subject(job: AuditJob, device: str):
     else:
         raise ObfauditError(f"transform {job.transform!r}: give a callable or a source string")
     if job.name:
+        from obfaudit.transforms import CONTROLS
+
+        if job.name in CONTROLS and loaded.source != job.name:
+            raise ObfauditError(f"--name {job.name}: the name of a control; give the transform another name")
         loaded.name = job.name
     return loaded
 
@@ -462,8 +466,8 @@ def _assemble(
     }
     from obfaudit.attacks.calibration import CALIBRATION_CONTROL, calibrate, calibrated_verdict
 
-    control = results.get(CALIBRATION_CONTROL)  # the subject itself when it is the identity
-    calibration = calibrate([r.attack for r in main.records], control.records if control else None)
+    control = results.get(CALIBRATION_CONTROL)  # the subject itself when it is the identity (see _subject)
+    calibration = calibrate(main.records, control.records if control else None)
     verdicts = {n: r.verdict for n, r in results.items()}
     verdicts[subject.name] = calibrated_verdict(main.records, calibration)
     main.skipped = {**ready.not_run, **main.skipped}  # left out of the audit, or unable to run in it
@@ -604,13 +608,18 @@ def audit_split(job: AuditJob, *, on_progress: OnProgress = quiet) -> SplitRepor
     device = str(resolve_device(job.device))
     train, test, attribute, task = _task_data(job, job.data or "colored-mnist", job.seed)
     cuts, audits = [], {}
+    folders: dict[str, str] = {}
     for i, node in enumerate(nodes, 1):
+        folder = safe_node(node)
+        if folder in folders.values() or folder.strip(".") == "":  # two names made one, or a parent
+            folder = f"{i}-{folder}"
+        folders[node] = folder
         on_progress(Progress(f"cut {i}/{len(nodes)}: {name} at {node}", i - 1, len(nodes)))
         if onnx_path is not None:
-            transform = str(cut_onnx(onnx_path, node, out / "cuts" / f"{safe_node(node)}.onnx"))
+            transform = str(cut_onnx(onnx_path, node, out / "cuts" / f"{folder}.onnx"))
         else:
             transform = cut_module(model, node, what=name)
-        cut = replace(job, transform=transform, name=f"{name}@{node}", out=out / safe_node(node), split=None)
+        cut = replace(job, transform=transform, name=f"{name}@{node}", out=out / folder, split=None)
         rep = audit(
             replace(cut, left_out={**GRADIENT_ATTACKS_IN_A_SWEEP, **(job.left_out or {})}),
             on_progress=on_progress,

@@ -21,8 +21,10 @@ from obfaudit.commands._base import Result
 from obfaudit.errors import ObfauditError
 
 
-def split_nodes(split: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+def split_nodes(split: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
     """``--split layer1,layer2 layer3`` -> (layer1, layer2, layer3), each once, in order."""
+    if isinstance(split, str):
+        split = (split,)
     nodes = [n.strip() for part in split for n in part.split(",") if n.strip()]
     if not nodes:
         raise ObfauditError("--split: give at least one node, e.g. --split layer1,layer2")
@@ -126,7 +128,7 @@ def task_utility(
     probe._fit(z_train, train.labels[task], train.name)
     correct = (probe.infer(z_test) == test.labels[task]).numpy()
     ci = Bootstrap(len(test), seed=seed).interval(correct)
-    chance = 1 / len(test.classes[task])
+    chance = float(test.labels[task].bincount().max()) / len(test)  # the majority class: what a guess scores
     return tuple(z_test.shape[1:]), {"accuracy": float(correct.mean()), "ci": ci, "chance": chance}
 
 

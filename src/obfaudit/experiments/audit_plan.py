@@ -215,6 +215,7 @@ def plan_audit(pieces: AuditPieces, *, cache: Path, gpu: bool = False) -> list[S
     if prepared.needs_judge and prepared.train is not None:
         judge_settings = {
             "train": train,
+            "test": test["test"],  # its clean-test accuracy and interval are part of its record
             "attribute": prepared.attribute,
             "config": config.train.to_dict(),
             **network_settings(config),

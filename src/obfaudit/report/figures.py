@@ -404,7 +404,7 @@ def split_sweep(
     chances = {r["utility_chance"] for r in rows if r.get("utility_chance")}
     if len(chances) == 1:
         task_chance = 100 * chances.pop()
-        ax.axhline(task_chance, color="grey", ls=":", label=f"chance {task_chance:.1f}%")
+        ax.axhline(task_chance, color="grey", ls=":", label=f"majority class {task_chance:.1f}%")
         ax.legend(fontsize=7, loc="lower left")
     ax.set_ylim(0, 105)
     ax.set_ylabel("task read at the cut (%)")
