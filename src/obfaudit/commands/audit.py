@@ -586,6 +586,7 @@ def audit_split(job: AuditJob, *, on_progress: OnProgress = quiet) -> SplitRepor
     and write the sweep's results, figure and report into ``job.out``."""
     from obfaudit._io import resolve_device, write_json
     from obfaudit.commands.split import SplitReport, cut_row, safe_node, split_nodes, task_utility
+    from obfaudit.transforms import resolve_source
     from obfaudit.transforms.split import cut_module, cut_onnx, load_whole_model
 
     nodes = split_nodes(job.split or ())
@@ -619,13 +620,11 @@ def audit_split(job: AuditJob, *, on_progress: OnProgress = quiet) -> SplitRepor
             transform = str(cut_onnx(onnx_path, node, out / "cuts" / f"{folder}.onnx"))
         else:
             transform = cut_module(model, node, what=name)
-        cut = replace(job, transform=transform, name=f"{name}@{node}", out=out / folder, split=None)
-        rep = audit(
-            replace(cut, left_out={**GRADIENT_ATTACKS_IN_A_SWEEP, **(job.left_out or {})}),
-            on_progress=on_progress,
+        left_out = {**GRADIENT_ATTACKS_IN_A_SWEEP, **(job.left_out or {})}
+        cut = replace(
+            job, transform=transform, name=f"{name}@{node}", out=out / folder, split=None, left_out=left_out
         )
-        from obfaudit.transforms import resolve_source
-
+        rep = audit(cut, on_progress=on_progress)
         runnable = (
             resolve_source(transform, device=device).transform if isinstance(transform, str) else transform
         )
@@ -634,7 +633,6 @@ def audit_split(job: AuditJob, *, on_progress: OnProgress = quiet) -> SplitRepor
         cuts.append(cut_row(node, rep, shape, utility))
     baselines = next(iter(audits.values())).baselines.to_dict()
     result = SplitReport(name, cuts, baselines, task, audits=audits)
-    write_json(out / "split.json", {"obfaudit_split": 1, **result.to_dict(), "settings": job.settings()})
     from obfaudit.report.split import write_split_report
 
     result.report = str(write_split_report(out, name, cuts, baselines, task))
