@@ -363,11 +363,17 @@ def train_obfnet(
         )
     # targets: digits, and the attribute beside them when the defence needs it (sliced together)
     targets = torch.stack([y, attribute], dim=1) if attribute is not None else y[:, None]
+    from obfaudit.defences.base import TrainingContext
+
     defence.setup(
-        tuple(obfnet.output_shape),
-        int(attribute.max()) + 1 if attribute is not None else 0,
-        device,
-        config.seed,
+        TrainingContext(
+            obfuscator=obfnet,
+            z_shape=tuple(obfnet.output_shape),
+            classes=int(attribute.max()) + 1 if attribute is not None else 0,
+            device=device,
+            seed=config.seed,
+            steps_per_epoch=math.ceil(len(x) / config.batch_size),
+        )
     )
 
     def objective(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:

@@ -403,6 +403,17 @@ class AuditReport(Result):
                 f"  ({before} by the attacks, but none of them reads {b.attribute} through the identity: "
                 "no evidence of privacy)"
             )
+        d, u = self.document.get("defence"), self.document.get("utility")
+        if d:
+            lines.append(f"  defence: {d['name']} ({d.get('strength_name', 'strength')} = {d['strength']:g})")
+        if u and "obfuscated" in u:
+            o, c = u["obfuscated"], u["clean"]
+            lines.append(
+                f"  utility: the InfNet reads the {u['task']} from {o['accuracy']:.1%} of what is sent "
+                f"(clean {c['accuracy']:.1%}; {u['points_lost']:+.1f} points lost)"
+            )
+        elif u:
+            lines.append(f"  utility: not measured ({u['why_not']})")
         for rec in self.records:
             m = rec.metrics
             ci = m.interval()
@@ -492,6 +503,23 @@ def _assemble(
         "settings": settings,
         "experiments": [e.to_dict() for e in exps],
     }
+    info = subject.info or {}
+    if info.get("defence") and info["defence"].get("name") != "none":
+        document["defence"] = info["defence"]
+        label = defence_label(info["defence"])
+        for e in exps:
+            if e.subject == subject.name:
+                e.defence = label
+        document["experiments"] = [e.to_dict() for e in exps]
+    if prepared.infnet is not None:
+        document["utility"] = subject_utility(
+            subject.transform,
+            prepared.infnet,
+            test,
+            prepared.task,
+            seed=job.seed,
+            device=prepared.config.device,
+        )
     if judge is not None:  # how well the judge of reconstructions reads the attribute on clean images
         document["judge"] = {
             "attribute": prepared.attribute,
@@ -511,6 +539,33 @@ def _assemble(
         document=document,
         main=main,
     )
+
+
+def defence_label(defence: dict) -> str:
+    """A defence's short name and strength as the reproduction names them, e.g. ``invariance-100``."""
+    return f"{defence['name']}-{defence.get('strength', 0.0):g}"
+
+
+def subject_utility(transform, infnet, test, task: str, *, seed: int, device) -> dict:
+    """The task the InfNet reads from what the transform sends, beside what it reads from clean
+    images: accuracies on the test split with 95% bootstrap intervals, and the points lost; or why
+    it cannot be measured (the InfNet does not take what the transform sends)."""
+    from obfaudit.attacks.uncertainty import Bootstrap
+    from obfaudit.train import predict
+    from obfaudit.transforms import CheckedTransform, apply_transform, to_device
+
+    z = apply_transform(CheckedTransform(to_device(transform, device), "subject"), test.x, device=device)
+    expected = tuple(getattr(infnet, "input_shape", z.shape[1:]))
+    if tuple(z.shape[1:]) != expected:
+        return {"why_not": f"the InfNet takes {expected}, the transform sends {tuple(z.shape[1:])}"}
+    labels = test.labels[task]
+    boot = Bootstrap(len(test), seed=seed)
+    out = {"task": task}
+    for name, x in (("obfuscated", z), ("clean", test.x)):
+        correct = (predict(infnet, x, device=device).argmax(1).cpu() == labels).float().numpy()
+        out[name] = {"accuracy": float(correct.mean()), "ci": boot.interval(correct)}
+    out["points_lost"] = 100 * (out["clean"]["accuracy"] - out["obfuscated"]["accuracy"])
+    return out
 
 
 def audit(job: AuditJob, *, on_progress: OnProgress = quiet) -> AuditReport:

@@ -28,7 +28,9 @@ class TrainJob:
     arch: str = "cnn"
     """Architecture: cnn or mlp."""
     data: str | None = None
-    """Dataset: mnist or colored-mnist (an ObfNet's default: the one its InfNet was trained on)."""
+    """Dataset: mnist, colored-mnist or shapes (an ObfNet's default: the one its InfNet was trained on)."""
+    size: int | None = None
+    """Pixels per side of a generated dataset (shapes; default 64, an ObfNet's: its InfNet's)."""
     bottleneck: int | None = None
     """ObfNet bottleneck width N (> 0)."""
     infnet: Path | None = None
@@ -37,9 +39,16 @@ class TrainJob:
     infnet_dropout: bool = False
     """Keep InfNet's dropout active while training the ObfNet (the reference Keras behaviour)."""
     defence: str = "none"
-    """How the ObfNet is defended: none, noise (sigma), dcor (NoPeek, lambda) or adversarial (lambda)."""
+    """How the ObfNet is defended: none, noise (sigma), dcor (NoPeek, lambda), adversarial or
+    adversarial-ensemble (lambda), invariance (lambda)."""
     strength: float = 0.0
     """The defence's strength: its weight lambda, or the noise scale sigma."""
+    attribute: str | None = None
+    """The sensitive attribute a defence trains against (default: the dataset's first: colour on
+    Colored-MNIST, hue on shapes)."""
+    counterfactual: str | None = None
+    """For --defence invariance: MODULE:CALLABLE, a function (images, target attribute) -> the same images
+    with that attribute (built in for Colored-MNIST's colour: recolouring)."""
     data_root: Path | None = None
     """Directory with full MNIST (MNIST/raw/*-ubyte); default: the embedded 5,000-image MNIST subset."""
     download: bool = False
@@ -81,10 +90,15 @@ class TrainedModel(Result):
         )
 
 
-def _splits(job: TrainJob, dataset: str, seed: int):
-    from obfaudit.data import load_dataset
+def _splits(job: TrainJob, dataset: str, seed: int, size: int | None = None):
+    from obfaudit.data import dataset_spec, load_dataset
 
     kw = {"seed": seed, "data_root": job.data_root, "download": job.download}
+    size = job.size or size
+    if dataset_spec(dataset).sized:
+        kw["size"] = size
+    elif job.size:
+        raise ObfauditError(f"--size is for generated datasets (shapes), not {dataset}")
     return load_dataset(dataset, split="train", **kw), load_dataset(dataset, split="test", **kw)
 
 
@@ -114,6 +128,7 @@ def train_infnet(job: TrainJob) -> TrainedModel:
 def train_obfnet(job: TrainJob) -> TrainedModel:
     """Train an ObfNet through a frozen InfNet on the InfNet's own split, and save it."""
     from obfaudit._io import resolve_device
+    from obfaudit.data import dataset_spec
     from obfaudit.defences import get_defence
     from obfaudit.experiments.steps import check_model_fits, fit_obfnet
     from obfaudit.models import Role, load_model, model_for, model_id, read_sidecar, save_model
@@ -129,11 +144,22 @@ def train_obfnet(job: TrainJob) -> TrainedModel:
             f"--infnet {job.infnet} names no dataset; pass --data {'|'.join(trainable_datasets())}"
         )
     # The InfNet's own split: with another seed, its training images would be in the test split.
-    train, test = _splits(job, dataset, info.get("seed", job.train.seed))
+    shape = info.get("input_shape") or [None]
+    train, test = _splits(job, dataset, info.get("seed", job.train.seed), size=shape[-1])
     check_model_fits(info, train, what=f"--infnet {job.infnet}")
     if job.defence == "none" and job.strength:
-        raise ObfauditError("--strength needs --defence (noise, dcor or adversarial)")
-    defence = get_defence(job.defence, job.strength)
+        raise ObfauditError(
+            "--strength needs --defence (" + ", ".join(d for d in _defences() if d != "none") + ")"
+        )
+    attribute = job.attribute or (dataset_spec(dataset).attributes or ("colour",))[0]
+    if job.attribute and attribute not in train.labels:
+        raise ObfauditError(
+            f"--attribute {attribute}: {dataset} has {', '.join(dataset_spec(dataset).attributes) or 'none'}"
+        )
+    options = {"counterfactual": job.counterfactual}
+    if job.defence == "invariance":
+        options["attribute"] = attribute
+    defence = get_defence(job.defence, job.strength, **options)
     infnet, _ = load_model(job.infnet, role=Role.INFNET)
     model, metrics = fit_obfnet(
         job.arch,
@@ -144,13 +170,14 @@ def train_obfnet(job: TrainJob) -> TrainedModel:
         job.train,
         infnet_dropout=job.infnet_dropout,
         defence=defence,
+        attribute=attribute,
     )
     suffix = "" if defence.name == "none" else f"-{defence.label}"
     name = model_id(model_for(Role.OBFUSCATOR, job.arch), bottleneck=job.bottleneck)
     path = save_model(
         model,
         job.out / f"{name}{suffix}-{dataset}",
-        defence=defence.to_dict(),
+        defence=metrics.get("defence", defence.to_dict()),
         dataset=dataset,
         seed=job.train.seed,
         infnet=str(job.infnet),
@@ -171,13 +198,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="train_command", required=True, metavar="{infnet,obfnet}")
     p = sub.add_parser(
         "infnet",
-        help="train an inference network on the clean digit task",
-        description="Train an InfNet (the server's classifier) on clean digits.",
+        help="train an inference network on the clean task",
+        description="Train an InfNet (the server's classifier) on the clean task: the digit on MNIST, "
+        "the shape on shapes.",
     )
     add(
         p,
         TrainJob,
-        ["arch", "data"],
+        ["arch", "data", "size"],
         arch={"choices": ARCHS},
         data={
             "type": registered(trainable_datasets, "dataset"),
@@ -194,13 +222,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add(
         p,
         TrainJob,
-        ["arch", "bottleneck", "infnet", "data", "infnet_dropout", "defence", "strength"],
+        [
+            "arch",
+            "bottleneck",
+            "infnet",
+            "data",
+            "size",
+            "infnet_dropout",
+            "defence",
+            "strength",
+            "attribute",
+            "counterfactual",
+        ],  # fmt: skip
         arch={"choices": ARCHS, "default": "mlp"},
         bottleneck={"required": True},
         infnet={"required": True},
         data={"type": registered(trainable_datasets, "dataset"), "metavar": "DATASET"},
-        defence={"type": registered(_defences, "defence"), "metavar": "none|noise|dcor|adversarial"},
+        defence={"type": registered(_defences, "defence"), "metavar": "DEFENCE"},
         strength={"type": non_negative_float, "metavar": "X"},
+        counterfactual={"metavar": "MODULE:CALLABLE"},
     )
     _add_training(p)
 

@@ -92,6 +92,7 @@ register_dataset(
         "with a random attribute nothing can predict (a false-positive control)",
         task="shape",
         attributes=("hue", "background", "random"),
+        trainable=True,
         sized=True,
     )
 )

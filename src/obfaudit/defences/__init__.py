@@ -5,7 +5,23 @@ Each defence is one module with a :class:`Defence` subclass registered under its
 preset sweeps them. See :mod:`.base` for the contract.
 """
 
-from obfaudit.defences import adversarial, dcor, noise  # noqa: F401 - registers the built-ins
-from obfaudit.defences.base import DEFENCES, Defence, defence_names, get_defence, register_defence
+from obfaudit.defences import adversarial, dcor, invariance, noise  # noqa: F401 - registers the built-ins
+from obfaudit.defences.base import (
+    DEFENCES,
+    Defence,
+    TrainingContext,
+    defence_from_dict,
+    defence_names,
+    get_defence,
+    register_defence,
+)
 
-__all__ = ["DEFENCES", "Defence", "defence_names", "get_defence", "register_defence"]
+__all__ = [
+    "DEFENCES",
+    "Defence",
+    "TrainingContext",
+    "defence_from_dict",
+    "defence_names",
+    "get_defence",
+    "register_defence",
+]

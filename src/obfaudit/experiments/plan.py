@@ -29,7 +29,7 @@ from obfaudit.attacks.prepare import (
     config_settings,
     control_transforms,
 )
-from obfaudit.defences import get_defence
+from obfaudit.defences import DEFENCES, defence_from_dict, get_defence
 from obfaudit.errors import ObfauditError
 from obfaudit.experiments.context import DATASET_LABELS, PROXIES, RunContext, RunSettings
 from obfaudit.experiments.presets import Preset
@@ -40,7 +40,6 @@ from obfaudit.threat import ANY_PROXY, GRADIENTS, TRAFFIC, TRAIN, TRANSFORM, Nee
 from obfaudit.threat import ATTRIBUTE as ATTRIBUTE_NEED
 from obfaudit.train import predict
 
-DATASETS = tuple(DATASET_LABELS)
 #: The study's sensitive attribute and task label.
 ATTRIBUTE, TASK = "colour", "digit"
 
@@ -64,12 +63,17 @@ def defences_for(preset: Preset, ds: str) -> list[dict | None]:
     preset sweeps defences (on the data with the attribute the adversarial one needs)."""
     if not preset.defences or ATTRIBUTE not in DATASET_LABELS[ds]:
         return [None]
-    return [get_defence(name, strength).to_dict() for name, strength in preset.defences]
+    return [
+        get_defence(
+            name, strength, **({"attribute": ATTRIBUTE} if "attribute" in DEFENCES[name].options else {})
+        ).to_dict()
+        for name, strength in preset.defences
+    ]
 
 
 def subject_suffix(defence: dict | None) -> str:
     """How a defended ObfNet's stage and subject names end, e.g. ``-dcor-2`` (none: ``-none``)."""
-    return "" if defence is None else f"-{get_defence(defence['name'], defence['strength']).label}"
+    return "" if defence is None else f"-{defence_from_dict(defence).label}"
 
 
 def _active(preset: Preset, ds: str) -> bool:
@@ -148,7 +152,7 @@ def run_obfnet(ctx: RunContext, stage: Stage, inputs: Mapping[str, dict]) -> dic
         test,
         ctx.model_config(p.obfnet_epochs),
         infnet_dropout=p.infnet_dropout,
-        defence=get_defence(d["name"], d["strength"]) if d else None,
+        defence=defence_from_dict(d),
         attribute=ATTRIBUTE,
     )
     name = f"{model_id(f'obfnet_{arch}', bottleneck=n)}{subject_suffix(d)}-{ds}"
@@ -299,7 +303,7 @@ def plan(preset: Preset, settings: RunSettings) -> tuple[list[Stage], list[NotRu
         "n_test": preset.n_test,
     }
     gpu = Resources(cpus=1, gpus=1 if settings.device.startswith("cuda") else 0)
-    for ds in DATASETS:
+    for ds in preset.datasets:
         if not _active(preset, ds):
             not_run.append(NotRun(f"{ds} sweep", f"preset {preset.name!r} trains no ObfNets on {ds}"))
             continue

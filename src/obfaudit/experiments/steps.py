@@ -12,18 +12,28 @@ from obfaudit.models import Role, create_model, model_for
 from obfaudit.train import TrainConfig, accuracy, predict, train_classifier, train_obfnet
 
 
+def task_of(data: ImageSet) -> str:
+    """The label an InfNet of ``data`` learns: its dataset's task (the digit on MNIST)."""
+    from obfaudit.data import dataset_names, dataset_spec
+
+    if data.source in dataset_names() and dataset_spec(data.source).task:
+        return dataset_spec(data.source).task
+    return "digit"
+
+
 def digit_accuracy(forward, data: ImageSet, device: str | torch.device = "cpu") -> float:
-    """InfNet digit accuracy of ``forward`` on ``data``."""
-    return accuracy(predict(forward, data.x, device=device), data.labels["digit"].to(device))
+    """InfNet task accuracy (the digit on MNIST) of ``forward`` on ``data``."""
+    return accuracy(predict(forward, data.x, device=device), data.labels[task_of(data)].to(device))
 
 
 def fit_infnet(arch: str, train: ImageSet, test: ImageSet, config: TrainConfig) -> tuple[nn.Module, dict]:
-    """Train an InfNet on the clean digit task; return it and its metrics."""
+    """Train an InfNet on the clean task (the digit on MNIST); return it and its metrics."""
     torch.manual_seed(config.seed)
+    task = task_of(train)
     infnet = create_model(
-        model_for(Role.INFNET, arch), input_shape=train.shape, classes=len(train.classes["digit"])
+        model_for(Role.INFNET, arch), input_shape=train.shape, classes=len(train.classes[task])
     )
-    fit = train_classifier(infnet, train.x, train.labels["digit"], replace(config, desc=f"infnet-{arch}"))
+    fit = train_classifier(infnet, train.x, train.labels[task], replace(config, desc=f"infnet-{arch}"))
     metrics = {"clean_test_acc": digit_accuracy(infnet, test, config.device), "fit": fit.to_dict()}
     return infnet.cpu(), metrics
 
@@ -83,7 +93,7 @@ def fit_obfnet(
         obfnet,
         infnet,
         train.x,
-        train.labels["digit"],
+        train.labels[task_of(train)],
         replace(config, desc=f"obfnet-{arch}-b{bottleneck}{label}"),
         infnet_dropout=infnet_dropout,
         defence=defence,
@@ -96,7 +106,9 @@ def fit_obfnet(
         "fit": fit.to_dict(),
     }
     if defence is not None:
-        metrics["defence"] = defence.to_dict()
+        metrics["defence"] = {**defence.to_dict(), **defence.summary()}
+        if labels is not None and defence.has_penalty:
+            metrics["defence"].update(_measured_after(defence, obfnet, train, test, attribute, config))
         # the scale of what is sent before any noise: the noise defence's sigma means little
         # without it (an ObfNet can learn to send larger values)
         noise, obfnet.noise = getattr(obfnet, "noise", 0.0), 0.0
@@ -104,3 +116,48 @@ def fit_obfnet(
         obfnet.noise = noise
         metrics["signal_rms"] = float(z.pow(2).mean().sqrt())
     return obfnet.cpu(), metrics
+
+
+#: Epochs of the fresh attribute classifier that checks an adversarially defended ObfNet.
+FRESH_ATTACKER_EPOCHS = 10
+
+
+def _measured_after(
+    defence, obfnet: nn.Module, train: ImageSet, test: ImageSet, attribute: str, config
+) -> dict:
+    """What the finished obfuscator does on held-out images: the invariance distance of test
+    counterfactual pairs, and, for a defence with adversaries, the test accuracy of a fresh
+    attribute classifier of the in-training MLP's kind, trained on what it sends for the
+    training images (the gap a co-trained adversary hides)."""
+    out = {}
+    obfnet.eval()
+    if hasattr(defence, "counterfactual"):
+        from obfaudit.defences.invariance import invariance_distance
+
+        x, a = test.x[:512].float(), test.labels[attribute][:512]
+        with torch.no_grad():
+            z, z_cf = obfnet(x), obfnet(defence.counterfactual(x, a))
+        out["test_distance"] = float(invariance_distance(z, z_cf))
+    if "adversaries" in defence.summary():
+        from obfaudit.defences.adversarial import HIDDEN, _mlp
+
+        z_train = predict(obfnet, train.x, device=config.device)
+        z_test = predict(obfnet, test.x, device=config.device)
+        classes = int(train.labels[attribute].max()) + 1
+        torch.manual_seed(config.seed + 1)
+        fresh = _mlp(tuple(z_train.shape[1:]), classes)
+        fit = train_classifier(
+            fresh,
+            z_train,
+            train.labels[attribute],
+            replace(
+                config, epochs=FRESH_ATTACKER_EPOCHS, patience=3, val_fraction=0.1, desc="fresh attacker"
+            ),
+        )
+        acc = accuracy(predict(fresh, z_test, device=config.device), test.labels[attribute].to(config.device))
+        out["fresh_attacker"] = {
+            "arch": f"mlp({HIDDEN})",
+            "test_acc": acc,
+            "epochs_run": fit.epochs_run,
+        }
+    return out

@@ -47,10 +47,14 @@ def defence_rows(exps: list[Experiment]) -> list[dict]:
                 "fa_ci": worst.metrics.interval("feature_accuracy") if worst else None,
                 "image": image,
                 "verdict": overall_verdict([e.verdict for e in on]),
+                "in_training_acc": d.get("in_training_acc"),
+                "fresh_acc": (d.get("fresh_attacker") or {}).get("test_acc"),
             }
         )
     _mark_pareto(rows)
     for r in rows:
+        # passes: every attack's interval below the line (the subject's verdict), not only the strongest's
+        r["passes"] = r["defence"] != "none" and r["verdict"] == NOT_COMPROMISED
         base = next(
             (
                 b
@@ -118,6 +122,44 @@ def target_reading(rows: list[dict], threshold: float) -> str:
         f"No defence brings the worst-case F_a interval below the {100 * threshold:.0f}% line. The closest: "
         f"ObfNet-{best['arch'].upper()}({best['bottleneck']}) {best['label']}, {best['worst'].attack} F_a "
         f"{100 * best['fa']:.1f}% at utility {100 * best['utility']:.1f}%."
+    )
+
+
+def passing_reading(rows: list[dict], threshold: float) -> str:
+    """Each point that passes (every attack's interval below the line) and what it cost in utility."""
+    passing = [r for r in rows if r.get("passes")]
+    if not passing:
+        return f"No defended ObfNet passes: none has every attack's interval below the {100 * threshold:.0f}% line."
+    parts = [
+        f"ObfNet-{r['arch'].upper()}({r['bottleneck']}) {r['label']}: utility {100 * r['utility']:.1f}%"
+        + (
+            f", {100 * r['utility_drop']:+.1f} points against the undefended one"
+            if r["utility_drop"] is not None
+            else ""
+        )
+        for r in passing
+    ]
+    return (
+        f"{len(passing)} point(s) pass, every attack's interval below the {100 * threshold:.0f}% line (starred in "
+        f"the figure): " + "; ".join(parts) + "."
+    )
+
+
+def adversary_reading(rows: list[dict]) -> str:
+    """What the co-trained adversaries read beside a fresh attacker, per adversarially defended ObfNet."""
+    parts = [
+        f"ObfNet-{r['arch'].upper()}({r['bottleneck']}) {r['label']}: {100 * r['in_training_acc']:.1f}% in training, "
+        f"{100 * r['fresh_acc']:.1f}% fresh"
+        for r in rows
+        if r.get("in_training_acc") is not None and r.get("fresh_acc") is not None
+    ]
+    if not parts:
+        return ""
+    return (
+        "The adversaries trained beside each ObfNet read the attribute on their last epoch's training batches, a "
+        "classifier trained afresh on what the finished ObfNet sends reads it on the test images: "
+        + "; ".join(parts)
+        + "."
     )
 
 

@@ -319,7 +319,15 @@ def defence_frontier(rows: Sequence[dict], path: str | Path, *, chance: float, t
     from adjustText import adjust_text
 
     fig, ax = plt.subplots(figsize=(8.4, 5.0))
-    markers = {"none": "o", "noise": "s", "dcor": "^", "adversarial": "D"}
+    markers = {
+        "none": "o",
+        "noise": "s",
+        "dcor": "^",
+        "adversarial": "D",
+        "adversarial-ensemble": "v",
+        "invariance": "P",
+    }
+    archs = {r["arch"] for r in rows}
     texts, xs, ys = [], [], []
     shown = set()
     for r in rows:
@@ -337,13 +345,19 @@ def defence_frontier(rows: Sequence[dict], path: str | Path, *, chance: float, t
             ms=6,
             capsize=2,
             lw=0.8,
-            color=f"C{list(markers).index(r['defence']) if r['defence'] in markers else 4}",
+            color=f"C{list(markers).index(r['defence']) if r['defence'] in markers else len(markers)}",
             label=label,
+            mfc="none" if r["arch"] == "cnn" and len(archs) > 1 else None,
         )
+        if r.get("passes"):
+            ax.scatter([x], [y], marker="*", s=260, color="gold", edgecolors="black", lw=0.6, zorder=5,
+                       label=None if "passes" in shown else "passes: every attack below the line")  # fmt: skip
+            shown.add("passes")
         xs.append(x)
         ys.append(y)
         strength = "" if r["defence"] == "none" else f" {r['strength_name'] or 's'}={r['strength']:g}"
-        texts.append(ax.text(x, y, f"N={r['bottleneck']}{strength}", fontsize=7))
+        name = f"{r['arch'].upper()}({r['bottleneck']})" if len(archs) > 1 else f"N={r['bottleneck']}"
+        texts.append(ax.text(x, y, f"{name}{strength}", fontsize=7))
     front = sorted((100 * r["fa"], 100 * r["utility"]) for r in rows if r["pareto"])
     if front:
         ax.step(
@@ -356,7 +370,8 @@ def defence_frontier(rows: Sequence[dict], path: str | Path, *, chance: float, t
         threshold,
         "leakage: worst-case attribute F_a over every attack (%, 95% interval)",
         "utility: digit accuracy on\nwhat is sent (%)",
-        "defences: privacy-utility frontier (upper left is better)",
+        "defences: privacy-utility frontier (upper left is better)"
+        + ("\nfilled: ObfNet-MLP, hollow: ObfNet-CNN" if len(archs) > 1 else ""),
     )
     fig.tight_layout()
     if texts:

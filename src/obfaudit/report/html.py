@@ -170,7 +170,13 @@ def defence_table(exps: list[Experiment]) -> dict:
     """The defences section's rows (formatted) and its reading against the target."""
     from obfaudit.attacks.metrics import compromise_threshold
     from obfaudit.data import COLOUR_NAMES
-    from obfaudit.report.defences import defence_rows, defence_summary, target_reading
+    from obfaudit.report.defences import (
+        adversary_reading,
+        defence_rows,
+        defence_summary,
+        passing_reading,
+        target_reading,
+    )
 
     rows = defence_rows(exps)
     out = []
@@ -189,10 +195,20 @@ def defence_table(exps: list[Experiment]) -> dict:
                 "digit": pct(image.metrics.get("digit_acc_on_reconstructions")) if image else "-",
                 "verdict": r["verdict"],
                 "pareto": r["pareto"],
+                "passes": r["passes"],
+                "adversaries": "-"
+                if r["in_training_acc"] is None
+                else f"{pct(r['in_training_acc'])} / {pct(r['fresh_acc'])}",
             }
         )
-    reading = target_reading(rows, compromise_threshold(len(COLOUR_NAMES))) if rows else ""
-    return {"rows": out, "reading": reading, "summary": defence_summary(rows)}
+    line = compromise_threshold(len(COLOUR_NAMES))
+    return {
+        "rows": out,
+        "reading": target_reading(rows, line) if rows else "",
+        "passing": passing_reading(rows, line) if rows else "",
+        "adversaries": adversary_reading(rows),
+        "summary": defence_summary(rows),
+    }
 
 
 def control_rows(exps: list[Experiment]) -> list[dict]:

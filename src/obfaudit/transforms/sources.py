@@ -58,30 +58,30 @@ def _takes_no_arguments(fn) -> bool:
         return False
 
 
-def load_callable(spec: str) -> tuple[str, Transform]:
+def load_callable(spec: str, *, option: str = "--transform") -> tuple[str, Transform]:
     """``MODULE:CALLABLE`` -> (name, transform); a class or argument-less function is a factory.
 
     The working directory is searched first, as ``python -m`` would: a user running
-    obfaudit next to their package expects it to be found.
+    obfaudit next to their package expects it to be found. ``option`` names the flag in errors.
     """
     module, _, attr = spec.partition(":")
     if not module or not attr:
-        raise ObfauditError(f"--transform {spec!r}: expected MODULE:CALLABLE, e.g. mypkg.obf:make")
+        raise ObfauditError(f"{option} {spec!r}: expected MODULE:CALLABLE, e.g. mypkg.obf:make")
     if "" not in sys.path and str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))
     try:
         obj = getattr(importlib.import_module(module), attr)
     except Exception as e:  # noqa: BLE001 - importing runs the user's module: anything can fail
-        raise ObfauditError(f"--transform {spec}: cannot import ({type(e).__name__}: {e})") from e
+        raise ObfauditError(f"{option} {spec}: cannot import ({type(e).__name__}: {e})") from e
     if isinstance(obj, type) or (callable(obj) and _takes_no_arguments(obj)):
         try:
             obj = obj()
         except Exception as e:  # noqa: BLE001
             raise ObfauditError(
-                f"--transform {spec}: calling the factory failed ({type(e).__name__}: {e})"
+                f"{option} {spec}: calling the factory failed ({type(e).__name__}: {e})"
             ) from e
     if not callable(obj):
-        raise ObfauditError(f"--transform {spec}: {attr} is not callable")
+        raise ObfauditError(f"{option} {spec}: {attr} is not callable")
     return attr, obj
 
 
