@@ -332,3 +332,26 @@ print(held, rss())
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     held, after = map(int, out.stdout.split())
     assert held > 350 and after < held - 250, (held, after)
+
+
+@pytest.mark.slow
+def test_a_sweep_on_generated_shapes_reports_their_hue(tmp_path):
+    """The shapes preset, shrunk: the study's sweep on another dataset and attribute, every part
+    of the report drawn for it, and what cannot run there said."""
+    from obfaudit.experiments.presets import get_preset
+    from obfaudit.experiments.reproduce import reproduce
+
+    preset = get_preset(
+        "shapes", size=32, bottlenecks=(16,), n_train=300, n_test=100, infnet_epochs=1, obfnet_epochs=1,
+        attack_epochs=1, min_steps=20, attacks=("recnet", "colornet", "linprobe", "noisynet"), tsne=(),
+    )  # fmt: skip
+    reproduce(RunSettings(preset="shapes", out=tmp_path / "run"), preset=preset)
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert (results["dataset"], results["attribute"], results["chance"]) == ("shapes", "hue", 0.25)
+    assert {e["dataset"] for e in results["experiments"] if e["kind"] == "obfnet"} == {"shapes"}
+    assert any(n["part"] == "noisynet on shapes" and "proxy" in n["reason"] for n in results["not_run"])
+    figures = {Path(f).name for f in results["figures"]}
+    assert {"fig8_shapes_mlp_reconstructions.png", "fig9_colornet_fa.png"} <= figures
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert "generated shapes at 32x32" in page and "noisynet on shapes" in page
+    assert "Colored-MNIST multiplies" not in page

@@ -98,8 +98,11 @@ class RunContext:
             root = self.data_root if p.full_mnist else None
             if p.full_mnist and root is None:
                 raise ObfauditError(f"preset {p.name!r} uses full MNIST: pass --data-root DIR")
-            load = dataset_spec(dataset).load
+            spec = dataset_spec(dataset)
             kw = {"seed": self.seed, "data_root": root, "download": self.settings.download}
+            if spec.sized:
+                kw["size"] = p.size
+            load = spec.load
             train, test = load("train", **kw), load("test", **kw)
             if p.n_train:
                 train = train.subset(slice(0, p.n_train))
@@ -122,6 +125,13 @@ class RunContext:
 
 
 def data_description(preset: Preset, data_root: Path | None) -> str:
+    if "shapes" in preset.datasets and not {"mnist", "colored-mnist"} & set(preset.datasets):
+        size = preset.size or 64
+        n_train, n_test = preset.n_train or 2000, preset.n_test or 500
+        return (
+            f"generated shapes at {size}x{size} pixels ({n_train:,} train / {n_test:,} test; task: the "
+            "shape, sensitive attribute: its hue, one of 4)"
+        )
     if preset.full_mnist:
         return f"full MNIST (60,000 train / 10,000 test) from {data_root}"
     return (

@@ -29,6 +29,7 @@ from obfaudit.attacks.prepare import (
     config_settings,
     control_transforms,
 )
+from obfaudit.data import dataset_spec
 from obfaudit.defences import DEFENCES, defence_from_dict, get_defence
 from obfaudit.errors import ObfauditError
 from obfaudit.experiments.context import DATASET_LABELS, PROXIES, RunContext, RunSettings
@@ -36,12 +37,27 @@ from obfaudit.experiments.presets import Preset
 from obfaudit.experiments.stages import Resources, Stage
 from obfaudit.experiments.steps import fit_infnet, fit_obfnet
 from obfaudit.models import Role, load_model, model_for, model_id, read_sidecar, save_model
-from obfaudit.threat import ANY_PROXY, GRADIENTS, TRAFFIC, TRAIN, TRANSFORM, Need
+from obfaudit.threat import ANY_PROXY, GRADIENTS, TRAFFIC, TRAIN, TRANSFORM, Need, why_unmet
 from obfaudit.threat import ATTRIBUTE as ATTRIBUTE_NEED
 from obfaudit.train import predict
 
 #: The study's sensitive attribute and task label.
 ATTRIBUTE, TASK = "colour", "digit"
+
+
+def attribute_of(ds: str) -> str | None:
+    """The sensitive attribute a sweep on ``ds`` audits: the study's colour where the data has it, else
+    the dataset's first attribute (hue on shapes); None for data without one (MNIST)."""
+    labels = DATASET_LABELS[ds]
+    if ATTRIBUTE in labels:
+        return ATTRIBUTE
+    attributes = dataset_spec(ds).attributes
+    return attributes[0] if attributes else None
+
+
+def task_of(ds: str) -> str:
+    """The task label of ``ds`` (the digit on MNIST, the shape on shapes)."""
+    return dataset_spec(ds).task or TASK
 
 
 @dataclass(frozen=True)
@@ -61,11 +77,12 @@ def sweep(preset: Preset, ds: str) -> list[tuple[str, int]]:
 def defences_for(preset: Preset, ds: str) -> list[dict | None]:
     """The defences each ObfNet of ``ds`` is trained with: None (the study's ObfNet) unless the
     preset sweeps defences (on the data with the attribute the adversarial one needs)."""
-    if not preset.defences or ATTRIBUTE not in DATASET_LABELS[ds]:
+    attribute = attribute_of(ds)
+    if not preset.defences or attribute is None:
         return [None]
     return [
         get_defence(
-            name, strength, **({"attribute": ATTRIBUTE} if "attribute" in DEFENCES[name].options else {})
+            name, strength, **({"attribute": attribute} if "attribute" in DEFENCES[name].options else {})
         ).to_dict()
         for name, strength in preset.defences
     ]
@@ -80,16 +97,25 @@ def _active(preset: Preset, ds: str) -> bool:
     return bool(preset.mnist_bottlenecks if ds == "mnist" else preset.bottlenecks)
 
 
+def _available(ds: str) -> set[Need]:
+    """What the attacks of a sweep on ``ds`` can have: ObfNets are torch modules; the attribute's
+    labels where the data has one; the generated proxies where it is Colored-MNIST's colour."""
+    attribute = attribute_of(ds)
+    available = {TRAIN, TRAFFIC, TRANSFORM, GRADIENTS}
+    if attribute is not None:
+        available.add(ATTRIBUTE_NEED)
+        if attribute == ATTRIBUTE:  # the adversary's generated proxies are of colour
+            available |= {ANY_PROXY, *(Need.proxy_named(p) for p in PROXIES)}
+    return available
+
+
 def attacks_for(
     ds: str, attacks: tuple[str, ...], preset: Preset, subject: tuple[str, int] | None
 ) -> tuple[str, ...]:
     """The attacks that can run on ``ds`` (their needs met by its labels and the proxies);
     embedding attacks only on the preset's t-SNE subjects (they cost a minute each), slow
     attacks only on its ``slow_on`` subjects (``subject`` None: the controls)."""
-    has_attr = ATTRIBUTE in DATASET_LABELS[ds]
-    available = {TRAIN, TRAFFIC, TRANSFORM, GRADIENTS}  # ObfNets are torch modules
-    if has_attr:
-        available |= {ATTRIBUTE_NEED, ANY_PROXY, *(Need.proxy_named(p) for p in PROXIES)}
+    available = _available(ds)
     keep = []
     for name in attacks:
         cls = attack_class(name)
@@ -153,7 +179,7 @@ def run_obfnet(ctx: RunContext, stage: Stage, inputs: Mapping[str, dict]) -> dic
         ctx.model_config(p.obfnet_epochs),
         infnet_dropout=p.infnet_dropout,
         defence=defence_from_dict(d),
-        attribute=ATTRIBUTE,
+        attribute=attribute_of(ds) or ATTRIBUTE,
     )
     name = f"{model_id(f'obfnet_{arch}', bottleneck=n)}{subject_suffix(d)}-{ds}"
     return _saved(ctx, model, ctx.models / name, ds, metrics)
@@ -167,6 +193,8 @@ def attack_budget(preset: Preset) -> AttackBudget:
         proxy_epochs=preset.proxy_epochs,
         proxy_patience=1 if preset.attack_patience else None,
         precision=preset.precision,
+        nets=preset.attack_nets,
+        min_steps=preset.min_steps,
     )
 
 
@@ -177,26 +205,27 @@ def _prepared(
     attribute and ``proxies`` is asked for)."""
     p = ctx.preset
     train, test = ctx.data(ds)
+    attribute = attribute_of(ds) or ATTRIBUTE
     config = audit_config(
         attacks,
-        attribute=ATTRIBUTE,
-        task=TASK,
+        attribute=attribute,
+        task=task_of(ds),
         budget=attack_budget(p),
         seed=ctx.seed,
         device=ctx.device,
         tsne_points=p.tsne_points,
         progress=ctx.progress,
     )
-    own = ctx.proxies(test, ATTRIBUTE) if proxies and ATTRIBUTE in DATASET_LABELS[ds] else {}
-    return PreparedAudit(train, test, ATTRIBUTE, TASK, own, config, infnet=infnet)
+    own = ctx.proxies(test, attribute) if proxies and attribute_of(ds) == ATTRIBUTE else {}
+    return PreparedAudit(train, test, attribute, task_of(ds), own, config, infnet=infnet)
 
 
-def _audit_settings(preset: Preset, settings: RunSettings, attacks: tuple[str, ...]) -> dict:
+def _audit_settings(preset: Preset, settings: RunSettings, attacks: tuple[str, ...], ds: str) -> dict:
     """The audit settings that decide its results, from the preset alone (no data loaded)."""
     config = audit_config(
         attacks,
-        attribute=ATTRIBUTE,
-        task=TASK,
+        attribute=attribute_of(ds) or ATTRIBUTE,
+        task=task_of(ds),
         budget=attack_budget(preset),
         seed=settings.seed,
         device=settings.device,
@@ -229,11 +258,11 @@ def run_sweep_judge(ctx: RunContext, stage: Stage, inputs: Mapping[str, dict]) -
     ds = stage.about["dataset"]
     prepared = _prepared(ctx, ds, (), proxies=False)  # the judge trains on the clean training split alone
     judge = prepared.train_judge()
-    test = prepared.test
+    test, attribute = prepared.test, prepared.attribute
     acc = float(
-        (predict(judge, test.x, device=ctx.device).argmax(1).cpu() == test.labels[ATTRIBUTE]).float().mean()
+        (predict(judge, test.x, device=ctx.device).argmax(1).cpu() == test.labels[attribute]).float().mean()
     )
-    return _saved(ctx, judge.cpu(), ctx.models / f"judge-{ATTRIBUTE}-{ds}", ds, {"clean_test_acc": acc})
+    return _saved(ctx, judge.cpu(), ctx.models / f"judge-{attribute}-{ds}", ds, {"clean_test_acc": acc})
 
 
 def run_obfnet_audit(ctx: RunContext, stage: Stage, inputs: Mapping[str, dict]) -> dict:
@@ -279,7 +308,7 @@ def run_controls(ctx: RunContext, stage: Stage, inputs: Mapping[str, dict]) -> d
         verdicts[name] = res.verdict
         skipped.update(res.skipped)
     out = {"records": records, "verdicts": verdicts, "skipped": skipped}
-    if ATTRIBUTE in prepared.test.labels:
+    if prepared.attribute in prepared.test.labels:
         out["baselines"] = prepared.baselines.to_dict()
     return out
 
@@ -296,7 +325,7 @@ def plan(preset: Preset, settings: RunSettings) -> tuple[list[Stage], list[NotRu
         attack_class(name)
     stages: list[Stage] = []
     not_run: list[NotRun] = []
-    data = {
+    digits = {
         "source": "full-mnist" if preset.full_mnist else "embedded-5k",
         "seed": settings.seed,
         "n_train": preset.n_train,
@@ -304,9 +333,16 @@ def plan(preset: Preset, settings: RunSettings) -> tuple[list[Stage], list[NotRu
     }
     gpu = Resources(cpus=1, gpus=1 if settings.device.startswith("cuda") else 0)
     for ds in preset.datasets:
+        data = {**digits, "source": "generated", "size": preset.size} if dataset_spec(ds).sized else digits
         if not _active(preset, ds):
             not_run.append(NotRun(f"{ds} sweep", f"preset {preset.name!r} trains no ObfNets on {ds}"))
             continue
+        if attribute_of(ds) is not None:  # what cannot run on this data, said (MNIST has no attribute at all)
+            not_run += [
+                NotRun(f"{a} on {ds}", why_unmet(attack_class(a).unmet(_available(ds))))
+                for a in attacks
+                if attack_class(a).unmet(_available(ds))
+            ]
         inf = f"infnet-{ds}"
         stages.append(
             Stage(
@@ -331,7 +367,8 @@ def plan(preset: Preset, settings: RunSettings) -> tuple[list[Stage], list[NotRu
         )
         judge = {}
         subjects = [None, *sweep(preset, ds)]  # the controls and every ObfNet: each has its own attacks
-        if ATTRIBUTE in DATASET_LABELS[ds] and any(
+        attribute = attribute_of(ds)
+        if attribute is not None and any(
             attack_class(a).output is Output.IMAGE
             for s in subjects
             for a in attacks_for(ds, attacks, preset, s)
@@ -344,12 +381,12 @@ def plan(preset: Preset, settings: RunSettings) -> tuple[list[Stage], list[NotRu
                     settings={
                         "dataset": ds,
                         "data": data,
-                        "attribute": ATTRIBUTE,
+                        "attribute": attribute,
                         "epochs": preset.attack_epochs,
                         "patience": preset.attack_patience,
                         "precision": preset.precision,
                     },
-                    about={"kind": "judge", "dataset": ds, "attribute": ATTRIBUTE},
+                    about={"kind": "judge", "dataset": ds, "attribute": attribute},
                     version=1,
                     outputs=("model", "sha256"),
                     valid=_model_ok,
@@ -392,12 +429,12 @@ def plan(preset: Preset, settings: RunSettings) -> tuple[list[Stage], list[NotRu
                 Stage(
                     f"audit-{ds}-{arch}-b{n}{suffix}",
                     run_obfnet_audit,
-                    settings={**_audit_settings(preset, settings, chosen), **guard},
+                    settings={**_audit_settings(preset, settings, chosen, ds), **guard},
                     inputs={"obfnet": obf, "infnet": inf, **judge},
                     about={
                         "kind": "audit",
                         **about,
-                        "attribute": ATTRIBUTE if ATTRIBUTE in DATASET_LABELS[ds] else None,
+                        "attribute": attribute,
                     },
                     version=3,
                     outputs=("records", "artifacts"),
@@ -417,7 +454,7 @@ def plan(preset: Preset, settings: RunSettings) -> tuple[list[Stage], list[NotRu
                 run_controls,
                 settings={
                     "data": data,
-                    **_audit_settings(preset, settings, controls),
+                    **_audit_settings(preset, settings, controls, ds),
                     # one random-weights control per architecture, at the sweep's largest bottleneck
                     "random_weights": sorted(
                         {(a, max(n for b, n in sweep(preset, ds) if b == a)) for a, _ in sweep(preset, ds)}
@@ -427,7 +464,7 @@ def plan(preset: Preset, settings: RunSettings) -> tuple[list[Stage], list[NotRu
                 about={
                     "kind": "controls",
                     "dataset": ds,
-                    "attribute": ATTRIBUTE if ATTRIBUTE in DATASET_LABELS[ds] else None,
+                    "attribute": attribute,
                 },
                 version=4,  # 4: random-weights controls drawn with the reference initialisation
                 outputs=("records",),

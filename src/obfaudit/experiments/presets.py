@@ -40,7 +40,9 @@ class Preset:
     full_mnist: bool = False
     """Use full MNIST from --data-root instead of the embedded 5k subset."""
     datasets: tuple[str, ...] = ("mnist", "colored-mnist")
-    """The datasets whose InfNets and ObfNets the sweep trains (the study's two)."""
+    """The datasets whose InfNets and ObfNets the sweep trains (the study's two; shapes is generated)."""
+    size: int | None = None
+    """Pixels per side of a generated dataset (shapes; None: its default, 64)."""
     bottlenecks: tuple[int, ...] = STUDY_BOTTLENECKS
     """Colored-MNIST ObfNet bottlenecks (figures 8-11)."""
     mnist_bottlenecks: tuple[int, ...] = STUDY_BOTTLENECKS[:-1]
@@ -65,6 +67,11 @@ class Preset:
     On the 4,000-image data, holding out 10% to stop early cost 2-5 points of accuracy."""
     attack_patience: int | None = 3
     """Early stopping of the attack networks on a 10% validation split of their own data."""
+    attack_nets: str = "mlp"
+    """The attack networks (obfaudit.train_config.ATTACK_NETS): the study's MLPs, or auto (convolutional
+    for spatial tensors above 3x32x32 values), as ``obfaudit audit --attack-nets``."""
+    min_steps: int | None = None
+    """Each attack network trains at least this many steps (None: the epochs as given)."""
     proxy_n: int = 30_000
     n_train: int | None = None
     n_test: int | None = None
@@ -157,6 +164,26 @@ PRESETS: dict[str, Preset] = {
         proxy_epochs=2,
         proxy_n=10_000,
         defences=DEFENCE_SWEEP,
+    ),
+    "shapes": Preset(
+        name="shapes",
+        description="the study's sweep at a real size: InfNet, ObfNet-MLP and ObfNet-CNN (N = 16, 256) on "
+        "generated 64x64 shapes, the server's attacks on their hue with convolutional attack networks",
+        datasets=("shapes",),
+        size=64,
+        bottlenecks=(16, 256),
+        attacks=("recnet", "colornet", "linprobe", "knnprobe", "tsne"),
+        tsne=(("mlp", 256),),
+        tsne_points=500,
+        # the default preset's schedule for the models under study; the attack networks sized for 64x64
+        # tensors (issue 25: convolutional where a tensor is an image above 3x32x32 values, at least 1,000
+        # steps on 2,000 training images)
+        infnet_epochs=6,
+        obfnet_epochs=5,
+        model_schedule="onecycle",
+        model_lr=3e-3,
+        attack_nets="auto",
+        min_steps=1000,
     ),
     "imagenette": Preset(
         name="imagenette",

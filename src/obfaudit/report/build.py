@@ -16,6 +16,22 @@ from obfaudit.report.selection import make_figures
 
 #: The attribute of the study's Colored-MNIST and its number of values.
 ATTRIBUTE, K_ATTRIBUTE = "colour", len(COLOUR_NAMES)
+DATASET = "colored-mnist"
+
+
+def study_of(records: dict) -> tuple[str, str, int]:
+    """The dataset whose ObfNets the study's figures and findings show, its attribute and the number of
+    values: Colored-MNIST's colour when the run has it, else the first controls' baselines (shapes' hue)."""
+    found = [
+        (rec["about"]["dataset"], rec["result"]["baselines"])
+        for rec in records.values()
+        if (rec.get("about") or {}).get("kind") == "controls"
+        and isinstance((rec.get("result") or {}).get("baselines"), dict)
+    ]
+    if not found or any(ds == DATASET for ds, _ in found):
+        return DATASET, ATTRIBUTE, K_ATTRIBUTE
+    ds, b = sorted(found)[0]
+    return ds, b["attribute"], len(b["classes"])
 
 
 def write_outputs(run_dir: str | Path) -> dict:
@@ -27,16 +43,25 @@ def write_outputs(run_dir: str | Path) -> dict:
     records = read_records(run_dir)
     left_out: list[str] = []
     exps = collect_experiments(records, config.get("stages"), left_out=left_out)
-    thr, chance = compromise_threshold(K_ATTRIBUTE), chance_level(K_ATTRIBUTE)
+    dataset, attribute, k = study_of(records)
+    thr, chance = compromise_threshold(k), chance_level(k)
     scaling = records["scaling"]["result"] if "scaling" in records else None
-    figs = make_figures(run_dir, exps, chance=chance, threshold=thr, attribute=ATTRIBUTE, scaling=scaling)
+    figs = make_figures(
+        run_dir, exps, chance=chance, threshold=thr, attribute=attribute, scaling=scaling, dataset=dataset
+    )
     study = [e for e in exps if not e.defence]  # defended ObfNets have their own section
-    found = findings(study, threshold=thr, chance=chance, attribute=ATTRIBUTE)
+    from obfaudit.data import dataset_names, dataset_spec
+
+    task = dataset_spec(dataset).task if dataset in dataset_names() else None
+    found = findings(
+        study, threshold=thr, chance=chance, attribute=attribute, dataset=dataset, task=task or "digit"
+    )
     results = {
         "obfaudit_results": 2,
         "generated": datetime.now(UTC).isoformat(timespec="seconds"),
         "config": config,
-        "attribute": ATTRIBUTE,
+        "dataset": dataset,
+        "attribute": attribute,
         "threshold": thr,
         "chance": chance,
         "findings": [{**asdict(f), "reproduced": f.reproduced} for f in found],

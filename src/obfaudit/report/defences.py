@@ -19,15 +19,15 @@ UTILITY_MARGIN = 0.03
 """The target: a defence within 3 points of the undefended ObfNet's utility."""
 
 
-def defence_rows(exps: list[Experiment]) -> list[dict]:
+def defence_rows(exps: list[Experiment], dataset: str = DATASET) -> list[dict]:
     """One row per defended ObfNet: utility, worst case, best reconstruction, Pareto flag."""
     attacks: dict[str, list[Experiment]] = {}
     for e in exps:
-        if e.kind == "attack" and e.dataset == DATASET and e.defence:
+        if e.kind == "attack" and e.dataset == dataset and e.defence:
             attacks.setdefault(f"{e.arch}-{e.bottleneck}-{e.defence}", []).append(e)
     rows = []
     for o in exps:
-        if o.kind != "obfnet" or o.dataset != DATASET or not o.defence:
+        if o.kind != "obfnet" or o.dataset != dataset or not o.defence:
             continue
         on = attacks.get(f"{o.arch}-{o.bottleneck}-{o.defence}", [])
         worst = strongest_by(on, "feature_accuracy")

@@ -55,12 +55,18 @@ def pct(v: float | None) -> str:
 
 
 def findings(
-    exps: list[Experiment], *, threshold: float, chance: float, attribute: str = "colour"
+    exps: list[Experiment],
+    *,
+    threshold: float,
+    chance: float,
+    attribute: str = "colour",
+    dataset: str = DATASET,
+    task: str = "digit",
 ) -> list[Finding]:
-    """Each claim of the study that this run has the data for, checked."""
+    """Each claim of the study that this run has the data for, checked (on ``dataset``'s ObfNets)."""
     thr, out = threshold, []
     line = f"{100 * thr:.0f}%"
-    color = attack_series(exps, DATASET, "colornet")
+    color = attack_series(exps, dataset, "colornet")
     if color:
         best = max(max(v) for _, v in color.values())
         worst = min(min(v) for _, v in color.values())
@@ -97,7 +103,7 @@ def findings(
                     study_check=all(abs(mlp[n] - v) <= 0.05 for n, v in study.items()),
                 )
             )
-    adv = {a: attack_series(exps, DATASET, a) for a in ("noisynet", "pathnet")}
+    adv = {a: attack_series(exps, dataset, a) for a in ("noisynet", "pathnet")}
     if any(adv.values()):
         parts, best_all = [], 0.0
         for a, series in adv.items():
@@ -116,27 +122,27 @@ def findings(
             )
         )
     for e in exps:
-        if e.kind == "attack" and e.output is Output.EMBEDDING and e.dataset == DATASET:
+        if e.kind == "attack" and e.output is Output.EMBEDDING and e.dataset == dataset:
             emb = e.metrics["embedding"]
             within = emb["knn_attribute_acc_within_class"]
             sil = emb["silhouette_attribute_within_class"]
             out.append(
                 Finding(
-                    f"t-SNE of ObfNet-{e.arch.upper()} (N={e.bottleneck}) outputs shows digit clusters with "
+                    f"t-SNE of ObfNet-{e.arch.upper()} (N={e.bottleneck}) outputs shows {task} clusters with "
                     f"{attribute} sub-clusters",
-                    f"in the 2-D embedding, k-NN digit accuracy {pct(emb['knn_class_acc'])}, k-NN {attribute} "
-                    f"accuracy within each digit {pct(within)} (silhouette within digit "
+                    f"in the 2-D embedding, k-NN {task} accuracy {pct(emb['knn_class_acc'])}, k-NN {attribute} "
+                    f"accuracy within each {task} {pct(within)} (silhouette within {task} "
                     + ("n/a" if sil is None else f"{sil:+.2f}")
-                    + "); digit clusters need k-NN digit accuracy above 80%.",
+                    + f"); {task} clusters need k-NN {task} accuracy above 80%.",
                     line_check=(emb["knn_class_acc"] or 0) > 0.8 and (within or 0) > thr,
                 )
             )
-    rec = attack_series(exps, DATASET, "recnet", "attribute_recovered")
+    rec = attack_series(exps, dataset, "recnet", "attribute_recovered")
     if "mlp" in rec:
         ns, vals = rec["mlp"]
         out.append(
             Finding(
-                f"RecNet reconstructs the digit {attribute} when the bottleneck is large",
+                f"RecNet reconstructs the {task} {attribute} when the bottleneck is large",
                 f"{attribute} read from reconstructions: {pct(vals[0])} at N={ns[0]}, {pct(vals[-1])} at N={ns[-1]} "
                 "(counts when above 90% at the largest N).",
                 line_check=vals[-1] > 0.9,

@@ -99,7 +99,8 @@ def verdict_tables(exps: list[Experiment]) -> list[dict]:
     """Per dataset, a row per ObfNet: utility, then the strongest attack of each party (the
     worst case, first), then every attack's score."""
     tables = []
-    for ds in ("colored-mnist", "mnist"):
+    present = dict.fromkeys(e.dataset for e in exps if e.kind == "obfnet")
+    for ds in sorted(present, key=lambda d: (d != "colored-mnist", d != "mnist", d)):
         obfs = sorted(
             (e for e in exps if e.kind == "obfnet" and e.dataset == ds), key=lambda e: (e.arch, e.bottleneck)
         )
@@ -149,9 +150,9 @@ def _cell(e: Experiment | None, metric: str) -> str:
     return f"{e.attack} {fmt(m[metric], m.get(f'{metric}_ci'))}"
 
 
-def beyond_study_table(exps: list[Experiment]) -> dict:
+def beyond_study_table(exps: list[Experiment], dataset: str = "colored-mnist") -> dict:
     """The report's rows comparing the new attacks with the study's, and a one-line summary."""
-    rows = beyond_study(exps)
+    rows = beyond_study(exps, dataset)
     cells = []
     for r in rows:
         row = []
@@ -166,10 +167,8 @@ def beyond_study_table(exps: list[Experiment]) -> dict:
     return {"beyond": cells, "beyond_summary": beyond_summary(rows)}
 
 
-def defence_table(exps: list[Experiment]) -> dict:
-    """The defences section's rows (formatted) and its reading against the target."""
-    from obfaudit.attacks.metrics import compromise_threshold
-    from obfaudit.data import COLOUR_NAMES
+def defence_table(exps: list[Experiment], dataset: str, line: float) -> dict:
+    """The defences section's rows (formatted) and its reading against the target (``line``)."""
     from obfaudit.report.defences import (
         adversary_reading,
         defence_rows,
@@ -178,7 +177,7 @@ def defence_table(exps: list[Experiment]) -> dict:
         target_reading,
     )
 
-    rows = defence_rows(exps)
+    rows = defence_rows(exps, dataset)
     out = []
     for r in rows:
         image = r["image"]
@@ -201,7 +200,6 @@ def defence_table(exps: list[Experiment]) -> dict:
                 else f"{pct(r['in_training_acc'])} / {pct(r['fresh_acc'])}",
             }
         )
-    line = compromise_threshold(len(COLOUR_NAMES))
     return {
         "rows": out,
         "reading": target_reading(rows, line) if rows else "",
@@ -279,6 +277,7 @@ def write_report(
         ((n, r.get("seconds", 0)) for n, r in records.items() if n in stages), key=lambda t: -t[1]
     )
     study = [e for e in exps if not e.defence]
+    dataset = results.get("dataset", "colored-mnist")
     context = {
         "results": results,
         "cfg": cfg,
@@ -294,8 +293,8 @@ def write_report(
         "threat_model": threat_model(exps),
         "findings": found,
         "verdict_tables": verdict_tables(study),
-        **beyond_study_table(study),
-        "defences": defence_table(exps),
+        **beyond_study_table(study, dataset),
+        "defences": defence_table(exps, dataset, results["threshold"]),
         "controls": control_rows(exps),
         "figures": _figures(run_dir, results.get("figures", {})),
         "cost": cost,

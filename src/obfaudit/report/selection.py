@@ -30,9 +30,12 @@ def _load(run_dir: Path, path: str | None) -> dict:
         return {}
 
 
-def _reconstructions(run_dir: Path, exps: list[Experiment], figs: dict, fdir: Path) -> None:
+def _reconstructions(run_dir: Path, exps: list[Experiment], figs: dict, fdir: Path, dataset: str) -> None:
     image_attacks = attacks_present(exps, output="image")
-    for fig_id, ds, arch in RECONSTRUCTION_FIGURES:
+    wanted = RECONSTRUCTION_FIGURES
+    if dataset != DATASET:  # another study dataset (shapes): its two figures 8
+        wanted = (("fig8", dataset, "mlp"), ("fig8b", dataset, "cnn"))
+    for fig_id, ds, arch in wanted:
         on = sorted(
             (
                 e
@@ -85,20 +88,22 @@ def _reconstructions(run_dir: Path, exps: list[Experiment], figs: dict, fdir: Pa
         }
 
 
-def _attribute_curves(exps: list[Experiment], figs: dict, fdir: Path, chance: float, thr: float) -> None:
+def _attribute_curves(
+    exps: list[Experiment], figs: dict, fdir: Path, chance: float, thr: float, dataset: str = DATASET
+) -> None:
     """fig9 (ColorNet) and fig10a/b (NoisyNet, PathNet) with, as dashed extra lines, every other
     attack of the same party that reads the attribute (probes, the attribute read from
     reconstructions, the decoder, inversion); an attribute attack of a party the study never
     plotted gets a figure of its own."""
-    party_of = {e.attack: e.party for e in exps if e.kind == "attack" and e.dataset == DATASET}
+    party_of = {e.attack: e.party for e in exps if e.kind == "attack" and e.dataset == dataset}
     plotted = {party_of[a] for a in STUDY_FIGURE_IDS if a in party_of}
     extras = [
         a
         for a in attacks_present(exps)
-        if a in party_of and a not in STUDY_FIGURE_IDS and attack_series(exps, DATASET, a)
+        if a in party_of and a not in STUDY_FIGURE_IDS and attack_series(exps, dataset, a)
     ]
     for attack in attacks_present(exps, output="attribute"):
-        series = attack_series(exps, DATASET, attack)
+        series = attack_series(exps, dataset, attack)
         if not series:
             continue
         party = party_of[attack]
@@ -106,7 +111,7 @@ def _attribute_curves(exps: list[Experiment], figs: dict, fdir: Path, chance: fl
             continue  # a dashed line in its party's study figure
         fig_id = STUDY_FIGURE_IDS.get(attack, "fig")
         name = f"{fig_id}_{attack}_fa.png"
-        cis = attack_series(exps, DATASET, attack, "feature_accuracy_ci")
+        cis = attack_series(exps, dataset, attack, "feature_accuracy_ci")
         others = (
             [a for a in extras if party_of[a] == party and a != attack] if attack in STUDY_FIGURE_IDS else []
         )
@@ -126,7 +131,7 @@ def _attribute_curves(exps: list[Experiment], figs: dict, fdir: Path, chance: fl
             reference={
                 f"{o} ObfNet-{a.upper()}": v
                 for o in others
-                for a, v in attack_series(exps, DATASET, o).items()
+                for a, v in attack_series(exps, dataset, o).items()
             },
         )
         above = sum(f > thr for _, v in series.values() for f in v)
@@ -139,15 +144,15 @@ def _attribute_curves(exps: list[Experiment], figs: dict, fdir: Path, chance: fl
             f"{pct(chance)}."
         )
         for o in others:
-            higher, both = _higher(exps, o, attack)
+            higher, both = _higher(exps, o, attack, dataset)
             if both:
                 reading += f" {o} scores higher than {attack} on {higher} of the {both} ObfNets both ran on."
         figs[name] = {"title": f"{fig_id}: {attack} ({party}) feature accuracy", "reading": reading}
 
 
-def _higher(exps: list[Experiment], attack: str, than: str) -> tuple[int, int]:
+def _higher(exps: list[Experiment], attack: str, than: str, dataset: str = DATASET) -> tuple[int, int]:
     """On how many ObfNets ``attack``'s F_a interval lies above ``than``'s, of those both ran on."""
-    on = attacks_by_subject(exps, DATASET)
+    on = attacks_by_subject(exps, dataset)
     pairs = [
         (s[attack], s[than])
         for s in on.values()
@@ -157,10 +162,16 @@ def _higher(exps: list[Experiment], attack: str, than: str) -> tuple[int, int]:
 
 
 def _embeddings(
-    run_dir: Path, exps: list[Experiment], figs: dict, fdir: Path, chance: float, attribute: str
+    run_dir: Path,
+    exps: list[Experiment],
+    figs: dict,
+    fdir: Path,
+    chance: float,
+    attribute: str,
+    dataset: str = DATASET,
 ) -> None:
     embedded = [
-        e for e in exps if e.kind == "attack" and e.output is Output.EMBEDDING and e.dataset == DATASET
+        e for e in exps if e.kind == "attack" and e.output is Output.EMBEDDING and e.dataset == dataset
     ]
     for i, e in enumerate(sorted(embedded, key=lambda e: (e.arch, e.bottleneck))):
         a = _load(run_dir, e.artifacts)
@@ -174,7 +185,7 @@ def _embeddings(
             a[f"{e.attack}/labels/attribute"].numpy(),
             fdir / name,
             title=f"fig11: {e.attack} (perplexity 15) of ObfNet-{e.arch.upper()} (N={e.bottleneck}) outputs on "
-            "Colored-MNIST test images",
+            f"{'Colored-MNIST' if dataset == DATASET else dataset} test images",
         )
         emb, raw = e.metrics["embedding"], e.metrics["raw"]
         figs[name] = {
@@ -185,14 +196,14 @@ def _embeddings(
         }
 
 
-def privacy_utility_points(exps: list[Experiment]) -> list[dict]:
+def privacy_utility_points(exps: list[Experiment], dataset: str = DATASET) -> list[dict]:
     """Per ObfNet: utility and the worst case over every attack that reads the attribute
     (attribute attacks and reconstructions), chosen as the verdict tables choose it: the
     highest lower bound of F_a."""
     points = []
-    by_subject = attacks_by_subject(exps, DATASET)
+    by_subject = attacks_by_subject(exps, dataset)
     for o in exps:
-        if o.kind != "obfnet" or o.dataset != DATASET:
+        if o.kind != "obfnet" or o.dataset != dataset:
             continue
         worst = strongest_by(by_subject.get((o.arch, o.bottleneck), {}).values(), "feature_accuracy")
         if worst is not None:
@@ -215,11 +226,13 @@ def make_figures(
     threshold: float,
     attribute: str,
     scaling: dict | None,
+    dataset: str = DATASET,
 ) -> dict[str, dict]:
-    """Every figure the results allow; {file: {"title", "reading"}} in report order."""
+    """Every figure the results allow; {file: {"title", "reading"}} in report order (``dataset``: the
+    one whose ObfNets the study's figures show, Colored-MNIST unless the run had none)."""
     figs: dict[str, dict] = {}
     fdir = run_dir / "figures"
-    defended = defence_rows(exps)
+    defended = defence_rows(exps, dataset)
     if defended:
         name = "fig_defences_frontier.png"
         frontier_figure(defended, fdir / name, chance=chance, threshold=threshold)
@@ -228,10 +241,10 @@ def make_figures(
             "reading": target_reading(defended, threshold),
         }
     exps = [e for e in exps if not e.defence]  # the study's figures show its undefended ObfNets
-    _reconstructions(run_dir, exps, figs, fdir)
-    _attribute_curves(exps, figs, fdir, chance, threshold)
-    _embeddings(run_dir, exps, figs, fdir, chance, attribute)
-    points = privacy_utility_points(exps)
+    _reconstructions(run_dir, exps, figs, fdir, dataset)
+    _attribute_curves(exps, figs, fdir, chance, threshold, dataset)
+    _embeddings(run_dir, exps, figs, fdir, chance, attribute, dataset)
+    points = privacy_utility_points(exps, dataset)
     if points:
         name = "fig_privacy_utility.png"
         F.privacy_utility(points, fdir / name, chance=chance, threshold=threshold)
