@@ -4,7 +4,9 @@ The commands live in :mod:`obfaudit.commands`, one module each; this module only
 them. Help texts come from the settings dataclasses' field docstrings. The library never
 prints or exits; this module does both. Every user-fixable problem
 (:class:`~obfaudit.errors.ObfauditError`) becomes one line on stderr and exit status 1; bad
-arguments are refused by argparse (exit status 2) before any work starts. Building the parser
+arguments are refused by argparse (exit status 2) before any work starts; an audit whose
+verdict reaches ``--fail-on`` exits with 3 after writing everything (:mod:`obfaudit.gate`);
+an interrupted command with 130. Building the parser
 loads no torch, so ``--help`` and most argument errors are quick (a name checked against a
 registry, e.g. ``--attack``, loads it).
 """
@@ -102,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(dumps(result.to_dict()))
             else:
                 print(result.summary())
+            return result.exit_code
     except ObfauditError as e:
         if args.debug:
             traceback.print_exc()

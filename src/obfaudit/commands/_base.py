@@ -30,6 +30,11 @@ class Result:
     def summary(self) -> str:
         raise NotImplementedError
 
+    @property
+    def exit_code(self) -> int:
+        """The command's exit status when it ran to the end (the audit's gate sets 3)."""
+        return 0
+
 
 @dataclass(frozen=True)
 class Progress:

@@ -35,6 +35,7 @@ from obfaudit.commands._base import (
 from obfaudit.commands._options import add, attacks_listing
 from obfaudit.errors import ObfauditError
 from obfaudit.experiments.executors import executor_names
+from obfaudit.gate import FAIL_ON
 from obfaudit.train_config import ATTACK_NETS
 
 if TYPE_CHECKING:
@@ -138,6 +139,12 @@ class AuditJob:
     """Download full MNIST into --data-root when it is missing (needs a network)."""
     out: Path = Path("audit")
     """Directory for the results (JSON, CSV), the figures and report.html; rerunning into it resumes."""
+    fail_on: str | None = None
+    """A gate for CI: after writing everything, exit with status 3 when any party's verdict is at or
+    beyond this level: compromised (a leak its interval proves) or inconclusive (a leak not ruled out)."""
+    junit: Path | None = None
+    """Also write a JUnit XML file here, one test case per party, failed when its verdict reaches
+    --fail-on (compromised without it), for CI systems to display."""
     cache: Path | None = None
     """Where the controls and the judge are kept for other audits of the same data and settings
     (default: $OBFAUDIT_CACHE, else $XDG_CACHE_HOME/obfaudit or ~/.cache/obfaudit)."""
@@ -373,6 +380,19 @@ class AuditReport(Result):
     """results.json's content."""
     main: AuditResult | None = field(default=None, repr=False)
     """The subject's result with its figure arrays."""
+    fail_on: str | None = field(default=None, repr=False)
+    """The gate's level (see :mod:`obfaudit.gate`): :attr:`exit_code` is 3 when a party reaches it."""
+    junit: str | None = None
+
+    @property
+    def parties(self) -> list[dict]:
+        return self.document.get("parties", [])
+
+    @property
+    def exit_code(self) -> int:
+        from obfaudit.gate import EXIT_GATE, failing
+
+        return EXIT_GATE if failing(self.parties, self.fail_on) else 0
 
     def to_dict(self) -> dict:
         from obfaudit._io import to_jsonable
@@ -388,6 +408,10 @@ class AuditReport(Result):
                 "calibration": {a: c.to_dict() for a, c in self.calibration.items()},
                 "report": self.report,
                 "results": self.results,
+                "parties": self.parties,
+                "fail_on": self.fail_on,
+                "gate_failed": bool(self.exit_code),
+                "junit": self.junit,
             }
         )
 
@@ -414,6 +438,11 @@ class AuditReport(Result):
             )
         elif u:
             lines.append(f"  utility: not measured ({u['why_not']})")
+        from obfaudit.gate import failing, party_table
+
+        if self.parties:
+            lines += ["", *(f"  {row}" for row in party_table(self.parties)), ""]
+        rows = []
         for rec in self.records:
             m = rec.metrics
             ci = m.interval()
@@ -424,7 +453,12 @@ class AuditReport(Result):
                 score += f"{'; ' if score else ''}SSIM {m.ssim:.3f}"
             cal = self.calibration.get(rec.attack)
             mark = "  (not calibrated: blind through the identity)" if cal and cal.calibrated is False else ""
-            lines.append(f"  {rec.attack:<10} {rec.party:<12} {score:<32} {rec.verdict or '-'}{mark}")
+            rows.append((rec.attack, str(rec.party), score, f"{rec.verdict or '-'}{mark}"))
+        widths = [max([len(r[i]) for r in rows] + [0]) for i in range(3)]
+        lines += [
+            "  " + "  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3]
+            for r in rows
+        ]
         for subject, skipped in self.skipped.items():
             for attack, why in skipped.items():
                 lines.append(f"  {subject}: {attack} did not run ({why})")
@@ -433,6 +467,14 @@ class AuditReport(Result):
                 lines.append(f"  control {subject}: {verdict or 'no verdict'}")
         if self.report:
             lines.append(f"report: {self.report}")
+        if self.junit:
+            lines.append(f"junit: {self.junit}")
+        if self.fail_on:
+            bad = ", ".join(
+                f"{p['party']} {p['verdict'] or 'no verdict'}" for p in failing(self.parties, self.fail_on)
+            )
+            outcome = f"FAILED, {bad} (exit 3)" if bad else "passed"
+            lines.append(f"gate (--fail-on {self.fail_on}): {outcome}")
         return "\n".join(lines)
 
     def write_report(self, out: str | Path) -> Path:
@@ -520,6 +562,9 @@ def _assemble(
             seed=job.seed,
             device=prepared.config.device,
         )
+    from obfaudit.report.audit import party_verdicts
+
+    document["parties"] = party_verdicts(subject.name, exps, document["calibration"])
     if judge is not None:  # how well the judge of reconstructions reads the attribute on clean images
         document["judge"] = {
             "attribute": prepared.attribute,
@@ -538,6 +583,7 @@ def _assemble(
         experiments=exps,
         document=document,
         main=main,
+        fail_on=job.fail_on,
     )
 
 
@@ -622,6 +668,12 @@ def audit(job: AuditJob, *, on_progress: OnProgress = quiet) -> AuditReport:
         judge = next((records[s.name]["result"] for s in stages if s.about.get("kind") == "judge"), None)
         result = _assemble(job, ready, results, out, judge)
         result.write_report(out)
+        if job.junit:
+            from obfaudit.gate import write_junit
+
+            result.junit = str(
+                write_junit(job.junit, result.subject, result.parties, job.fail_on, report=result.report)
+            )
     return result
 
 
@@ -731,6 +783,8 @@ RUN_OPTIONS = [
     "download",
     "cache",
     "out",
+    "fail_on",
+    "junit",
 ]
 
 
@@ -754,6 +808,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         executor={"choices": executor_names()},
         address={"metavar": "auto|HOST:PORT"},
         out={"required": True},
+        fail_on={"choices": FAIL_ON},
+        junit={"metavar": "FILE"},
     )
     json_option(p)
 

@@ -106,12 +106,10 @@ def _figures(out: Path, results: dict, exps: list[Experiment], main) -> list[dic
     return figs
 
 
-def write_audit_report(out: Path, results: dict, exps: list[Experiment], main) -> Path:
-    """Write ``out/report.html`` for one audit."""
-    from obfaudit.attacks import attacks_table
-
-    mine = [e for e in exps if e.subject == results["subject"]]
-    calibration = results.get("calibration") or {}
+def party_verdicts(subject: str, exps: list[Experiment], calibration: dict) -> list[dict]:
+    """Per party that attacked ``subject``: its verdict (a "not compromised" counted only from attacks
+    the identity calibrated), its strongest attack and that attack's score with its interval."""
+    mine = [e for e in exps if e.subject == subject]
     parties = []
     for party in PARTIES:
         ran = [e for e in mine if e.party == party]
@@ -129,6 +127,16 @@ def write_audit_report(out: Path, results: dict, exps: list[Experiment], main) -
                     "attacks": len(ran),
                 }
             )
+    return parties
+
+
+def write_audit_report(out: Path, results: dict, exps: list[Experiment], main) -> Path:
+    """Write ``out/report.html`` for one audit."""
+    from obfaudit.attacks import attacks_table
+
+    mine = [e for e in exps if e.subject == results["subject"]]
+    calibration = results.get("calibration") or {}
+    parties = party_verdicts(results["subject"], exps, calibration)
     controls = sorted({e.subject for e in exps if e.kind == "control"})
     attacks = [a for a in dict.fromkeys(e.attack for e in exps)]
     table = [
