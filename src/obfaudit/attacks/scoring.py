@@ -18,7 +18,7 @@ from torch import nn
 from obfaudit.attacks.base import Output
 from obfaudit.attacks.embedding import knn_correct, leakage_scores
 from obfaudit.attacks.metrics import chance_level, compromise_threshold, image_quality, read_colour
-from obfaudit.attacks.uncertainty import Bootstrap, interval_verdict
+from obfaudit.attacks.uncertainty import Bootstrap, interval_verdict, pack_correct
 from obfaudit.data import COLOUR_NAMES, ImageSet
 from obfaudit.train import predict
 
@@ -92,6 +92,8 @@ def _accuracy(s: Scorer, name: str, correct: np.ndarray, metrics: dict, boot: Bo
     value = float(np.mean(correct))
     metrics[name] = value
     metrics[f"{name}_ci"] = boot.interval(correct)
+    if name == "feature_accuracy":  # kept per image, for comparing two audits of the same images
+        metrics.setdefault("per_image", {}).update(feature_accuracy=pack_correct(correct), n=len(correct))
     return value
 
 
@@ -110,6 +112,7 @@ def score_image(s: Scorer, recon: torch.Tensor, traffic: torch.Tensor) -> Score:
     metrics = dict(quality)
     for name in ("mse", "psnr_db", "ssim"):
         metrics[f"{name}_ci"] = boot.interval(per[name])
+    metrics["per_image"] = {"ssim": [round(float(v), 4) for v in per["ssim"]], "n": len(per["ssim"])}
     if s.judge is not None and s.task in test.labels:
         pred = predict(s.judge, recon, device=s.device).argmax(dim=1).cpu()
         _accuracy(s, f"{s.task}_acc_on_reconstructions", (pred == test.labels[s.task]).numpy(), metrics, boot)

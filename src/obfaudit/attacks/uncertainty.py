@@ -47,6 +47,18 @@ class Bootstrap:
         return [float(lo), float(hi)]
 
 
+def pack_correct(correct: np.ndarray) -> str:
+    """Per-image right/wrong as a hex string (a bit per test image): kept in results.json so that
+    two audits of the same test images can be compared image by image (``obfaudit compare``)."""
+    return np.packbits(np.asarray(correct, dtype=bool).reshape(-1)).tobytes().hex()
+
+
+def unpack_correct(packed: str, n: int) -> np.ndarray:
+    """The ``n`` per-image values :func:`pack_correct` stored, as 0.0/1.0."""
+    bits = np.unpackbits(np.frombuffer(bytes.fromhex(packed), dtype=np.uint8))[:n]
+    return bits.astype(np.float64)
+
+
 def interval_verdict(score: float, interval: list[float] | None, line: float) -> str:
     """compromised / not compromised / inconclusive from the interval (the score alone if none)."""
     lo, hi = interval if interval else (score, score)

@@ -17,6 +17,7 @@ COMMANDS = (
     "train",
     "obfuscate",
     "audit",
+    "compare",
     "attack",
     "reproduce",
     "cost",

@@ -535,6 +535,9 @@ def _assemble(
             "test": len(test),
             "shape": list(test.shape),
             "task": prepared.task,
+            # which test images (and their attribute): obfaudit compare pairs two audits image by image
+            # only when these agree
+            "test_fingerprint": _test_fingerprint(test, prepared.attribute),
         },
         "baselines": baselines.to_dict(),
         "verdicts": verdicts,
@@ -585,6 +588,12 @@ def _assemble(
         main=main,
         fail_on=job.fail_on,
     )
+
+
+def _test_fingerprint(test, attribute: str) -> str:
+    from obfaudit._io import fingerprint
+
+    return fingerprint(test.x, test.labels.get(attribute))
 
 
 def defence_label(defence: dict) -> str:
