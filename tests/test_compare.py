@@ -52,8 +52,8 @@ def test_a_paired_interval_is_narrower_than_an_unpaired_one_on_the_same_images()
     assert (how, how2) == ("paired", "unpaired")
     assert paired[1] - paired[0] < 0.5 * (unpaired[1] - unpaired[0])
     old = {"feature_accuracy": 0.5, "feature_accuracy_ci": [0.45, 0.55]}
-    d, ci, how = difference(old, {"feature_accuracy": 0.9, "feature_accuracy_ci": [0.87, 0.93]}, "feature_accuracy",
-                            paired=True)  # fmt: skip
+    new = {"feature_accuracy": 0.9, "feature_accuracy_ci": [0.87, 0.93]}
+    d, ci, how = difference(old, new, "feature_accuracy", paired=True)
     assert how == "approximate" and says(ci) == "more" and ci[0] < d < ci[1]
 
 
