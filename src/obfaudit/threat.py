@@ -78,6 +78,8 @@ class NeedKind(StrEnum):
     """A transform that gradients flow through (torch code, not an ONNX graph)."""
     PROXY = "proxy"
     """Proxy data of the adversary's own: any (``proxy``) or one by name (``proxy:NAME``)."""
+    KNOWN_PAIRS = "known_pairs"
+    """(image, sent tensor) pairs of private data the adversary got hold of (``--known-pairs``)."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,7 @@ TRAFFIC = Need(NeedKind.TRAFFIC)
 TRANSFORM = Need(NeedKind.TRANSFORM)
 GRADIENTS = Need(NeedKind.GRADIENTS)
 ANY_PROXY = Need(NeedKind.PROXY)
+KNOWN_PAIRS = Need(NeedKind.KNOWN_PAIRS)
 
 
 #: What an unmet need means, for the reason an attack did not run.
@@ -129,6 +132,8 @@ NEED_REASONS = {
     "or torch code that detaches or runs under no_grad",
     NeedKind.PROXY: "proxy data of its own with this attribute, given as --proxy DIR (noisy and path are "
     "generated for colour at 28x28 only)",
+    NeedKind.KNOWN_PAIRS: "(image, sent tensor) pairs of the private data in the adversary's hands: give "
+    "--known-pairs K (drawn from the training split, with their attribute)",
 }
 
 

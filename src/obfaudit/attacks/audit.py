@@ -23,11 +23,13 @@ from obfaudit.attacks.registry import attack_class, attack_names
 from obfaudit.attacks.scoring import Scorer
 from obfaudit.attacks.uncertainty import spread
 from obfaudit.data import ImageSet, ProxySet
+from obfaudit.errors import ObfauditError
 from obfaudit.records import AttackRecord
 from obfaudit.threat import (
     ANY_PROXY,
     ATTRIBUTE,
     GRADIENTS,
+    KNOWN_PAIRS,
     STUDY_ATTACKS,
     TRAFFIC,
     TRAIN,
@@ -95,6 +97,17 @@ def differentiable(transform: Transform, x: torch.Tensor) -> bool:
     return grad is not None
 
 
+def known_pairs(train: ImageSet | None, k: int, seed: int) -> ImageSet | None:
+    """The ``k`` training images (a seeded draw, never test images) whose sent tensors the adversary
+    holds beside them; None for none."""
+    if not k or train is None:
+        return None
+    if k > len(train):
+        raise ObfauditError(f"--known-pairs {k}: the training split has only {len(train)} images")
+    g = torch.Generator().manual_seed(seed + 524287)
+    return train.subset(torch.randperm(len(train), generator=g)[:k])
+
+
 def available_needs(
     train: ImageSet | None,
     test: ImageSet,
@@ -102,9 +115,12 @@ def available_needs(
     attribute: str,
     *,
     gradients: bool = False,
+    known_pairs: int = 0,
 ) -> set[Need]:
     """What this audit can offer attacks (see :class:`obfaudit.threat.Need`)."""
     have = {TRAFFIC, TRANSFORM}
+    if known_pairs and train is not None and attribute in train.labels:
+        have.add(KNOWN_PAIRS)
     if gradients:
         have.add(GRADIENTS)
     if train is not None:
@@ -181,7 +197,14 @@ class SubjectAudit:
         # until the cyclic garbage collector happened to run
         self._builders: dict[Party, Callable[[], object]] = {
             Party.SERVER: lambda: ServerKnowledge(transform, train, device, seed),
-            Party.ADVERSARY: lambda: AdversaryKnowledge(transform, proxies, device, test.shape, seed),
+            Party.ADVERSARY: lambda: AdversaryKnowledge(
+                transform,
+                proxies,
+                device,
+                test.shape,
+                seed,
+                known=known_pairs(train, config.known_pairs, seed),
+            ),
             Party.THIRD_PARTY: lambda: ThirdPartyKnowledge(traffic),
         }
         self._knowledge: dict[Party, object] = {}
@@ -205,7 +228,12 @@ class SubjectAudit:
         if gradients and self._grads is None:
             self._grads = differentiable(self.transform, self.test.x[:2].float().to(self.device))
         return available_needs(
-            self.train, self.test, self.proxies, self.config.attribute, gradients=bool(self._grads)
+            self.train,
+            self.test,
+            self.proxies,
+            self.config.attribute,
+            gradients=bool(self._grads),
+            known_pairs=self.config.known_pairs,
         )
 
     def run(self, name: str) -> AttackRecord | None:

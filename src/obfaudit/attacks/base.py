@@ -21,7 +21,7 @@ __all__ = ["Attack", "AttackSettings", "NEEDS", "Need", "Output", "Party"]
 #: What an attack may declare in ``needs`` (as :class:`~obfaudit.threat.Need` objects or their
 #: written form): ``proxy:NAME`` asks for one proxy dataset, ``proxy`` for any; ``gradients``
 #: for a transform that gradients flow through.
-NEEDS = ("train", "attribute", "traffic", "transform", "gradients", "proxy", "proxy:NAME")
+NEEDS = ("train", "attribute", "traffic", "transform", "gradients", "proxy", "proxy:NAME", "known_pairs")
 
 
 @dataclass
@@ -53,6 +53,9 @@ class AttackSettings:
     nets: str = "mlp"
     """The attack networks: mlp (the study's, everywhere), conv (convolutional for every spatial tensor) or
     auto (convolutional for spatial tensors above 3x32x32 values; :mod:`obfaudit.models.attack_nets`)."""
+    known_pairs: int = 0
+    """(image, sent tensor) pairs of the training split the adversary holds (0: none, the eavesdropper
+    of the study); the known-pairs attacks train on them."""
     min_steps: int | None = None
     """Raise each attack network's epoch cap until it trains for at least this many steps (small data);
     None: the budgets as given (the study's)."""

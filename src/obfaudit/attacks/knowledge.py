@@ -2,7 +2,8 @@
 
 - :class:`ServerKnowledge`: the transform (public) and the original training split.
 - :class:`AdversaryKnowledge`: the transform (public) and the proxy data it generated
-  itself (:class:`~obfaudit.data.ProxySet`), never a private split.
+  itself (:class:`~obfaudit.data.ProxySet`), never a private split; with ``--known-pairs K``
+  also K private training images with what was sent for them (the stolen-pairs adversary).
 - :class:`ThirdPartyKnowledge`: only transformed tensors.
 
 Each knowledge object has its own :class:`~obfaudit.transforms.Observer`, which keeps
@@ -64,6 +65,9 @@ class AdversaryKnowledge:
     """The shape of one input image: public, like the transform that takes it."""
     seed: int | None = None
     """Seeds the transform's draws for each view (a random transform)."""
+    known: ImageSet | None = None
+    """Private images it got hold of with what was sent for each (``--known-pairs K``: K training
+    images and their attribute, never test images); None for the study's eavesdropper."""
     party = Party.ADVERSARY
     _observer: Observer = field(init=False, repr=False)
     _derived: dict = field(init=False, repr=False, default_factory=dict)
@@ -103,6 +107,12 @@ class AdversaryKnowledge:
         if all(x.dtype == torch.uint8 for x in xs):
             return torch.cat(xs)
         return torch.cat([as_float(x) for x in xs])
+
+    def known_pairs(self) -> tuple[torch.Tensor, ImageSet]:
+        """The sent tensors of the pairs it holds, and the images with their labels."""
+        if self.known is None:
+            raise ThreatModelError("this adversary holds no (image, sent tensor) pairs: give --known-pairs K")
+        return self._observer("known", self.known.x), self.known
 
     def derived(self, key: Hashable, make: Callable[[], T]) -> T:
         """What the adversary made from this knowledge alone (e.g. a decoder trained on its

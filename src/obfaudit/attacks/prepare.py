@@ -92,6 +92,7 @@ def audit_config(
     tsne_backend: str = "opentsne",
     repeats: int = 1,
     progress: bool = False,
+    known_pairs: int = 0,
 ) -> AuditConfig:
     """The settings of an audit's attacks, from the budget every audit shares."""
     train, proxy_train = budget.train_configs(seed=seed, device=device, progress=progress)
@@ -108,6 +109,7 @@ def audit_config(
         repeats=repeats,
         nets=budget.nets,
         min_steps=budget.min_steps,
+        known_pairs=known_pairs,
     )
 
 
@@ -121,6 +123,7 @@ def config_settings(config: AuditConfig) -> dict:
         "tsne_points": config.tsne_points,
         "perplexity": config.perplexity,
         **network_settings(config),
+        **({"known_pairs": config.known_pairs} if config.known_pairs else {}),
     }
 
 
@@ -294,7 +297,14 @@ class PreparedAudit:
         device = str(resolve_device(self.config.device))
         checked = CheckedTransform(to_device(transform, device), "transform")
         grads = differentiable(checked, self.test.x[:2].to(device))
-        return available_needs(self.train, self.test, self.proxies, self.attribute, gradients=grads)
+        return available_needs(
+            self.train,
+            self.test,
+            self.proxies,
+            self.attribute,
+            gradients=grads,
+            known_pairs=self.config.known_pairs,
+        )
 
     def choose_attacks(
         self, requested: tuple[str, ...] | None, available: set[Need], name: str

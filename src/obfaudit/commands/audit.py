@@ -139,6 +139,12 @@ class AuditJob:
     """Download full MNIST into --data-root when it is missing (needs a network)."""
     out: Path = Path("audit")
     """Directory for the results (JSON, CSV), the figures and report.html; rerunning into it resumes."""
+    known_pairs: tuple[str, ...] | None = None
+    """How much the attacker must know: K[,K...] numbers of private (image, sent tensor) pairs, drawn from the
+    training split, that an adversary holds; each K is audited with the known-pairs attacks into
+    OUT/known-pairs-K, and the report draws the worst case against K (0: the proxy-only eavesdropper)."""
+    pairs_held: int = 0
+    """(Set by the --known-pairs sweep) the pairs the adversary of this audit holds."""
     fail_on: str | None = None
     """A gate for CI: after writing everything, exit with status 3 when any party's verdict is at or
     beyond this level: compromised (a leak its interval proves) or inconclusive (a leak not ruled out)."""
@@ -306,6 +312,7 @@ def prepare(job: AuditJob) -> PreparedJob:
             tsne_backend=job.tsne_backend,
             repeats=job.repeats,
             progress=job.progress,
+            known_pairs=job.pairs_held,
         )
         traffic = view.traffic if view is not None else None
         return PreparedAudit(train, test, attribute, task, proxies, config, infnet, traffic, parties)
@@ -467,6 +474,8 @@ class AuditReport(Result):
                 lines.append(f"  control {subject}: {verdict or 'no verdict'}")
         if self.report:
             lines.append(f"report: {self.report}")
+        if self.document.get("knowledge"):
+            lines.append(f"attacker knowledge: {self.document['knowledge']['reading']}")
         if self.junit:
             lines.append(f"junit: {self.junit}")
         if self.fail_on:
@@ -641,6 +650,10 @@ def audit(job: AuditJob, *, on_progress: OnProgress = quiet) -> AuditReport:
         raise ObfauditError(
             "an audit with --split is a sweep of cuts: call obfaudit.commands.split.audit_split"
         )
+    if job.known_pairs:
+        from obfaudit.commands.knowledge import audit_knowledge
+
+        return audit_knowledge(job, on_progress=on_progress)
     executor = make_executor(job.executor, address=job.address)
     out = Path(job.out)
     check_outputs([OutputPath(out, "--out")])
@@ -773,6 +786,7 @@ AUDIT_OPTIONS = [
     "epochs",
     "min_steps",
     "split",
+    "known_pairs",
     "attack_nets",
     "traffic",
     "edge_record",
@@ -805,6 +819,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         transform={"required": True, "metavar": "SRC", "type": str},
         attack_nets={"choices": ATTACK_NETS},
         split={"metavar": "NODE[,NODE...]"},
+        known_pairs={"metavar": "K[,K...]"},
         data={"metavar": "colored-mnist|DIR"},
         proxy={"metavar": "noisy|path|DIR"},
         traffic={"metavar": "CAPTURE"},
@@ -835,6 +850,12 @@ def _describe() -> str:
 
 def run(args: argparse.Namespace, ui: Interface) -> Result:
     job = pick(args, AuditJob, progress=ui.progress_bars)
+    if job.known_pairs:
+        from obfaudit.commands.knowledge import known_pairs_list
+
+        known_pairs_list(job.known_pairs)  # a bad entry is one line, before any work
+        if job.split:
+            raise ObfauditError("--known-pairs and --split are two sweeps: run one at a time")
     if job.split:
         return audit_split(job, on_progress=ui.on_progress)
     return audit(job, on_progress=ui.on_progress)

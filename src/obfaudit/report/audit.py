@@ -106,6 +106,31 @@ def _figures(out: Path, results: dict, exps: list[Experiment], main) -> list[dic
     return figs
 
 
+def _knowledge(out: Path, knowledge: dict | None) -> dict | None:
+    """The --known-pairs curve for the page: its rows formatted, its figure inlined."""
+    if not knowledge:
+        return None
+    figure = out / knowledge["figure"]
+    rows = [
+        {
+            "k": r["k"],
+            "who": r["who"],
+            "fa": f"{r['fa_attack']}: {pct_ci(r['fa'], r.get('fa_ci'))}" if r.get("fa") is not None else "-",
+            "ssim": f"{r['ssim_attack']}: {num_ci(r['ssim'], r.get('ssim_ci'))}"
+            if r.get("ssim") is not None
+            else "-",
+            "verdict": r.get("verdict"),
+        }
+        for r in knowledge["rows"]
+    ]
+    src = (
+        "data:image/png;base64," + base64.b64encode(figure.read_bytes()).decode()
+        if figure.is_file()
+        else None
+    )
+    return {"rows": rows, "reading": knowledge["reading"], "src": src}
+
+
 def party_verdicts(subject: str, exps: list[Experiment], calibration: dict) -> list[dict]:
     """Per party that attacked ``subject``: its verdict (a "not compromised" counted only from attacks
     the identity calibrated), its strongest attack and that attack's score with its interval."""
@@ -165,6 +190,7 @@ def write_audit_report(out: Path, results: dict, exps: list[Experiment], main) -
             table=table,
             controls=controls,
             figures=_figures(out, results, exps, main),
+            knowledge=_knowledge(out, results.get("knowledge")),
         )
     )
     path = out / "report.html"

@@ -430,3 +430,61 @@ def split_sweep(
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def knowledge_curve(rows: Sequence[dict], path: str | Path, *, chance: float, threshold: float) -> Path:
+    """How much the attacker must know: the worst-case F_a (left) and the best SSIM (right) against the
+    number of private (image, sent tensor) pairs it holds, with 95% intervals: the proxy-only
+    eavesdropper at k = 0 (a diamond), the known-pairs adversary at each k (joined), the server with
+    every training pair (a square)."""
+    fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.8))
+    ks = [r["k"] for r in rows]
+    styles = {
+        "proxies": {"marker": "D", "color": "C1", "label": "eavesdropper, its generated proxies (k = 0)"},
+        "pairs": {"marker": "o", "color": "C0", "label": "adversary with k known pairs"},
+        "server": {"marker": "s", "color": "black", "label": "server, every training pair"},
+    }
+    for ax, key, label in ((axes[0], "fa", "worst-case attribute F_a (%)"), (axes[1], "ssim", "best SSIM")):
+        scale = 100 if key == "fa" else 1
+        groups = {"proxies": rows[:1], "pairs": rows[1:-1], "server": rows[-1:]}
+        for group, members in groups.items():
+            pts = [r for r in members if r.get(key) is not None]
+            if not pts:
+                continue
+            y = [scale * r[key] for r in pts]
+            err = [
+                [
+                    v - scale * r[f"{key}_ci"][0] if r.get(f"{key}_ci") else 0
+                    for v, r in zip(y, pts, strict=True)
+                ],
+                [
+                    scale * r[f"{key}_ci"][1] - v if r.get(f"{key}_ci") else 0
+                    for v, r in zip(y, pts, strict=True)
+                ],
+            ]
+            ax.errorbar([r["k"] for r in pts], y, yerr=err, ms=6, capsize=3, lw=1,
+                        ls="-" if group == "pairs" else "none", **styles[group])  # fmt: skip
+        if key == "fa":
+            ax.axhline(100 * chance, color="grey", ls=":", lw=1, label=f"chance {100 * chance:.1f}%")
+            ax.axhline(
+                100 * threshold,
+                color="black",
+                ls="--",
+                lw=1,
+                label=f"compromised above {100 * threshold:.0f}%",
+            )
+            ax.set_ylim(0, 105)
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_xlim(-0.4, max(ks) * 1.6)
+        ax.set_xticks(ks)
+        ax.set_xticklabels([str(k) for k in ks], fontsize=8)
+        ax.set_xlabel("private pairs the attacker holds (k)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(
+        handles, labels, fontsize=8, loc="lower center", ncol=3, frameon=False, bbox_to_anchor=(0.5, -0.08)
+    )
+    fig.suptitle("how much the attacker must know", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -1,0 +1,157 @@
+"""``obfaudit audit ... --known-pairs 0,10,100,1000``: how much must the attacker know?
+
+The audit runs as usual (k = 0: the eavesdropper with its generated proxies, the server with
+every training pair), then once more per k > 0 with only the known-pairs attacks
+(:mod:`obfaudit.attacks.known_pairs`), each into ``OUT/known-pairs-K/`` and sharing the judge
+through the cache. The rows (``OUT/knowledge.json``) and the figure (``OUT/figures/
+knowledge.png``, in the audit's report) give, per k, the worst-case F_a and the best SSIM with
+their intervals: the proxy-only adversary at k = 0, the known-pairs attacks at each k, and the
+server, which holds every training pair, as the end point. The reading names the smallest k
+whose worst case is *compromised* (its interval above the line).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from obfaudit.errors import ObfauditError
+from obfaudit.threat import Party
+
+if TYPE_CHECKING:
+    from obfaudit.commands.audit import AuditJob, AuditReport
+
+KNOWN_PAIRS_ATTACKS = ("knownpairs", "knownpairs-decoder")
+
+
+def known_pairs_list(value: str | tuple | list) -> tuple[int, ...]:
+    """``0,10,100`` (or several such) -> (0, 10, 100), each once, ascending; one line on a bad entry."""
+    parts = value if isinstance(value, tuple | list) else (value,)
+    out = []
+    for part in parts:
+        for item in str(part).split(","):
+            item = item.strip()
+            if not item:
+                continue
+            try:
+                k = int(item)
+            except ValueError:
+                raise ObfauditError(
+                    f"--known-pairs {item!r}: give whole numbers, e.g. 0,10,100,1000"
+                ) from None
+            if k < 0:
+                raise ObfauditError(f"--known-pairs {k}: a number of pairs is 0 or more")
+            out.append(k)
+    if not out:
+        raise ObfauditError("--known-pairs: give at least one number of pairs, e.g. 0,10,100,1000")
+    return tuple(sorted(set(out)))
+
+
+def _worst(records, party: Party | None = None, attacks: tuple[str, ...] | None = None) -> dict:
+    """The strongest attack by F_a (highest lower bound) and the best by SSIM among ``records``."""
+    from obfaudit.report.collect import lower_bound
+
+    chosen = [
+        r for r in records if (party is None or r.party == party) and (attacks is None or r.attack in attacks)
+    ]
+    out: dict = {"attacks": [r.attack for r in chosen]}
+    for metric, key in (("feature_accuracy", "fa"), ("ssim", "ssim")):
+        scored = [r for r in chosen if r.metrics.get(metric) is not None]
+        if scored:
+            top = max(scored, key=lambda r: lower_bound(r, metric))
+            out.update(
+                {
+                    key: top.metrics[metric],
+                    f"{key}_ci": top.metrics.interval(metric),
+                    f"{key}_attack": top.attack,
+                }
+            )
+            if metric == "feature_accuracy":
+                out["verdict"] = top.verdict
+    return out
+
+
+def knowledge_rows(main: AuditReport, by_k: dict[int, AuditReport], n_train: int) -> list[dict]:
+    """k = 0 (the proxy-only adversary), each k of the sweep (the known-pairs attacks), the server."""
+    from obfaudit.records import Experiment
+
+    def experiments(rep: AuditReport) -> list[Experiment]:
+        return [Experiment.from_attack(r, id=f"{r.subject}/{r.attack}") for r in rep.records]
+
+    own = experiments(main)
+    rows = [{"k": 0, "who": "adversary (its generated proxies only)", **_worst(own, Party.ADVERSARY)}]
+    for k, rep in sorted(by_k.items()):
+        rows.append(
+            {
+                "k": k,
+                "who": f"adversary with {k} known pairs",
+                **_worst(experiments(rep), None, KNOWN_PAIRS_ATTACKS),
+            }
+        )
+    rows.append({"k": n_train, "who": f"server (all {n_train} training pairs)", **_worst(own, Party.SERVER)})
+    return rows
+
+
+def knowledge_reading(rows: list[dict], threshold: float) -> str:
+    """The smallest k at which the adversary's worst case is compromised, and the end points."""
+    adversary = [r for r in rows[:-1] if r.get("fa") is not None]
+    broken = [r for r in adversary if r.get("verdict") == "compromised"]
+    server = rows[-1]
+    first = (
+        f"the smallest k at which the adversary's worst case is compromised (its F_a interval above "
+        f"the {100 * threshold:.0f}% line) is {broken[0]['k']} ({broken[0]['fa_attack']}, F_a "
+        f"{100 * broken[0]['fa']:.1f}%)"
+        if broken
+        else "no k tried makes the adversary's worst case compromised (above the "
+        f"{100 * threshold:.0f}% line)"
+    )
+    end = (
+        f"; the server, with all {server['k']} pairs, reads {100 * server['fa']:.1f}% ({server['fa_attack']})"
+        if server.get("fa") is not None
+        else ""
+    )
+    return first[0].upper() + first[1:] + end + "."
+
+
+def audit_knowledge(job: AuditJob, *, on_progress) -> AuditReport:
+    """The audit of ``job`` and one audit per k > 0 of its known pairs; the main report gets the curve."""
+    from obfaudit._io import write_json
+    from obfaudit.commands.audit import audit
+
+    ks = known_pairs_list(job.known_pairs or ())
+    out = Path(job.out)
+    held = dict.fromkeys(KNOWN_PAIRS_ATTACKS, "run once per K of --known-pairs, into OUT/known-pairs-K")
+    main = audit(
+        replace(job, known_pairs=None, left_out={**(job.left_out or {}), **held}), on_progress=on_progress
+    )
+    by_k = {}
+    for i, k in enumerate(k for k in ks if k > 0):
+        on_progress_text = f"known pairs: k = {k} ({i + 1} of {sum(k > 0 for k in ks)})"
+        from obfaudit.commands._base import Progress
+
+        on_progress(Progress(on_progress_text))
+        sub = replace(
+            job,
+            known_pairs=None,
+            pairs_held=k,
+            attacks=KNOWN_PAIRS_ATTACKS,
+            name=main.subject,
+            out=out / f"known-pairs-{k}",
+            no_controls=True,
+            fail_on=None,
+            junit=None,
+        )
+        by_k[k] = audit(sub, on_progress=on_progress)
+    n_train = main.document["dataset"]["train"]
+    rows = knowledge_rows(main, by_k, n_train)
+    b = main.baselines
+    reading = knowledge_reading(rows, b.threshold)
+    from obfaudit.report.figures import knowledge_curve
+
+    figure = knowledge_curve(rows, out / "figures" / "knowledge.png", chance=b.chance, threshold=b.threshold)
+    knowledge = {"rows": rows, "reading": reading, "figure": str(figure.relative_to(out))}
+    write_json(out / "knowledge.json", {"obfaudit_knowledge": 1, "subject": main.subject, **knowledge})
+    main.document["knowledge"] = knowledge
+    main.write_report(out)  # again, with the curve
+    return main
