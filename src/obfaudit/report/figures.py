@@ -191,25 +191,45 @@ def tsne_figure(
 def fa_bars(
     rows: Sequence[dict], path: str | Path, *, chance: float, threshold: float, title: str = ""
 ) -> Path:
-    """Feature accuracy per (subject, attack) with the chance and compromise lines."""
-    labels = [f"{r['subject']}\n{r['attack']}" for r in rows]
-    values = [100 * r["feature_accuracy"] for r in rows]
-    fig, ax = plt.subplots(figsize=(max(4, 0.75 * len(rows) + 1.5), 3.6))
-    colours = ["#c0392b" if v > 100 * threshold else "#2e86c1" for v in values]
-    cis = [r.get("ci") for r in rows]
-    yerr = None
-    if any(cis):
-        yerr = [
-            [v - 100 * c[0] if c else 0 for v, c in zip(values, cis, strict=True)],
-            [100 * c[1] - v if c else 0 for v, c in zip(values, cis, strict=True)],
-        ]
-    ax.bar(range(len(rows)), values, color=colours, yerr=yerr, capsize=3)
-    ax.axhline(100 * chance, color="grey", ls=":", label=f"chance {100 * chance:.1f}%")
-    ax.axhline(100 * threshold, color="black", ls="--", label=f"compromised above {100 * threshold:.0f}%")
-    ax.set_xticks(range(len(rows)), labels, fontsize=7)
-    ax.set_ylabel("feature accuracy F_a (%)")
-    ax.set_ylim(0, 105)
-    ax.legend(fontsize=7, loc="upper right")
+    """Feature accuracy per attack (one row each, readable however many there are), one bar per subject
+    in its own colour (the subject first, then the controls), 95% intervals as whiskers, the chance and
+    compromise lines; a bar whose interval lies above the line has a black edge."""
+    attacks = list(dict.fromkeys(r["attack"] for r in rows))
+    subjects = list(dict.fromkeys(r["subject"] for r in rows))
+    by = {(r["subject"], r["attack"]): r for r in rows}
+    k = len(subjects)
+    height = 0.8 / k
+    fig, ax = plt.subplots(figsize=(8.0, 1.2 + len(attacks) * (0.15 + 0.11 * k)))
+    for j, subject in enumerate(subjects):
+        for i, attack in enumerate(attacks):
+            r = by.get((subject, attack))
+            if r is None:
+                continue
+            v, ci = 100 * r["feature_accuracy"], r.get("ci")
+            above = bool(ci) and 100 * ci[0] > 100 * threshold
+            ax.barh(
+                i + (j - (k - 1) / 2) * height,
+                v,
+                height=0.9 * height,
+                color=f"C{j}",
+                xerr=[[v - 100 * ci[0]], [100 * ci[1] - v]] if ci else None,
+                capsize=2,
+                edgecolor="black" if above else "none",
+                linewidth=1.2,
+                label=subject if not any(h.get_label() == subject for h in ax.containers) else None,
+            )
+    ax.axvline(100 * chance, color="grey", ls=":", label=f"chance {100 * chance:.1f}%")
+    ax.axvline(100 * threshold, color="black", ls="--", label=f"compromised above {100 * threshold:.0f}%")
+    ax.set_yticks(range(len(attacks)), attacks, fontsize=9)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 105)
+    ax.set_xlabel("feature accuracy F_a (%)")
+    ax.grid(axis="x", alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    seen = dict(zip(labels, handles, strict=True))  # each subject once
+    ax.legend(
+        seen.values(), seen.keys(), fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False
+    )
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
