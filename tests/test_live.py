@@ -11,6 +11,7 @@ import http.client
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -329,10 +330,11 @@ def _start(*args: str, port: int) -> subprocess.Popen:
 def _stop(p: subprocess.Popen, sig=signal.SIGINT) -> str:
     p.send_signal(sig)
     try:
-        _, err = p.communicate(timeout=15)
+        out, err = p.communicate(timeout=15)
     except subprocess.TimeoutExpired:
         p.kill()
-        _, err = p.communicate()
+        out, err = p.communicate()
+    p.stdout_text = out  # what it announced on stdout after listening
     return err
 
 
@@ -415,6 +417,8 @@ def test_edge_through_tap_to_server_then_audit_the_capture(models, tmp_path, cap
     assert abs(summary8["accuracy"] - summary["accuracy"]) <= 2 / N  # 256 levels barely move an argmax
     assert no_token[0] == 1 and "401" in no_token[1] and _one_error(no_token[1])
     assert "Traceback" not in tap_err and "error" not in tap_err
+    stopped = r"tap stopped: captured [1-9]\d* requests, [1-9]\d* images, [\d,]+ bytes"
+    assert re.search(stopped, tap.stdout_text), tap.stdout_text
     from obfaudit.serve.capture import read_capture
 
     z, request, meta = read_capture(tmp_path / "server.safetensors")  # the server's own view: both runs

@@ -66,6 +66,16 @@ class CaptureWriter:
             self._dirty = True
             return len(self.meta["requests"]) - 1
 
+    def summary(self) -> str:
+        """What it captured, in one line: requests, images, bytes on the wire, the file."""
+        with self._lock:
+            requests = self.meta["requests"]
+            images = sum(r["rows"] for r in requests)
+            sent = sum(r["body_bytes"] for r in requests)
+            unparsed = self.meta["unparsed"]
+        extra = f", {unparsed} unparsed" if unparsed else ""
+        return f"captured {len(requests)} requests, {images} images, {sent:,} bytes{extra} -> {self.path}"
+
     def answer(self, index: int, labels: list[int]) -> None:
         """The labels the server returned for request ``index``, as the party saw them."""
         with self._lock:

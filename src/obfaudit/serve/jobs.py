@@ -121,13 +121,16 @@ def tap(job: TapJob, *, announce) -> None:
         job.capture, seen_by="tap", where=f"tap {host}:{port} -> {upstream}", flush_seconds=job.flush_seconds
     )
     capture.flush()  # an empty capture now: a bad path fails before any traffic
-    run_foreground(
-        create_tap_app(upstream, capture),
-        host,
-        port,
-        lambda url: announce(f"tap on {url} -> {upstream}, capturing to {job.capture}; Ctrl-C stops"),
-    )
-    capture.flush()
+    try:
+        run_foreground(
+            create_tap_app(upstream, capture),
+            host,
+            port,
+            lambda url: announce(f"tap on {url} -> {upstream}, capturing to {job.capture}; Ctrl-C stops"),
+        )
+    finally:  # stopped by Ctrl-C too: what it holds is on disk, and said
+        capture.flush()
+        announce(f"tap stopped: {capture.summary()}")
 
 
 @dataclass(frozen=True, kw_only=True)
