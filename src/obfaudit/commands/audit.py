@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from functools import partial
@@ -390,6 +391,8 @@ class AuditReport(Result):
     fail_on: str | None = field(default=None, repr=False)
     """The gate's level (see :mod:`obfaudit.gate`): :attr:`exit_code` is 3 when a party reaches it."""
     junit: str | None = None
+    seconds: float | None = None
+    """How long the audit took, end to end (stages kept from an earlier run cost nothing)."""
 
     @property
     def parties(self) -> list[dict]:
@@ -419,6 +422,7 @@ class AuditReport(Result):
                 "fail_on": self.fail_on,
                 "gate_failed": bool(self.exit_code),
                 "junit": self.junit,
+                "seconds": self.seconds,
             }
         )
 
@@ -478,6 +482,8 @@ class AuditReport(Result):
             lines.append(f"attacker knowledge: {self.document['knowledge']['reading']}")
         if self.junit:
             lines.append(f"junit: {self.junit}")
+        if self.seconds is not None:
+            lines.append(f"done in {_duration(self.seconds)}")
         if self.fail_on:
             bad = ", ".join(
                 f"{p['party']} {p['verdict'] or 'no verdict'}" for p in failing(self.parties, self.fail_on)
@@ -599,6 +605,16 @@ def _assemble(
     )
 
 
+def _duration(seconds: float) -> str:
+    """12.3 s, 4 min 05 s, 1 h 02 min."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, s = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes} min {s:02d} s"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
 def _test_fingerprint(test, attribute: str) -> str:
     from obfaudit._io import fingerprint
 
@@ -657,6 +673,7 @@ def audit(job: AuditJob, *, on_progress: OnProgress = quiet) -> AuditReport:
     executor = make_executor(job.executor, address=job.address)
     out = Path(job.out)
     check_outputs([OutputPath(out, "--out")])
+    t0 = time.perf_counter()
     with RunLock(out):
         ready = prepare(job)
         device = ready.pieces.prepared.config.device
@@ -667,28 +684,36 @@ def audit(job: AuditJob, *, on_progress: OnProgress = quiet) -> AuditReport:
         ctx = AuditContext(prepare=partial(_pieces, job), out=out, cache=cache, progress=job.progress)
         ctx._pieces = ready.pieces
         about = {s.name: s.about for s in stages}
+        names = [s.name for s in ready.pieces.subjects]
+        ran: list[float] = []  # seconds of the stages that ran here (kept ones cost nothing)
 
         def report(event: StageEvent) -> None:
             a = about[event.stage]
-            what = (
-                f"{a['subject']}: {a['attack']}"
-                if "attack" in a
-                else f"the {a['kind']} of {a.get('attribute')}"
-            )
+            if "attack" in a:
+                i = names.index(a["subject"]) + 1 if a["subject"] in names else 0
+                what = f"subject {i} of {len(names)} ({a['subject']}), attack {a['attack']}"
+            else:
+                what = f"the {a['kind']} of {a.get('attribute')}"
+            if event.state == "done":
+                ran.append(event.seconds or 0.0)
             state = {
                 "running": "started",
                 "done": f"done in {event.seconds:.1f} s",
                 "skipped": "kept from an earlier run",
             }[event.state]
+            left = ""
+            if event.state != "running" and ran and event.done < event.total:
+                left = f"; about {_duration(sum(ran) / len(ran) * (event.total - event.done))} left"
             if event.state != "running" or event.running:
                 on_progress(
-                    Progress(f"[{event.done}/{event.total}] {what}: {state}", event.done, event.total)
+                    Progress(f"[{event.done}/{event.total}] {what}: {state}{left}", event.done, event.total)
                 )
 
         records = executor.run(stages, ctx, on_event=report)
         results = collect_audit(stages, records, out, [s.name for s in ready.pieces.subjects])
         judge = next((records[s.name]["result"] for s in stages if s.about.get("kind") == "judge"), None)
         result = _assemble(job, ready, results, out, judge)
+        result.seconds = round(time.perf_counter() - t0, 1)
         result.write_report(out)
         if job.junit:
             from obfaudit.gate import write_junit
