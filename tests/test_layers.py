@@ -22,7 +22,7 @@ LAYERS = [
     {"transforms"},
     {"defences"},
     {"attacks", "cost"},
-    {"report"},  # reads records, draws figures and pages; the runs below write it at their end
+    {"report", "gate"},  # reads records, draws figures and pages; the runs below write it at their end
     {"experiments"},
     {"serve"},
     {"commands"},

@@ -320,6 +320,21 @@ def freeze(model: nn.Module) -> nn.Module:
     return model
 
 
+@dataclass(frozen=True)
+class TrainingContext:
+    """What a defence (:mod:`obfaudit.defences`) may build on before the obfuscator trains."""
+
+    obfuscator: nn.Module
+    """The network being trained (the invariance defence sends counterfactuals through it)."""
+    z_shape: tuple[int, ...]
+    """The shape of one sent tensor."""
+    classes: int
+    """Classes of the sensitive attribute (0 when the defence does not need it)."""
+    device: torch.device
+    seed: int
+    steps_per_epoch: int
+
+
 def train_obfnet(
     obfnet: nn.Module,
     infnet: nn.Module,
@@ -363,8 +378,6 @@ def train_obfnet(
         )
     # targets: digits, and the attribute beside them when the defence needs it (sliced together)
     targets = torch.stack([y, attribute], dim=1) if attribute is not None else y[:, None]
-    from obfaudit.defences.base import TrainingContext
-
     defence.setup(
         TrainingContext(
             obfuscator=obfnet,

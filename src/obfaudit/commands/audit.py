@@ -669,7 +669,7 @@ def audit(job: AuditJob, *, on_progress: OnProgress = quiet) -> AuditReport:
     if job.known_pairs:
         from obfaudit.commands.knowledge import audit_knowledge
 
-        return audit_knowledge(job, on_progress=on_progress)
+        return audit_knowledge(job, audit=audit, on_progress=on_progress)
     executor = make_executor(job.executor, address=job.address)
     out = Path(job.out)
     check_outputs([OutputPath(out, "--out")])

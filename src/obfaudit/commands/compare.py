@@ -23,11 +23,13 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from obfaudit.commands._base import Command, Interface, Result, json_option
 from obfaudit.errors import ObfauditError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 METRICS = ("feature_accuracy", "ssim")
 SHORT = {"feature_accuracy": "F_a", "ssim": "SSIM"}
@@ -82,6 +84,8 @@ def load_run(path: str | Path) -> Run:
 
 
 def _per_image(metrics: dict, metric: str) -> np.ndarray | None:
+    import numpy as np
+
     from obfaudit.attacks.uncertainty import unpack_correct
 
     per = metrics.get("per_image") or {}
@@ -96,6 +100,8 @@ def difference(
     a: dict, b: dict, metric: str, *, paired: bool, seed: int = 0, resamples: int = 2000
 ) -> tuple[float, list[float], str]:
     """B - A of ``metric``, its 95% interval and how it was made (paired, unpaired, approximate)."""
+    import numpy as np
+
     d = float(b[metric]) - float(a[metric])
     va, vb = _per_image(a, metric), _per_image(b, metric)
     rng = np.random.default_rng(seed)

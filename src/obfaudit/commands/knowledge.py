@@ -12,15 +12,16 @@ whose worst case is *compromised* (its interval above the line).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from obfaudit.errors import ObfauditError
 from obfaudit.threat import Party
 
-if TYPE_CHECKING:
-    from obfaudit.commands.audit import AuditJob, AuditReport
+#: An AuditJob and an AuditReport (obfaudit.commands.audit, which calls this module's sweep).
+AuditJob = AuditReport = Any
 
 KNOWN_PAIRS_ATTACKS = ("knownpairs", "knownpairs-decoder")
 
@@ -114,10 +115,10 @@ def knowledge_reading(rows: list[dict], threshold: float) -> str:
     return first[0].upper() + first[1:] + end + "."
 
 
-def audit_knowledge(job: AuditJob, *, on_progress) -> AuditReport:
-    """The audit of ``job`` and one audit per k > 0 of its known pairs; the main report gets the curve."""
+def audit_knowledge(job: AuditJob, *, audit: Callable[..., AuditReport], on_progress) -> AuditReport:
+    """The audit of ``job`` (by ``audit``, :func:`obfaudit.commands.audit.audit`) and one audit per k > 0
+    of its known pairs; the main report gets the curve."""
     from obfaudit._io import write_json
-    from obfaudit.commands.audit import audit
 
     ks = known_pairs_list(job.known_pairs or ())
     out = Path(job.out)

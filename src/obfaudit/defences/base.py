@@ -21,30 +21,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-from torch import nn
 
 from obfaudit.errors import ObfauditError
+from obfaudit.train import TrainingContext  # noqa: F401 - the context setup() receives, defined where it is made
 
 DEFENCES: dict[str, type[Defence]] = {}
-
-
-@dataclass(frozen=True)
-class TrainingContext:
-    """What a defence may build on before the obfuscator trains."""
-
-    obfuscator: nn.Module
-    """The network being trained (the invariance defence sends counterfactuals through it)."""
-    z_shape: tuple[int, ...]
-    """The shape of one sent tensor."""
-    classes: int
-    """Classes of the sensitive attribute (0 when the defence does not need it)."""
-    device: torch.device
-    seed: int
-    steps_per_epoch: int
 
 
 class Defence:

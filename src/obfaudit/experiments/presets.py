@@ -23,8 +23,6 @@ DEFENCE_SWEEP = (
     ("none", 0.0),
     ("noise", 2.0),
     ("dcor", 8.0),
-    ("adversarial", 64.0),
-    ("adversarial-ensemble", 16.0),
     ("adversarial-ensemble", 64.0),
     ("invariance", 100.0),
     ("invariance", 1000.0),
