@@ -458,7 +458,9 @@ def plan(preset: Preset, settings: RunSettings) -> tuple[list[Stage], list[NotRu
                     # one random-weights control per architecture, at the sweep's largest bottleneck
                     "random_weights": sorted(
                         {(a, max(n for b, n in sweep(preset, ds) if b == a)) for a, _ in sweep(preset, ds)}
-                    ),
+                    )
+                    if preset.random_controls
+                    else [],
                 },
                 inputs={"infnet": inf, **judge},
                 about={
