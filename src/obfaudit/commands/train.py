@@ -11,7 +11,7 @@ from obfaudit.commands._options import add, non_negative_float, registered, trai
 from obfaudit.errors import ObfauditError
 from obfaudit.train_config import TrainConfig
 
-TRAINING = ["epochs", "batch_size", "lr", "precision", "patience", "shift", "seed", "device"]
+TRAINING = ["epochs", "batch_size", "lr", "schedule", "precision", "patience", "shift", "seed", "device"]
 ARCHS = ("cnn", "mlp")
 
 
@@ -189,7 +189,9 @@ def train_obfnet(job: TrainJob) -> TrainedModel:
 
 
 def _add_training(p: argparse.ArgumentParser) -> None:
-    add(p, TrainConfig, TRAINING, epochs={"default": 20})
+    from obfaudit.train_config import SCHEDULES
+
+    add(p, TrainConfig, TRAINING, epochs={"default": 20}, schedule={"choices": SCHEDULES})
     add(p, TrainJob, ["data_root", "download", "out"], out={"required": True})
     json_option(p)
 
