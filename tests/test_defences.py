@@ -100,7 +100,9 @@ def test_the_frontier_and_the_target_reading_follow_the_rows():
     for r in rows:  # as defence_rows marks them
         r["passes"] = r["defence"] != "none" and r["verdict"] == "not compromised"
     text = passing_reading(rows, 0.3)
-    assert text.startswith("2 point(s) pass") and "dcor: utility 80.0%, +10.0 points" in text
+    assert (
+        text.startswith("2 point(s) pass") and "dcor: utility 80.0%, 10.0 points below the undefended" in text
+    )
     assert "adversarial" not in text  # inconclusive: one of its attacks' intervals reaches the line
     assert passing_reading(rows[:1], 0.3).startswith("No defended ObfNet passes")
 
