@@ -419,6 +419,8 @@ class AuditReport(Result):
                 "report": self.report,
                 "results": self.results,
                 "parties": self.parties,
+                "defence": self.document.get("defence"),
+                "utility": self.document.get("utility"),
                 "fail_on": self.fail_on,
                 "gate_failed": bool(self.exit_code),
                 "junit": self.junit,
