@@ -55,6 +55,8 @@ def test_a_paired_interval_is_narrower_than_an_unpaired_one_on_the_same_images()
     new = {"feature_accuracy": 0.9, "feature_accuracy_ci": [0.87, 0.93]}
     d, ci, how = difference(old, new, "feature_accuracy", paired=True)
     assert how == "approximate" and says(ci) == "more" and ci[0] < d < ci[1]
+    d, ci, how = difference({"feature_accuracy": 0.5}, new, "feature_accuracy", paired=True)
+    assert ci is None and says(ci) == "unknown"  # no interval: no claim either way
 
 
 def test_unreadable_or_foreign_runs_are_one_line(tmp_path, audits):

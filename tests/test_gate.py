@@ -74,3 +74,16 @@ def test_levels_are_ordered():
 def test_a_bad_level_is_refused_before_work(tmp_path):
     r = run_cli("audit", "--transform", "identity", "--fail-on", "leaky", "--out", tmp_path / "o")
     assert r.returncode == 2 and "--fail-on: invalid choice: 'leaky'" in r.stderr
+    # a sweep of cuts is many audits: one gate or JUnit file for all of them would pass or overwrite silently
+    r = run_cli(
+        "audit",
+        "--transform",
+        "m:f",
+        "--split",
+        "layer1",
+        "--fail-on",
+        "compromised",
+        "--out",
+        tmp_path / "s",
+    )
+    assert r.returncode == 1 and "gate one audit, not a --split sweep" in r.stderr

@@ -883,6 +883,10 @@ def run(args: argparse.Namespace, ui: Interface) -> Result:
         known_pairs_list(job.known_pairs)  # a bad entry is one line, before any work
         if job.split:
             raise ObfauditError("--known-pairs and --split are two sweeps: run one at a time")
+    if job.split and (job.fail_on or job.junit):
+        raise ObfauditError(
+            "--fail-on and --junit gate one audit, not a --split sweep: gate each cut's audit"
+        )
     if job.split:
         return audit_split(job, on_progress=ui.on_progress)
     return audit(job, on_progress=ui.on_progress)

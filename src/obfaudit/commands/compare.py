@@ -118,14 +118,16 @@ def difference(
         lo, hi = np.percentile(means, [2.5, 97.5])
         return d, [float(lo), float(hi)], method
     ca, cb = a.get(f"{metric}_ci"), b.get(f"{metric}_ci")
-    if not ca or not cb:
-        return d, [d, d], APPROXIMATE
+    if not ca or not cb:  # nothing to tell noise from a difference
+        return d, None, APPROXIMATE
     sd = math.hypot((ca[1] - ca[0]) / 3.92, (cb[1] - cb[0]) / 3.92)
     return d, [d - 1.96 * sd, d + 1.96 * sd], APPROXIMATE
 
 
-def says(ci: list[float]) -> str:
-    """What an interval of B - A says of B's leakage."""
+def says(ci: list[float] | None) -> str:
+    """What an interval of B - A says of B's leakage ("unknown" without one)."""
+    if ci is None:
+        return "unknown"
     return "less" if ci[1] < 0 else "more" if ci[0] > 0 else "same"
 
 
@@ -277,7 +279,9 @@ def _cells(r: dict) -> list[str]:
         SHORT[r["metric"]],
         v(r["a"]),
         v(r["b"]),
-        f"{d(r['difference'])} [{d(r['ci'][0])}, {d(r['ci'][1])}]",
+        f"{d(r['difference'])} [{d(r['ci'][0])}, {d(r['ci'][1])}]"
+        if r["ci"]
+        else f"{d(r['difference'])} [no interval]",
         r["says"],
         r["method"],
     ]

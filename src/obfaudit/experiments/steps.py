@@ -133,8 +133,10 @@ def _measured_after(
     obfnet.eval()
     if hasattr(defence, "counterfactual"):
         from obfaudit.defences.invariance import invariance_distance
+        from obfaudit.train import as_float
 
-        x, a = test.x[:512].float(), test.labels[attribute][:512]
+        device = next(obfnet.parameters()).device  # where training left it (a GPU, maybe)
+        x, a = as_float(test.x[:512]).to(device), test.labels[attribute][:512].to(device)
         with torch.no_grad():
             z, z_cf = obfnet(x), obfnet(defence.counterfactual(x, a))
         out["test_distance"] = float(invariance_distance(z, z_cf))

@@ -296,7 +296,9 @@ def write_report(
         **beyond_study_table(study, dataset),
         "defences": defence_table(exps, dataset, results["threshold"]),
         "controls": control_rows(exps),
-        "random_controls": any(str(e.subject).startswith("random-weights") for e in exps if e.kind == "control"),
+        "random_controls": any(
+            str(e.subject).startswith("random-weights") for e in exps if e.kind == "control"
+        ),
         "figures": _figures(run_dir, results.get("figures", {})),
         "cost": cost,
         "scaling": scaling,
