@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from obfaudit.commands._base import Progress
 from obfaudit.errors import ObfauditError
 from obfaudit.threat import Party
 
@@ -51,16 +52,15 @@ def known_pairs_list(value: str | tuple | list) -> tuple[int, ...]:
 
 def _worst(records, party: Party | None = None, attacks: tuple[str, ...] | None = None) -> dict:
     """The strongest attack by F_a (highest lower bound) and the best by SSIM among ``records``."""
-    from obfaudit.report.collect import lower_bound
+    from obfaudit.report.collect import strongest_by
 
     chosen = [
         r for r in records if (party is None or r.party == party) and (attacks is None or r.attack in attacks)
     ]
     out: dict = {"attacks": [r.attack for r in chosen]}
     for metric, key in (("feature_accuracy", "fa"), ("ssim", "ssim")):
-        scored = [r for r in chosen if r.metrics.get(metric) is not None]
-        if scored:
-            top = max(scored, key=lambda r: lower_bound(r, metric))
+        top = strongest_by(chosen, metric)
+        if top is not None:
             out.update(
                 {
                     key: top.metrics[metric],
@@ -128,10 +128,7 @@ def audit_knowledge(job: AuditJob, *, audit: Callable[..., AuditReport], on_prog
     )
     by_k = {}
     for i, k in enumerate(k for k in ks if k > 0):
-        on_progress_text = f"known pairs: k = {k} ({i + 1} of {sum(k > 0 for k in ks)})"
-        from obfaudit.commands._base import Progress
-
-        on_progress(Progress(on_progress_text))
+        on_progress(Progress(f"known pairs: k = {k} ({i + 1} of {sum(k > 0 for k in ks)})"))
         sub = replace(
             job,
             known_pairs=None,
