@@ -22,6 +22,7 @@ class AttributeClassifier(Attack):
     convolutional classifier for spatial tensors (:mod:`obfaudit.models.attack_nets`)."""
 
     output = Output.ATTRIBUTE
+    screening = True
     net: torch.nn.Module | None = None
 
     def _train(self, z: torch.Tensor, data: ImageSet, config: TrainConfig) -> dict:

@@ -59,6 +59,9 @@ class AttackSettings:
     min_steps: int | None = None
     """Raise each attack network's epoch cap until it trains for at least this many steps (small data);
     None: the budgets as given (the study's)."""
+    recon_side: int | None = None
+    """Reconstruct images at most this many pixels a side (area-downsampled targets), upsampled back
+    for scoring: the screening audit's cheap decoders. None: at full resolution."""
 
     def network(
         self, kind: str, input_shape: tuple[int, ...], n: int, config: TrainConfig, desc: str, **kwargs: Any
@@ -88,6 +91,8 @@ class Attack(ABC):
         description: one line for ``--help`` and the report.
         slow: tens of seconds per transform on a CPU (trains on proxies, or optimises
             images); a reproduction preset may run such attacks on some ObfNets only.
+        screening: cheap enough for a screening audit (``--budget quick``): seconds on a CPU at
+            the screen's short budget. A screen runs only these.
     """
 
     name: ClassVar[str] = ""
@@ -96,6 +101,7 @@ class Attack(ABC):
     output: ClassVar[Output]
     description: ClassVar[str] = ""
     slow: ClassVar[bool] = False
+    screening: ClassVar[bool] = False
 
     def __init__(self, config: AttackSettings) -> None:
         self.config = config

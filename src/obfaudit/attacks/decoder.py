@@ -30,6 +30,7 @@ class EavesdropperDecoder(Reconstructor):
         key = ("decoder", self.config.seed)
         made = not knowledge.has_derived(key)
         self.net, fit = knowledge.derived(key, lambda: self._train_on_proxies(knowledge))
+        self.upsample_to = tuple(fit["upsampled_to"]) if "upsampled_to" in fit else None
         return {**fit, "shared": not made}
 
     def _train_on_proxies(self, knowledge: AdversaryKnowledge) -> tuple[torch.nn.Module, dict]:

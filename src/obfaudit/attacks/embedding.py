@@ -167,6 +167,7 @@ class TSNE(Attack):
     party = Party.THIRD_PARTY
     needs = ("traffic", "attribute")
     output = Output.EMBEDDING
+    screening = True
     description = "third party: 2-D t-SNE of the traffic alone (perplexity 15), scored by k-NN"
 
     embedding: np.ndarray | None = None

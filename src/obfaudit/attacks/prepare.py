@@ -59,6 +59,8 @@ class AttackBudget:
     """mlp (the study's attack networks), conv or auto (:mod:`obfaudit.models.attack_nets`)."""
     min_steps: int | None = None
     """Raise the epoch cap of small data until each network takes this many steps; None: as given."""
+    recon_side: int | None = None
+    """Reconstruct at most this many pixels a side, upsampled for scoring; None: full resolution."""
 
     def train_configs(
         self, *, seed: int, device: str, progress: bool = False
@@ -109,6 +111,7 @@ def audit_config(
         repeats=repeats,
         nets=budget.nets,
         min_steps=budget.min_steps,
+        recon_side=budget.recon_side,
         known_pairs=known_pairs,
     )
 
@@ -135,7 +138,85 @@ def network_settings(config: AttackSettings) -> dict:
         out["nets"] = config.nets
     if config.min_steps:
         out["min_steps"] = config.min_steps
+    if config.recon_side:
+        out["recon_side"] = config.recon_side
     return out
+
+
+@dataclass(frozen=True)
+class AuditBudget:
+    """How much an audit spends, by name (``obfaudit audit --budget``): the attack networks' training,
+    the adversary's proxy images, the t-SNE's points and which attacks run."""
+
+    name: str
+    epochs: int
+    min_steps: int
+    patience: int
+    proxy_epochs: int | None
+    n_proxy: int
+    n_tsne: int
+    recon_side: int | None = None
+    screen: bool = False
+    """A screen runs only the attacks marked ``screening``, briefly: it can find a leak but not rule one
+    out, so it never says *not compromised*."""
+    about: str = ""
+
+    def attack_budget(self, nets: str, *, epochs: int, min_steps: int | None) -> AttackBudget:
+        return AttackBudget(
+            epochs=epochs,
+            patience=self.patience,
+            proxy_epochs=self.proxy_epochs,
+            proxy_patience=1,
+            nets=nets,
+            min_steps=min_steps or None,
+            recon_side=self.recon_side,
+        )
+
+
+#: ``standard`` (the default) is the full audit; ``quick`` a screen of about a minute on a small folder.
+BUDGETS = {
+    "standard": AuditBudget(
+        "standard",
+        epochs=15,
+        min_steps=1000,
+        patience=2,
+        proxy_epochs=None,
+        n_proxy=30_000,
+        n_tsne=1000,
+        about="every applicable attack, each network trained for at least 1,000 steps",
+    ),
+    "quick": AuditBudget(
+        "quick",
+        epochs=5,
+        min_steps=250,
+        patience=1,
+        proxy_epochs=2,
+        n_proxy=5_000,
+        n_tsne=500,
+        recon_side=16,
+        screen=True,
+        about="the cheap attacks only (probes, attribute classifiers, decoders at 16 pixels a side), "
+        "each network trained for at least 250 steps, 5,000 images per generated proxy",
+    ),
+}
+
+
+def screen_adds(budget: AuditBudget, left_out: Iterable[str]) -> list[str]:
+    """What a standard audit adds to the screen ``budget``: the attacks it left out, longer training,
+    more proxy images, full-resolution reconstructions, and the power to rule a leak out."""
+    full = BUDGETS["standard"]
+    adds = []
+    if left_out:
+        adds.append(f"the attacks a screen leaves out: {', '.join(left_out)}")
+    adds.append(
+        f"attack networks trained for at least {full.min_steps:,} steps (up to {full.epochs} epochs, not "
+        f"{budget.min_steps:,} and {budget.epochs})"
+    )
+    adds.append(f"{full.n_proxy:,} images per generated proxy (not {budget.n_proxy:,})")
+    if budget.recon_side:
+        adds.append(f"reconstructions at full resolution (not {budget.recon_side} pixels a side)")
+    adds.append("a verdict of not compromised, when every calibrated attack's interval is below the line")
+    return adds
 
 
 # ----------------------------------------------------------------------------- data
@@ -408,6 +489,8 @@ def needs_gradients(attacks: Iterable[str]) -> bool:
 
 __all__ = [
     "AttackBudget",
+    "AuditBudget",
+    "BUDGETS",
     "Baselines",
     "PreparedAudit",
     "audit_config",
@@ -420,4 +503,5 @@ __all__ = [
     "make_proxies",
     "proxy_bytes",
     "random_weights",
+    "screen_adds",
 ]

@@ -7,6 +7,7 @@ network on its own proxy images (``decoder``, :mod:`.decoder`).
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from obfaudit.attacks.base import Attack, Output, Party
 from obfaudit.attacks.knowledge import ServerKnowledge, expect
@@ -15,14 +16,34 @@ from obfaudit.models.attack_nets import describe
 from obfaudit.train import TrainConfig, predict, train_reconstructor
 
 
+def low_resolution(x: torch.Tensor, side: int | None) -> torch.Tensor:
+    """Images ``x`` (N, C, H, W) area-averaged to at most ``side`` pixels a side, keeping their aspect;
+    as they are when already that small (or ``side`` is None)."""
+    if side is None or x.dim() != 4 or max(x.shape[2:]) <= side:
+        return x
+    h, w = x.shape[2:]
+    scale = side / max(h, w)
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    return F.interpolate(x.float(), size=size, mode="area").to(x.dtype)
+
+
 class Reconstructor(Attack):
     """RecNet, trained with an MSE pixel loss from z to x: the study's ObfNet-MLP with N = 1024, or a
-    convolutional decoder for spatial tensors (:mod:`obfaudit.models.attack_nets`)."""
+    convolutional decoder for spatial tensors (:mod:`obfaudit.models.attack_nets`).
+
+    With ``recon_side`` set (the screening audit) it learns the images at that lower resolution and
+    its output is upsampled back to the images' size, so the judge and SSIM read it as any other."""
 
     output = Output.IMAGE
+    screening = True
     net: torch.nn.Module | None = None
+    upsample_to: tuple[int, int] | None = None
+    """The images' height and width, when the network reconstructs them smaller."""
 
     def _train(self, z: torch.Tensor, x: torch.Tensor, config: TrainConfig, trained_on) -> dict:
+        small = low_resolution(x, self.config.recon_side)
+        self.upsample_to = tuple(x.shape[2:]) if small.shape != x.shape else None
+        x = small
         self.net, cfg = self.config.network(
             "recnet",
             tuple(z.shape[1:]),
@@ -36,13 +57,21 @@ class Reconstructor(Attack):
             "trained_on": trained_on,
             "n_train": len(x),
             "network": describe(self.net),
+            **(
+                {"resolution": list(x.shape[2:]), "upsampled_to": list(self.upsample_to)}
+                if self.upsample_to
+                else {}
+            ),
             **result.to_dict(),
         }
 
     def infer(self, traffic: torch.Tensor) -> torch.Tensor:
         if self.net is None:
             raise RuntimeError(f"{self.name}: call fit() before infer()")
-        return predict(self.net, traffic, device=self.config.device).cpu()
+        out = predict(self.net, traffic, device=self.config.device).cpu()
+        if self.upsample_to is not None:
+            out = F.interpolate(out.float(), size=self.upsample_to, mode="bilinear", align_corners=False)
+        return out
 
 
 @register_attack("recnet")

@@ -39,6 +39,10 @@ from obfaudit.experiments.executors import executor_names
 from obfaudit.gate import FAIL_ON
 from obfaudit.train_config import ATTACK_NETS
 
+#: ``--budget`` (kept here so that building the parser imports no torch; checked against
+#: :data:`obfaudit.attacks.prepare.BUDGETS` by the tests).
+BUDGET_NAMES = ("standard", "quick")
+
 if TYPE_CHECKING:
     from obfaudit.attacks import AuditResult
     from obfaudit.attacks.calibration import Calibration
@@ -94,12 +98,17 @@ class AuditJob:
     """Train each attack K times with seeds SEED..SEED+K-1 and report the spread."""
     infnet: Path | None = None
     """A clean InfNet of the task, the judge that reads the task from reconstructions."""
-    epochs: int = 15
+    budget: str = "standard"
+    """standard (every applicable attack, fully trained) or quick: a screen of about a minute on a small
+    folder (probes, attribute classifiers and decoders at low resolution, briefly trained) that can find a
+    leak, never rule one out: it says compromised or inconclusive, never not compromised."""
+    epochs: int | None = None
     """Epochs of the attack networks trained on the training split (proxy-trained: a third, at least 1);
-    more on small data (--min-steps), with early stopping on a 10% hold-out."""
-    min_steps: int = 1000
+    more on small data (--min-steps), with early stopping on a 10% hold-out (default: 15; quick: 5)."""
+    min_steps: int | None = None
     """Each attack network trains for at least this many optimiser steps, however few the images (its epoch
-    cap rises, up to 400 epochs; early stopping still ends it); 0: the epochs as given."""
+    cap rises, up to 400 epochs; early stopping still ends it); 0: the epochs as given (default: 1000;
+    quick: 250)."""
     split: tuple[str, ...] | None = None
     """Cut the model of --transform (MODULE:CALLABLE returning an nn.Module, or an .onnx file) at each
     node (a module or torch.fx node name such as layer1, or an ONNX tensor name) and audit each cut:
@@ -111,10 +120,10 @@ class AuditJob:
     """Use only the first N training images."""
     n_test: int | None = None
     """Use only the first N test images."""
-    n_proxy: int = 30_000
-    """Images the adversary generates per built-in proxy (noisy, path)."""
-    n_tsne: int = 1000
-    """Test images the t-SNE embeds."""
+    n_proxy: int | None = None
+    """Images the adversary generates per built-in proxy (noisy, path) (default: 30,000; quick: 5,000)."""
+    n_tsne: int | None = None
+    """Test images the t-SNE embeds (default: 1000; quick: 500)."""
     tsne_backend: str = "opentsne"
     """t-SNE implementation: opentsne (the faster here) or sklearn."""
     no_controls: bool = False
@@ -160,6 +169,23 @@ class AuditJob:
     left_out: dict[str, str] | None = None
     """Attacks left out of the default set, with why (a split sweep leaves out the gradient attacks);
     named with --attack, they run."""
+
+    def __post_init__(self) -> None:
+        from obfaudit.attacks.prepare import BUDGETS
+
+        if self.budget not in BUDGETS:
+            raise ObfauditError(f"--budget {self.budget}: use one of {', '.join(BUDGETS)}")
+        spent = BUDGETS[self.budget]
+        for name in ("epochs", "min_steps", "n_proxy", "n_tsne"):  # what the budget sets, unless given
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, getattr(spent, name))
+
+    @property
+    def spent(self):
+        """The :class:`~obfaudit.attacks.prepare.AuditBudget` of :attr:`budget`."""
+        from obfaudit.attacks.prepare import BUDGETS
+
+        return BUDGETS[self.budget]
 
     def cache_dir(self) -> Path:
         return Path(self.cache) if self.cache is not None else default_cache()
@@ -235,7 +261,6 @@ def prepare(job: AuditJob) -> PreparedJob:
     from obfaudit._io import resolve_device
     from obfaudit.attacks import attack_class
     from obfaudit.attacks.prepare import (
-        AttackBudget,
         PreparedAudit,
         audit_config,
         control_transforms,
@@ -297,9 +322,7 @@ def prepare(job: AuditJob) -> PreparedJob:
         infnet, info = load_model(job.infnet, device=device, role=Role.INFNET)
         check_model_fits(info, test, what=f"--infnet {job.infnet}")
     parties = tuple(Party(p) for p in view.about["parties"]) if view is not None else PARTIES
-    budget = AttackBudget(
-        epochs=job.epochs, patience=2, proxy_patience=1, nets=job.attack_nets, min_steps=job.min_steps or None
-    )
+    budget = job.spent.attack_budget(job.attack_nets, epochs=job.epochs, min_steps=job.min_steps)
 
     def configured(attacks: tuple[str, ...]) -> PreparedAudit:
         config = audit_config(
@@ -328,9 +351,12 @@ def prepare(job: AuditJob) -> PreparedJob:
                 f"{tuple(view.traffic.shape[1:])}: not the transform of this traffic"
             )
     attacks, not_run = prepared.choose_attacks(job.attacks, available, subject.name)
-    if job.attacks is None and job.left_out:  # attacks the caller leaves out unless asked for by name
-        not_run.update({a: why for a, why in job.left_out.items() if a in attacks})
-        attacks = tuple(a for a in attacks if a not in job.left_out)
+    left_out = dict(job.left_out or {})
+    if job.spent.screen:
+        left_out.update({a: SCREEN_LEAVES_OUT for a in attacks if not attack_class(a).screening})
+    if job.attacks is None and left_out:  # attacks the caller leaves out unless asked for by name
+        not_run.update({a: why for a, why in left_out.items() if a in attacks})
+        attacks = tuple(a for a in attacks if a not in left_out)
     prepared = configured(attacks)
     fingerprint = subject.fingerprint(test.x[:8], seed=job.seed, device=device)
     if view is not None:
@@ -357,6 +383,10 @@ def prepare(job: AuditJob) -> PreparedJob:
         view.about if view is not None else None,
         not_run,
     )
+
+
+#: Why a screen leaves an attack out (it runs when named with --attack).
+SCREEN_LEAVES_OUT = "left out of a screen (--budget quick): it costs minutes; --budget standard runs it"
 
 
 def _pieces(job: AuditJob) -> AuditPieces:
@@ -440,6 +470,12 @@ class AuditReport(Result):
                 f"  ({before} by the attacks, but none of them reads {b.attribute} through the identity: "
                 "no evidence of privacy)"
             )
+        screen = self.document.get("screen")
+        if screen:
+            lines.append(
+                f"  a screen (--budget {screen['budget']}): it can find a leak, not rule one out; "
+                "--budget standard adds: " + "; ".join(screen["standard_adds"])
+            )
         d, u = self.document.get("defence"), self.document.get("utility")
         if d:
             lines.append(f"  defence: {d['name']} ({d.get('strength_name', 'strength')} = {d['strength']:g})")
@@ -521,6 +557,7 @@ def _assemble(
     if not main.records:
         why = "; ".join(f"{a}: {w}" for a, w in main.skipped.items())
         raise ObfauditError(f"no attack could run on {subject.name}, so there is no verdict ({why})")
+    screened = _screen(job, main) if job.spent.screen else None
     exps = prepared.rows(results, subject=subject.name, dataset=ready.dataset)
     test, train = prepared.test, prepared.train
     baselines = prepared.baselines
@@ -592,6 +629,16 @@ def _assemble(
         }
     if ready.traffic is not None:
         document["traffic"] = ready.traffic
+    if screened is not None:
+        from obfaudit.attacks.prepare import screen_adds
+
+        left_out = [a for a, why in ready.not_run.items() if why == SCREEN_LEAVES_OUT]
+        document["screen"] = {
+            "budget": job.budget,
+            "about": job.spent.about,
+            "not_compromised_by_the_attacks": screened,
+            "standard_adds": screen_adds(job.spent, left_out),
+        }
     return AuditReport(
         subject=subject.name,
         verdict=document["verdict"],
@@ -605,6 +652,17 @@ def _assemble(
         main=main,
         fail_on=job.fail_on,
     )
+
+
+def _screen(job: AuditJob, main: AuditResult) -> list[str]:
+    """A screen cannot rule a leak out: each of the subject's *not compromised* becomes *inconclusive*.
+    Returns the attacks so changed."""
+    from obfaudit.threat import Verdict
+
+    changed = [r for r in main.records if r.verdict is Verdict.NOT_COMPROMISED]
+    for r in changed:
+        r.verdict = Verdict.INCONCLUSIVE
+    return [r.attack for r in changed]
 
 
 def _duration(seconds: float) -> str:
@@ -810,6 +868,7 @@ AUDIT_OPTIONS = [
     "attacks",
     "repeats",
     "infnet",
+    "budget",
     "epochs",
     "min_steps",
     "split",
@@ -845,6 +904,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         AUDIT_OPTIONS,
         transform={"required": True, "metavar": "SRC", "type": str},
         attack_nets={"choices": ATTACK_NETS},
+        budget={"choices": BUDGET_NAMES},
         split={"metavar": "NODE[,NODE...]"},
         known_pairs={"metavar": "K[,K...]"},
         data={"metavar": "colored-mnist|DIR"},
