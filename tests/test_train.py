@@ -175,3 +175,68 @@ def test_predict_fills_one_tensor_and_refuses_outputs_that_do_not_match_the_inpu
     for bad in (lambda b: b[:1], lambda b: b[:, :1] if len(b) < 3 else b):  # short rows; a new shape
         with pytest.raises(ObfauditError, match="one output of one shape per input"):
             predict(bad, x, batch_size=3)
+
+
+def test_the_step_is_compiled_only_when_asked_and_where_it_was_measured_to_pay(monkeypatch):
+    from obfaudit.train import COMPILE_MIN_STEPS, compiles
+
+    cpu = torch.device("cpu")
+    mlp = create_model("recnet", input_shape=(3, 28, 28))
+    cnn = create_model("obfnet_cnn", input_shape=(1, 28, 28), bottleneck=8)
+    monkeypatch.delenv("OBFAUDIT_COMPILE", raising=False)
+    assert not compiles(mlp, cpu, 10 * COMPILE_MIN_STEPS, plain=True)  # off by default: it did not pay
+    monkeypatch.setenv("OBFAUDIT_COMPILE", "on")
+    assert compiles(mlp, cpu, COMPILE_MIN_STEPS, plain=True)
+    assert not compiles(mlp, cpu, COMPILE_MIN_STEPS - 1, plain=True)  # too short to repay compiling
+    assert not compiles(cnn, cpu, 10 * COMPILE_MIN_STEPS, plain=True)  # convolutions ran slower compiled
+    assert not compiles(
+        mlp, cpu, 10 * COMPILE_MIN_STEPS, plain=False
+    )  # a defence's objective, a frozen partner
+    monkeypatch.setenv("OBFAUDIT_COMPILE", "all")
+    assert compiles(cnn, cpu, 1, plain=False)
+    monkeypatch.setenv("OBFAUDIT_COMPILE", "0")
+    assert not compiles(mlp, cpu, 10 * COMPILE_MIN_STEPS, plain=True)
+
+
+def test_a_failing_compiler_falls_back_to_eager_training_with_one_line(monkeypatch, caplog):
+    import obfaudit.train as train
+
+    def broken(fn, **kwargs):
+        def call(*args):
+            raise RuntimeError("no C compiler found\nmore detail")
+
+        return call
+
+    monkeypatch.setenv("OBFAUDIT_COMPILE", "all")
+    monkeypatch.setattr(torch, "compile", broken)
+    monkeypatch.setattr(train, "_COMPILE_FAILED", [])
+    torch.manual_seed(0)
+    x = torch.rand(256, 1, 8, 8)
+    config = TrainConfig(epochs=2, batch_size=64, patience=None, val_fraction=0.0, seed=0)
+    with caplog.at_level("WARNING", logger="obfaudit.train"):
+        first, second = (
+            train_reconstructor(
+                torch.manual_seed(0) and create_model("recnet", input_shape=(1, 8, 8)), x, x, config
+            )
+            for _ in range(2)
+        )
+    lines = [r.getMessage() for r in caplog.records if "torch.compile" in r.getMessage()]
+    assert lines == ["torch.compile failed, training eagerly from now on (RuntimeError: no C compiler found)"]
+    assert not first.compiled and not second.compiled and first.epochs_run == 2
+    assert abs(first.train_loss - second.train_loss) < 1e-6  # eager both times: the same training
+
+
+@pytest.mark.slow
+def test_a_compiled_step_trains_as_the_eager_one(monkeypatch):
+    torch.manual_seed(0)
+    x = torch.rand(512, 1, 8, 8)
+    config = TrainConfig(epochs=3, batch_size=64, patience=None, val_fraction=0.0, seed=0, precision="fp32")
+    losses = {}
+    for mode in ("off", "all"):
+        monkeypatch.setenv("OBFAUDIT_COMPILE", mode)
+        torch.manual_seed(1)
+        net = create_model("recnet", input_shape=(1, 8, 8))  # no dropout: no random numbers to differ
+        fit_ = train_reconstructor(net, x, x, config)
+        assert fit_.compiled == (mode == "all")
+        losses[mode] = [h["train_loss"] for h in fit_.history]
+    assert losses["all"] == pytest.approx(losses["off"], rel=1e-3)
