@@ -80,8 +80,10 @@ def test_a_failing_stage_is_one_line_and_the_finished_stages_stay(local_ray, tmp
         Stage("second", _broken, deps=("first",)),
         Stage("third", _ok, deps=("second",)),
     ]
+    executor = RayExecutor()
     with pytest.raises(ObfauditError) as e:
-        RayExecutor().run(plan, ctx)
+        executor.run(plan, ctx)
+    assert executor.nodes == {"first": ray.get_runtime_context().get_node_id()}  # where each stage ran
     assert str(e.value).startswith("stage second failed on Ray: ValueError: the disk is full")
     assert "\n" not in str(e.value)
     assert (tmp_path / "stages" / "first.json").exists()

@@ -61,8 +61,8 @@ def _interface(args: argparse.Namespace) -> Interface:
     return Interface(progress_bars=progress_enabled(), on_progress=show, announce=announce)
 
 
-def _epoch_lines() -> None:
-    """Off a terminal (CI, logs) there are no progress bars: one line per training epoch instead."""
+def _log_lines(name: str) -> None:
+    """Show the INFO lines of logger ``name`` on stderr as ``[obfaudit] ...`` (once per logger)."""
     import logging
 
     class Stderr(logging.StreamHandler):
@@ -76,12 +76,12 @@ def _epoch_lines() -> None:
         def stream(self, value) -> None:
             pass
 
-    train_log = logging.getLogger("obfaudit.train")
-    if not any(type(h).__name__ == "Stderr" for h in train_log.handlers):
+    logger = logging.getLogger(name)
+    if not any(type(h).__name__ == "Stderr" for h in logger.handlers):
         handler = Stderr()
         handler.setFormatter(logging.Formatter("[obfaudit] %(message)s"))
-        train_log.addHandler(handler)
-    train_log.setLevel(logging.INFO)
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -93,8 +93,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from obfaudit._io import keep_freed_memory
 
     keep_freed_memory()
-    if not progress_enabled() and not getattr(args, "json", False):
-        _epoch_lines()
+    if not getattr(args, "json", False):
+        _log_lines("obfaudit.ray")  # where a cluster ran the stages
+        if not progress_enabled():  # off a terminal (CI, logs) no progress bars: a line per epoch
+            _log_lines("obfaudit.train")
     try:
         result = args.run(args, _interface(args))
         if result is not None:

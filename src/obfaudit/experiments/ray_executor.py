@@ -15,14 +15,18 @@ runs, and runs PyTorch with as many threads as its task has CPUs.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from obfaudit._io import release_freed_memory
 from obfaudit.errors import ObfauditError
 from obfaudit.experiments.stages import Stage, StageCache, StageEvent, chain_costs, check_plan, stage_key
+
+log = logging.getLogger("obfaudit.ray")
 
 #: Each worker's context (its loaded data and proxies), by run.
 _WORKER_RUNS: dict[str, Any] = {}
@@ -62,8 +66,9 @@ def ray_session(address: str | None = None, num_cpus: int | None = None):
         ray.shutdown()
 
 
-def run_stage(ctx, stage: Stage, key: str, inputs: dict, threads: int) -> dict:
-    """Run one stage in this (worker) process and store its record; returns the record.
+def run_stage(ctx, stage: Stage, key: str, inputs: dict, threads: int) -> tuple[dict, str]:
+    """Run one stage in this (worker) process and store its record; returns the record and the
+    Ray node it ran on.
 
     ``ctx`` arrives pickled, without what it had loaded; the first one of a run is kept (by its
     ``cache_id``), so the data it loads serves the run's later stages on this worker too.
@@ -79,7 +84,10 @@ def run_stage(ctx, stage: Stage, key: str, inputs: dict, threads: int) -> dict:
     t0 = time.perf_counter()
     result = stage.fn(ctx, stage, inputs)
     release_freed_memory()  # a worker runs many stages: as the serial executor does
-    return StageCache(stage.store or ctx.out).store(stage, key, result, time.perf_counter() - t0)
+    record = StageCache(stage.store or ctx.out).store(stage, key, result, time.perf_counter() - t0)
+    import ray
+
+    return record, ray.get_runtime_context().get_node_id()
 
 
 def _reason(error: BaseException) -> str:
@@ -102,6 +110,8 @@ class RayExecutor:
         import_ray()  # a missing Ray is one line before any work
         self.address = address
         self.num_cpus = num_cpus
+        self.nodes: dict[str, str] = {}
+        """The Ray node id each stage that ran here ran on (after :meth:`run`)."""
 
     def run(
         self,
@@ -188,7 +198,7 @@ class RayExecutor:
                     used["CPU"] -= stage.resources.cpus
                     used["GPU"] -= stage.resources.gpus
                     try:
-                        records[stage.name] = ray.get(ref)
+                        records[stage.name], self.nodes[stage.name] = ray.get(ref)
                     except ray.exceptions.RayError as e:  # the first failure stops new submissions
                         failed = failed or (stage.name, e)
                         continue
@@ -197,6 +207,14 @@ class RayExecutor:
             for ref in running:
                 ray.cancel(ref, force=True)
             raise
+        if len(set(self.nodes.values())) > 1:
+            spread = Counter(self.nodes.values())
+            log.info(
+                "ray: %d stages ran on %d nodes (%s)",
+                len(self.nodes),
+                len(spread),
+                ", ".join(f"{n[:8]}: {c}" for n, c in spread.most_common()),
+            )
         if failed is not None:
             name, error = failed
             raise ObfauditError(
