@@ -110,6 +110,7 @@ def test_a_screen_finds_a_leak(screened):
     _, _, tmp = screened
     r = run_cli(
         "audit", "--transform", "identity", "--budget", "quick", *SMALL, "--cache", tmp / "cache",
+        "--attack", "colornet", "linprobe", "--no-controls",
         "--out", tmp / "identity", "--fail-on", "compromised", subprocess_=True, timeout=600,
     )  # fmt: skip
     assert r.returncode == 3, r.stderr[-3000:]  # the gate fails: the screen found the leak
