@@ -209,12 +209,12 @@ def screen_adds(budget: AuditBudget, left_out: Iterable[str]) -> list[str]:
     if left_out:
         adds.append(f"the attacks a screen leaves out: {', '.join(left_out)}")
     adds.append(
-        f"attack networks trained for at least {full.min_steps:,} steps (up to {full.epochs} epochs, not "
-        f"{budget.min_steps:,} and {budget.epochs})"
+        f"attack networks trained for at least {full.min_steps:,} steps and up to {full.epochs} epochs "
+        f"(the screen: {budget.min_steps:,} and {budget.epochs})"
     )
-    adds.append(f"{full.n_proxy:,} images per generated proxy (not {budget.n_proxy:,})")
+    adds.append(f"{full.n_proxy:,} images per generated proxy (the screen: {budget.n_proxy:,})")
     if budget.recon_side:
-        adds.append(f"reconstructions at full resolution (not {budget.recon_side} pixels a side)")
+        adds.append(f"reconstructions at full resolution (the screen: {budget.recon_side} pixels a side)")
     adds.append("a verdict of not compromised, when every calibrated attack's interval is below the line")
     return adds
 
