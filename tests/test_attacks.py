@@ -307,3 +307,41 @@ def test_leakage_scores_see_colour_subclusters():
     assert scores["embedding"]["knn_class_acc"] > 0.9
     shuffled = leakage_scores(emb, emb, digit, rng.permutation(colour))
     assert shuffled["embedding"]["knn_attribute_acc_within_class"] < 0.4
+
+
+def test_standard_pca_in_chunks_is_the_scaler_then_an_exact_pca():
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+
+    from obfaudit.attacks import probes
+
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(9000, 40)) @ rng.normal(size=(40, 40)) + 3).astype(np.float32)
+    x[:, 7] = 0.5  # a constant feature keeps a scale of 1, as in StandardScaler
+    mine = probes.StandardPCA(5).fit(x).transform(x)
+    theirs = PCA(5, svd_solver="full").fit_transform(StandardScaler().fit_transform(x))
+    signs = np.sign((mine * theirs).sum(axis=0))  # each direction is found up to its sign
+    assert np.allclose(mine * signs, theirs, atol=2e-3 * np.abs(theirs).max())
+    scaled = probes.StandardPCA(None).fit(x).transform(x)
+    assert np.allclose(scaled, StandardScaler().fit_transform(x), atol=1e-4)
+
+
+def test_a_probe_too_large_to_copy_reads_what_the_copying_probe_reads(monkeypatch):
+    from obfaudit.attacks import probes
+
+    torch.manual_seed(0)
+    y = torch.randint(0, 3, (600,))
+    z = torch.randn(600, 300) * 0.5
+    z[torch.arange(600), y] += 2.0  # the attribute sits in three of the 300 features
+    from obfaudit.attacks.base import AttackSettings
+
+    settings = AttackSettings(attribute="colour")
+    preds = {}
+    for limit in (10**12, 0):  # copied, then in chunks
+        monkeypatch.setattr(probes, "COPY_LIMIT", limit)
+        probe = probes.LinearProbe(settings)
+        probe._fit(z, y, "synthetic")
+        preds[limit] = probe.infer(z[:200])
+    assert isinstance(probe.model.steps[0][1], probes.StandardPCA)
+    assert (preds[0] == y[:200]).float().mean() > 0.95
+    assert (preds[0] == preds[10**12]).float().mean() > 0.97
