@@ -343,5 +343,9 @@ def test_a_probe_too_large_to_copy_reads_what_the_copying_probe_reads(monkeypatc
         probe._fit(z, y, "synthetic")
         preds[limit] = probe.infer(z[:200])
     assert isinstance(probe.model.steps[0][1], probes.StandardPCA)
+    monkeypatch.setattr(probes, "CHUNKED_WIDTH", 299)  # too wide for its d x d matrices: the copy path
+    probe = probes.LinearProbe(settings)
+    probe._fit(z, y, "synthetic")
+    assert not isinstance(probe.model.steps[0][1], probes.StandardPCA)
     assert (preds[0] == y[:200]).float().mean() > 0.95
     assert (preds[0] == preds[10**12]).float().mean() > 0.97

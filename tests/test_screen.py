@@ -2,6 +2,7 @@
 rule one out."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -22,16 +23,20 @@ SMALL = ["--n-train", "300", "--n-test", "140", "--n-proxy", "700"]
 
 def test_the_budgets_are_the_parsers_choices_and_fill_what_is_not_given(tmp_path):
     assert BUDGET_NAMES == tuple(BUDGETS)
-    standard = AuditJob(transform="identity", out=tmp_path)
+    standard = AuditJob(transform="identity", out=tmp_path).spent
     assert (standard.epochs, standard.min_steps, standard.n_proxy, standard.n_tsne) == (
         15,
         1000,
         30_000,
         1000,
     )
-    quick = AuditJob(transform="identity", out=tmp_path, budget="quick", epochs=9)
+    job = AuditJob(transform="identity", out=tmp_path, budget="quick", epochs=9)
+    quick = job.spent
     assert (quick.epochs, quick.min_steps, quick.n_proxy) == (9, 250, 5_000)  # what is given stays
-    assert quick.settings()["budget"] == "quick" and quick.settings()["min_steps"] == 250
+    assert job.settings()["budget"] == "quick" and job.settings()["min_steps"] == 250
+    # another budget by replace() brings its own numbers, not the first one's
+    again = replace(job, budget="standard").spent
+    assert (again.epochs, again.min_steps, again.n_proxy, again.screen) == (9, 1000, 30_000, False)
     with pytest.raises(ObfauditError, match="--budget lavish: use one of standard, quick"):
         AuditJob(transform="identity", out=tmp_path, budget="lavish")
     r = run_cli("audit", "--transform", "identity", "--budget", "lavish", "--out", tmp_path / "o")

@@ -240,3 +240,21 @@ def test_a_compiled_step_trains_as_the_eager_one(monkeypatch):
         assert fit_.compiled == (mode == "all")
         losses[mode] = [h["train_loss"] for h in fit_.history]
     assert losses["all"] == pytest.approx(losses["off"], rel=1e-3)
+
+
+def test_a_defence_objective_is_never_compiled(monkeypatch):
+    from obfaudit.train import fit
+
+    monkeypatch.setenv("OBFAUDIT_COMPILE", "all")
+    torch.manual_seed(0)
+    x = torch.rand(256, 1, 8, 8)
+    net = create_model("recnet", input_shape=(1, 8, 8))
+    calls = []
+
+    def objective(xb, yb):  # a penalty and an adversary's own steps live here: they must run every batch
+        calls.append(len(xb))
+        return torch.nn.functional.mse_loss(net(xb).float(), yb)
+
+    config = TrainConfig(epochs=1, batch_size=64, patience=None, val_fraction=0.0, seed=0)
+    result = fit(net, x, x, torch.nn.functional.mse_loss, config, objective=objective)
+    assert not result.compiled and calls == [64, 64, 64, 64]

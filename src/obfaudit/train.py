@@ -87,8 +87,9 @@ def compiles(model: nn.Module, device: torch.device, steps: int, *, plain: bool)
     InfNet-CNN) 0.6-0.9x, slower (benchmarks/compile_speed.py); but end to end the README's audit took
     250 s with its MLP steps compiled against 233 s eager: each network shape compiles once per process
     (2-9 s), and early stopping ends most fits long before the compiled steps repay it. ``on`` compiles
-    the step of a network trained on its own (``plain``: no frozen partner, no defence objective),
-    without convolutions, over at least :data:`COMPILE_MIN_STEPS` planned steps; ``all`` every step."""
+    the step of a network trained on its own (``plain``: not through a frozen partner such as the
+    InfNet), without convolutions, over at least :data:`COMPILE_MIN_STEPS` planned steps; ``all``
+    every step. A defence's objective is never compiled (see :func:`fit`)."""
     mode = compile_mode()
     if _COMPILE_FAILED or mode == "off":  # once it failed in this process, it would again
         return False
@@ -162,9 +163,9 @@ def fit(
         )
     result = FitResult()
     compiled = None
-    if compiles(
-        model, device, config.epochs * (len(train_idx) // config.batch_size), plain=objective is None
-    ):
+    steps = config.epochs * (len(train_idx) // config.batch_size)
+    # a defence's objective (its penalty, its adversary's own steps) is never compiled
+    if objective is None and compiles(model, device, steps, plain=forward is model):
 
         def step_loss(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
             with autocast(device, config.precision):

@@ -195,8 +195,8 @@ BUDGETS = {
         n_tsne=500,
         recon_side=16,
         screen=True,
-        about="the cheap attacks only (probes, attribute classifiers, decoders at 16 pixels a side), "
-        "each network trained for at least 250 steps, 5,000 images per generated proxy",
+        about="the cheap attacks only (probes, attribute classifiers, t-SNE, decoders at 16 pixels a "
+        "side), each network trained for 5 epochs or 250 steps, 5,000 images per generated proxy",
     ),
 }
 
@@ -209,13 +209,16 @@ def screen_adds(budget: AuditBudget, left_out: Iterable[str]) -> list[str]:
     if left_out:
         adds.append(f"the attacks a screen leaves out: {', '.join(left_out)}")
     adds.append(
-        f"attack networks trained for at least {full.min_steps:,} steps and up to {full.epochs} epochs "
-        f"(the screen: {budget.min_steps:,} and {budget.epochs})"
+        f"attack networks trained for {full.epochs} epochs or {full.min_steps:,} steps, whichever is more "
+        f"(the screen: {budget.epochs} and {budget.min_steps:,})"
     )
     adds.append(f"{full.n_proxy:,} images per generated proxy (the screen: {budget.n_proxy:,})")
     if budget.recon_side:
         adds.append(f"reconstructions at full resolution (the screen: {budget.recon_side} pixels a side)")
-    adds.append("a verdict of not compromised, when every calibrated attack's interval is below the line")
+    adds.append(
+        "a verdict of not compromised, when every attack's interval lies below the line and the identity "
+        "calibrates at least one of them"
+    )
     return adds
 
 

@@ -27,8 +27,11 @@ K = 10
 #: Rows per pass over the features (the passes' temporaries are copies of a chunk).
 CHUNK = 4096
 #: Features larger than this are standardised and projected in chunks (:class:`StandardPCA`) instead
-#: of copied.
+#: of copied...
 COPY_LIMIT = 256 * 2**20
+#: ...when each is at most this wide: StandardPCA holds d x d float64 matrices (400 MB at this width)
+#: and decomposes one; wider features (a split model's early cut) keep the copy and a randomised PCA.
+CHUNKED_WIDTH = 4096
 
 
 class StandardPCA(TransformerMixin, BaseEstimator):
@@ -122,7 +125,7 @@ class Probe(Attack):
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # constant features (the null control)
-            if x.nbytes > COPY_LIMIT and x.dtype == np.float32:
+            if x.nbytes > COPY_LIMIT and x.dtype == np.float32 and x.shape[1] <= CHUNKED_WIDTH:
                 # the adversary's 60,000 proxies through the identity are 564 MB a copy: standardised and
                 # projected in chunks, never copied whole (a whole copy was the peak of the README's audit)
                 first = StandardPCA(dims if x.shape[1] > dims else None).fit(x)

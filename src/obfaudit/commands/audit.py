@@ -42,6 +42,8 @@ from obfaudit.train_config import ATTACK_NETS
 #: ``--budget`` (kept here so that building the parser imports no torch; checked against
 #: :data:`obfaudit.attacks.prepare.BUDGETS` by the tests).
 BUDGET_NAMES = ("standard", "quick")
+#: The settings a budget gives unless the job gives them itself.
+BUDGET_FIELDS = ("epochs", "min_steps", "n_proxy", "n_tsne")
 
 if TYPE_CHECKING:
     from obfaudit.attacks import AuditResult
@@ -175,26 +177,27 @@ class AuditJob:
 
         if self.budget not in BUDGETS:
             raise ObfauditError(f"--budget {self.budget}: use one of {', '.join(BUDGETS)}")
-        spent = BUDGETS[self.budget]
-        for name in ("epochs", "min_steps", "n_proxy", "n_tsne"):  # what the budget sets, unless given
-            if getattr(self, name) is None:
-                object.__setattr__(self, name, getattr(spent, name))
 
     @property
     def spent(self):
-        """The :class:`~obfaudit.attacks.prepare.AuditBudget` of :attr:`budget`."""
+        """The :class:`~obfaudit.attacks.prepare.AuditBudget` of :attr:`budget`, with what the job sets
+        itself (epochs, min_steps, n_proxy, n_tsne) in place of the budget's (the fields stay None
+        when not given, so that ``replace(job, budget=...)`` takes the other budget's)."""
         from obfaudit.attacks.prepare import BUDGETS
 
-        return BUDGETS[self.budget]
+        given = {name: getattr(self, name) for name in BUDGET_FIELDS if getattr(self, name) is not None}
+        return replace(BUDGETS[self.budget], **given)
 
     def cache_dir(self) -> Path:
         return Path(self.cache) if self.cache is not None else default_cache()
 
     def settings(self) -> dict:
-        """The job as plain values (a callable by its name), for results.json."""
+        """The job as plain values (a callable by its name; what the budget sets, as it sets it), for
+        results.json."""
         out: dict[str, Any] = {}
+        spent = self.spent
         for f in fields(self):
-            v = getattr(self, f.name)
+            v = getattr(spent, f.name) if f.name in BUDGET_FIELDS else getattr(self, f.name)
             if callable(v) and not isinstance(v, str | Path):
                 v = f"{getattr(v, '__module__', '?')}:{getattr(v, '__qualname__', type(v).__name__)}"
             out[f.name] = str(v) if isinstance(v, Path) else v
@@ -311,7 +314,7 @@ def prepare(job: AuditJob) -> PreparedJob:
             attribute=attribute,
             test=test,
             seed=job.seed,
-            n=job.n_proxy,
+            n=job.spent.n_proxy,
             private=None if registered else job.data,
         )
         if needs_proxies
@@ -322,7 +325,8 @@ def prepare(job: AuditJob) -> PreparedJob:
         infnet, info = load_model(job.infnet, device=device, role=Role.INFNET)
         check_model_fits(info, test, what=f"--infnet {job.infnet}")
     parties = tuple(Party(p) for p in view.about["parties"]) if view is not None else PARTIES
-    budget = job.spent.attack_budget(job.attack_nets, epochs=job.epochs, min_steps=job.min_steps)
+    spent = job.spent
+    budget = spent.attack_budget(job.attack_nets, epochs=spent.epochs, min_steps=spent.min_steps)
 
     def configured(attacks: tuple[str, ...]) -> PreparedAudit:
         config = audit_config(
@@ -332,7 +336,7 @@ def prepare(job: AuditJob) -> PreparedJob:
             budget=budget,
             seed=job.seed,
             device=device,
-            tsne_points=min(job.n_tsne, len(test)),
+            tsne_points=min(spent.n_tsne, len(test)),
             tsne_backend=job.tsne_backend,
             repeats=job.repeats,
             progress=job.progress,
@@ -352,8 +356,9 @@ def prepare(job: AuditJob) -> PreparedJob:
             )
     attacks, not_run = prepared.choose_attacks(job.attacks, available, subject.name)
     left_out = dict(job.left_out or {})
-    if job.spent.screen:
-        left_out.update({a: SCREEN_LEAVES_OUT for a in attacks if not attack_class(a).screening})
+    if job.spent.screen:  # the caller's own reasons stand (a split sweep's)
+        screened = {a: SCREEN_LEAVES_OUT for a in attacks if not attack_class(a).screening}
+        left_out = {**screened, **left_out}
     if job.attacks is None and left_out:  # attacks the caller leaves out unless asked for by name
         not_run.update({a: why for a, why in left_out.items() if a in attacks})
         attacks = tuple(a for a in attacks if a not in left_out)
@@ -557,6 +562,10 @@ def _assemble(
     if not main.records:
         why = "; ".join(f"{a}: {w}" for a, w in main.skipped.items())
         raise ObfauditError(f"no attack could run on {subject.name}, so there is no verdict ({why})")
+    from obfaudit.attacks.calibration import CALIBRATION_CONTROL, calibrate, calibrated_verdict
+
+    control = results.get(CALIBRATION_CONTROL)  # the subject itself when it is the identity (see _subject)
+    calibration = calibrate(main.records, control.records if control else None)  # before the screen
     screened = _screen(job, main) if job.spent.screen else None
     exps = prepared.rows(results, subject=subject.name, dataset=ready.dataset)
     test, train = prepared.test, prepared.train
@@ -571,10 +580,6 @@ def _assemble(
         "command": sys.argv,
         "obfaudit": __version__,
     }
-    from obfaudit.attacks.calibration import CALIBRATION_CONTROL, calibrate, calibrated_verdict
-
-    control = results.get(CALIBRATION_CONTROL)  # the subject itself when it is the identity (see _subject)
-    calibration = calibrate(main.records, control.records if control else None)
     verdicts = {n: r.verdict for n, r in results.items()}
     verdicts[subject.name] = calibrated_verdict(main.records, calibration)
     main.skipped = {**ready.not_run, **main.skipped}  # left out of the audit, or unable to run in it

@@ -121,6 +121,7 @@ class RayExecutor:
         on_event: Callable[[StageEvent], None] | None = None,
     ) -> dict[str, dict]:
         check_plan(plan)
+        self.nodes = {}
         with ray_session(self.address, self.num_cpus) as ray:
             return self._run(ray, plan, ctx, on_event or (lambda event: None))
 
