@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The device check of one GPU lease, prepared to run in one call (issue 17, target 4):
-# the smoke preset on cuda (every stage kind once), the default preset's wall time, and the
-# paper preset at full scale (60,000 training images written by benchmarks/make_idx.py) with
+# The device check of one GPU lease, prepared to run in one call (issues 17 and 28):
+# the smoke preset on cuda (every stage kind once), the default preset's wall time, an audit of a
+# 2,000-image folder with --budget quick and standard, and the paper preset at full scale
+# (60,000 training images written by benchmarks/make_idx.py) with
 # a time limit, each with per-stage times. Run from the repository root on the GPU machine,
 # with .whl/ carried: wheels of the packages its image may lack (only the missing ones are
 # installed). Writes to $OUT; the run directories stay in /tmp.
@@ -35,6 +36,16 @@ timeout 180 python3 benchmarks/reproduce.py --preset default --device cuda --run
   --out "$OUT/default-bench.json" 2> "$OUT/default.log"
 echo "default preset on cuda: rc=$?"
 tail -3 "$OUT/default.log"
+
+# the README's audit example as a screen and in full, on a 2,000-image folder (issue 28)
+python3 -m obfaudit.cli data export colored-mnist --n 2000 --out /tmp/my-data > /dev/null
+for budget in quick standard; do
+  t0=$(date +%s%N)
+  timeout 300 python3 -m obfaudit.cli audit --transform identity --data /tmp/my-data --attribute colour \
+    --device cuda --budget "$budget" --out "/tmp/audit-$budget" --cache /tmp/audit-cache > "$OUT/audit-$budget.txt" \
+    2> "$OUT/audit-$budget.log"
+  echo "audit --budget $budget on cuda: rc=$? wall=$(since "$t0")"
+done
 
 python3 benchmarks/make_idx.py /tmp/mnist-full
 timeout "$PAPER_LIMIT" python3 benchmarks/reproduce.py --preset paper --data-root /tmp/mnist-full \
