@@ -161,14 +161,15 @@ class AuditBudget:
     out, so it never says *not compromised*."""
     about: str = ""
 
-    def attack_budget(self, nets: str, *, epochs: int, min_steps: int | None) -> AttackBudget:
+    def attack_budget(self, nets: str) -> AttackBudget:
+        """How hard the attack networks of ``nets`` train under this budget."""
         return AttackBudget(
-            epochs=epochs,
+            epochs=self.epochs,
             patience=self.patience,
             proxy_epochs=self.proxy_epochs,
             proxy_patience=1,
             nets=nets,
-            min_steps=min_steps or None,
+            min_steps=self.min_steps or None,
             recon_side=self.recon_side,
         )
 
@@ -201,7 +202,7 @@ BUDGETS = {
 }
 
 
-def screen_adds(budget: AuditBudget, left_out: Iterable[str]) -> list[str]:
+def screen_adds(budget: AuditBudget, left_out: Iterable[str], *, generated_proxies: bool) -> list[str]:
     """What a standard audit adds to the screen ``budget``: the attacks it left out, longer training,
     more proxy images, full-resolution reconstructions, and the power to rule a leak out."""
     full = BUDGETS["standard"]
@@ -212,7 +213,8 @@ def screen_adds(budget: AuditBudget, left_out: Iterable[str]) -> list[str]:
         f"attack networks trained for {full.epochs} epochs or {full.min_steps:,} steps, whichever is more "
         f"(the screen: {budget.epochs} and {budget.min_steps:,})"
     )
-    adds.append(f"{full.n_proxy:,} images per generated proxy (the screen: {budget.n_proxy:,})")
+    if generated_proxies:
+        adds.append(f"{full.n_proxy:,} images per generated proxy (the screen: {budget.n_proxy:,})")
     if budget.recon_side:
         adds.append(f"reconstructions at full resolution (the screen: {budget.recon_side} pixels a side)")
     adds.append(

@@ -326,7 +326,7 @@ def prepare(job: AuditJob) -> PreparedJob:
         check_model_fits(info, test, what=f"--infnet {job.infnet}")
     parties = tuple(Party(p) for p in view.about["parties"]) if view is not None else PARTIES
     spent = job.spent
-    budget = spent.attack_budget(job.attack_nets, epochs=spent.epochs, min_steps=spent.min_steps)
+    budget = spent.attack_budget(job.attack_nets)
 
     def configured(attacks: tuple[str, ...]) -> PreparedAudit:
         config = audit_config(
@@ -642,7 +642,9 @@ def _assemble(
             "budget": job.budget,
             "about": job.spent.about,
             "not_compromised_by_the_attacks": screened,
-            "standard_adds": screen_adds(job.spent, left_out),
+            "standard_adds": screen_adds(
+                job.spent, left_out, generated_proxies=any(n != "folder" for n in prepared.proxies)
+            ),
         }
     return AuditReport(
         subject=subject.name,
