@@ -77,10 +77,26 @@ def test_early_stopping_restores_best(mnist):
     m = create_model("infnet_mlp", input_shape=(1, 28, 28))
     # a learning rate so large that validation loss gets worse: training stops early
     r = train_classifier(m, train.x, train.labels["digit"], TrainConfig(epochs=8, lr=0.5, patience=1))
-    assert r.epochs_run < 8
+    assert r.epochs_run < 8 and r.stopped == "patience"
     # classifiers keep the epoch with the best validation accuracy
     assert r.val_metric == max(h["val_metric"] for h in r.history)
     assert r.best_epoch == 1 + max(range(r.epochs_run), key=lambda i: r.history[i]["val_metric"])
+
+
+def test_a_perfect_hold_out_ends_training_with_the_weights_any_longer_run_would_keep():
+    # a colour read from a colour: the hold-out is perfect after the first epoch
+    data = load_colored_mnist("train").subset(slice(0, 600))
+    y = data.labels["colour"]
+    fits, weights = [], []
+    for patience in (2, 6):  # however long its patience, no later epoch can beat a perfect one
+        torch.manual_seed(0)
+        m = create_model("colornet", input_shape=(3, 28, 28))
+        cfg = TrainConfig(epochs=10, seed=0, patience=patience, lr=3e-3)
+        fits.append(train_classifier(m, data.x, y, cfg))
+        weights.append(m.state_dict())
+    for r in fits:
+        assert r.val_metric == 1.0 and r.stopped == "perfect" and r.epochs_run == r.best_epoch < 10
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
 def test_same_seed_same_result():

@@ -45,6 +45,9 @@ class FitResult:
     samples_per_s: float = 0.0
     compiled: bool = False
     """Whether its steps ran compiled (``torch.compile``; see :func:`compiles`)."""
+    stopped: str | None = None
+    """Why it ended before its last epoch: ``perfect`` (a classifier's hold-out accuracy reached 100%,
+    which no later epoch can beat) or ``patience`` (no better hold-out score for that many epochs)."""
     history: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -252,6 +255,11 @@ def fit(
                 # a one-cycle rate rises over its first 30% of steps, and the validation score may
                 # worsen while it does: early stopping counts from the peak on
                 stale += 1
+            if metric and entry["val_metric"] >= 1.0:
+                # a perfect hold-out cannot be beaten, so no later epoch would become the best: the
+                # weights kept are these whatever follows (a ColorNet read the identity's attribute
+                # perfectly after one epoch and trained 15 more before)
+                result.stopped = "perfect"
         else:
             result.best_epoch = epoch
         entry["seconds"] = time.perf_counter() - t_epoch
@@ -265,6 +273,8 @@ def fit(
             " ".join(f"{k} {v:.4f}" for k, v in entry.items() if k != "epoch"),
         )
         if config.patience and stale >= config.patience:
+            result.stopped = "patience"
+        if result.stopped:
             break
     bar.close()
     opt.zero_grad(set_to_none=True)  # free the last step's gradients
