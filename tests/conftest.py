@@ -17,6 +17,9 @@ os.environ.setdefault("OBFAUDIT_NO_PROGRESS", "1")
 # audits keep their controls in a cache shared by audits: one for this test session, never ~/.cache
 os.environ["OBFAUDIT_CACHE"] = tempfile.mkdtemp(prefix="obfaudit-test-cache-")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# audits and reproductions run their stages in this process: the test processes already fill the cores,
+# and each worker process would start Python and torch again (tests/test_pool.py runs the workers)
+os.environ.setdefault("OBFAUDIT_WORKERS", "1")
 # two test processes share the 2 cores under `pytest -n 2` (make test): one thread each, else two
 THREADS = 1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, torch.get_num_threads())
 torch.set_num_threads(THREADS)

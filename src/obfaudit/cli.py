@@ -49,11 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _interface(args: argparse.Namespace) -> Interface:
-    quiet = getattr(args, "json", False)
-
     def show(progress: Progress) -> None:
-        if not quiet:
-            print(f"[obfaudit] {progress.message}", file=sys.stderr, flush=True)
+        # on stderr, with --json too: stdout holds the JSON alone, and a long run is not silent
+        print(f"[obfaudit] {progress.message}", file=sys.stderr, flush=True)
 
     def announce(line: str) -> None:
         print(line, flush=True)
@@ -95,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     keep_freed_memory()
     if not getattr(args, "json", False):
         _log_lines("obfaudit.ray")  # where a cluster ran the stages
+        _log_lines("obfaudit.pool")  # why stages run in this process rather than in workers
         if not progress_enabled():  # off a terminal (CI, logs) no progress bars: a line per epoch
             _log_lines("obfaudit.train")
     try:

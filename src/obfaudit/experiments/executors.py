@@ -69,6 +69,12 @@ def make_executor(name: str, *, address: str | None = None) -> Executor:
 
 
 register_executor(
+    "processes",
+    "obfaudit.experiments.pool:PoolExecutor",
+    description="stages side by side in worker processes on this machine, one per CPU (at most 4; "
+    "$OBFAUDIT_WORKERS), each with its share of the cores: the default",
+)
+register_executor(
     "serial",
     "obfaudit.experiments.stages:SerialExecutor",
     description="one stage after another, in this process",

@@ -237,9 +237,10 @@ class RunSettings:
     """Keep InfNet dropout on while training ObfNets (the reference Keras behaviour)."""
     attacks: tuple[str, ...] | None = None
     """Registered attacks to run on each ObfNet (default: the preset's)."""
-    executor: str = "serial"
-    """How stages run: serial (one after another in this process) or ray (as Ray tasks, several at once;
-    pip install 'obfaudit[ray]')."""
+    executor: str = "processes"
+    """How stages run: processes (side by side in worker processes, one per CPU up to 4, each on its share
+    of the cores; $OBFAUDIT_WORKERS sets how many), serial (one after another in this process, on every
+    core) or ray (as Ray tasks, several at once; pip install 'obfaudit[ray]')."""
     address: str | None = None
     """With --executor ray: the cluster to join, auto or HOST:PORT (default: start Ray on this machine's
     cores). The run directory must then be on storage every node sees at the same path."""

@@ -178,6 +178,48 @@ class StageEvent:
     """Stages running now (executors that run several at once say; else 0)."""
     waiting: int = 0
     """Stages not started yet (executors that run several at once say; else 0)."""
+    left: float | None = None
+    """Seconds the stages still to run will take, estimated from those that ran (None before any)."""
+
+
+def kept_records(plan: Sequence[Stage], ctx: Any) -> dict[str, dict]:
+    """The records of the stages an earlier run finished: in plan order, a stage whose inputs are all
+    kept and whose stored record has its key (and passes its ``valid`` check)."""
+    records: dict[str, dict] = {}
+    for stage in plan:
+        if any(d not in records for d in stage.deps):
+            continue
+        record = StageCache(stage.store or ctx.out).load(stage.name, stage_key(stage, records), stage.outputs)
+        if record is not None and (stage.valid is None or stage.valid(ctx, record)):
+            records[stage.name] = record
+    return records
+
+
+class Estimate:
+    """How long the stages still to run will take: their costs (:attr:`Stage.cost`) at the seconds per
+    unit of cost of the stages that ran in this run, shared among ``parallel`` workers. Stages kept
+    from an earlier run count for nothing."""
+
+    def __init__(self, plan: Sequence[Stage], kept: Mapping[str, dict], *, parallel: int = 1) -> None:
+        self.cost = {s.name: s.cost for s in plan}
+        self.finished: set[str] = set()
+        """Stages done or kept."""
+        self.kept = set(kept)
+        self.parallel = max(1, parallel)
+        self._seconds, self._units = 0.0, 0.0
+
+    def ran(self, name: str, seconds: float) -> None:
+        self.finished.add(name)
+        self._seconds += seconds
+        self._units += self.cost[name]
+
+    def left(self) -> float | None:
+        if not self._units:
+            return None
+        remaining = [c for n, c in self.cost.items() if n not in self.finished and n not in self.kept]
+        if not remaining:
+            return 0.0
+        return self._seconds / self._units * sum(remaining) / min(self.parallel, len(remaining))
 
 
 class Executor(Protocol):
@@ -208,6 +250,7 @@ class SerialExecutor:
         check_plan(plan)
         records: dict[str, dict] = {}
         emit = on_event or (lambda event: None)
+        estimate = Estimate(plan, kept_records(plan, ctx))
         for i, stage in enumerate(plan):
             t0 = time.perf_counter()
             cache = StageCache(stage.store or ctx.out)
@@ -215,12 +258,14 @@ class SerialExecutor:
             record = cache.load(stage.name, key, stage.outputs)
             if record is not None and (stage.valid is None or stage.valid(ctx, record)):
                 records[stage.name] = record
-                emit(StageEvent(stage.name, "skipped", 0.0, i + 1, len(plan)))
+                estimate.finished.add(stage.name)
+                emit(StageEvent(stage.name, "skipped", 0.0, i + 1, len(plan), left=estimate.left()))
                 continue
-            emit(StageEvent(stage.name, "running", 0.0, i, len(plan)))
+            emit(StageEvent(stage.name, "running", 0.0, i, len(plan), left=estimate.left()))
             result = stage.fn(ctx, stage, stage.by_role(records))
             release_freed_memory()
             seconds = time.perf_counter() - t0
             records[stage.name] = cache.store(stage, key, result, seconds)
-            emit(StageEvent(stage.name, "done", seconds, i + 1, len(plan)))
+            estimate.ran(stage.name, seconds)
+            emit(StageEvent(stage.name, "done", seconds, i + 1, len(plan), left=estimate.left()))
         return records
