@@ -16,6 +16,8 @@ from tests.conftest import run_cli
 #: The attacks beyond the study's, in the order the auditor runs them (decoder before the
 #: inversion that starts from it).
 NEW = (
+    "recnet",
+    "inversion-recnet",
     "inversion",
     "decoder",
     "inversion-decoder",
@@ -63,7 +65,7 @@ def test_every_new_attack_runs_under_its_party(results):
     assert set(ident) == set(NEW)
     adversary = ("inversion", "decoder", "inversion-decoder", "linprobe-proxy", "knnprobe-proxy")
     assert {ident[a].party for a in adversary} == {"adversary"}
-    assert ident["linprobe"].party == "server"
+    assert ident["linprobe"].party == ident["inversion-recnet"].party == "server"
     for a in ("linprobe", "linprobe-proxy", "inversion"):
         assert ident[a].verdict == "compromised", a
 
@@ -88,6 +90,27 @@ def test_the_decoder_started_inversion_reuses_the_decoder_and_refines_it(results
     # through the identity, refining the decoder's guess fits the traffic: better than the decoder
     assert hybrid.metrics["ssim"] > recs["decoder"].metrics["ssim"]
     assert hybrid.metrics["ssim"] >= 0.9
+
+
+@pytest.mark.slow
+def test_the_server_inversion_starts_from_its_recnet_and_improves_on_it(results):
+    recs = {r.attack: r for r in results["identity"].records}
+    refined = recs["inversion-recnet"]
+    assert refined.fit["start"] == "recnet" and refined.fit["recnet"]["shared"] is True
+    assert "shared" not in recs["recnet"].fit  # trained once, by recnet
+    # two epochs of RecNet rebuild the identity's images poorly; inverting from there fits them
+    assert refined.metrics["ssim"] >= max(0.9, recs["recnet"].metrics["ssim"])
+
+
+def test_an_inversion_stops_once_it_has_converged_and_says_when():
+    x = load_colored_mnist("test").x[:40]
+    stats: dict = {}
+    out = invert(IdentityTransform(), x, (3, 28, 28), steps=1000, batch=20, stats=stats)
+    assert len(stats["steps_run"]) == 2 and all(n < 1000 for n in stats["steps_run"])
+    assert image_quality(out, x)["ssim"] >= 0.95
+    # a transform that keeps nothing gives the fit nothing to follow: it stops at the first checks
+    invert(NullTransform(), x, (3, 28, 28), steps=1000, stats=stats)
+    assert stats["steps_run"][0] <= 100
 
 
 def test_inversion_can_start_from_given_images():

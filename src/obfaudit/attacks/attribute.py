@@ -23,6 +23,7 @@ class AttributeClassifier(Attack):
 
     output = Output.ATTRIBUTE
     screening = True
+    cost = 2.0
     net: torch.nn.Module | None = None
 
     def _train(self, z: torch.Tensor, data: ImageSet, config: TrainConfig) -> dict:

@@ -93,6 +93,11 @@ class Attack(ABC):
             images); a reproduction preset may run such attacks on some ObfNets only.
         screening: cheap enough for a screening audit (``--budget quick``): seconds on a CPU at
             the screen's short budget. A screen runs only these.
+        cost: its rough run time relative to an attribute classifier's (1), for executors that
+            run several stages at once: the longest start first.
+        starts_from: another attack of the same party whose trained network it starts from (its
+            ``fit`` asks the party's knowledge for it, see ``derived``); an audit runs this one after
+            it, on the same worker, so the network is trained once.
     """
 
     name: ClassVar[str] = ""
@@ -102,6 +107,8 @@ class Attack(ABC):
     description: ClassVar[str] = ""
     slow: ClassVar[bool] = False
     screening: ClassVar[bool] = False
+    cost: ClassVar[float] = 1.0
+    starts_from: ClassVar[str | None] = None
 
     def __init__(self, config: AttackSettings) -> None:
         self.config = config

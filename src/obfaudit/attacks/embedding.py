@@ -168,6 +168,7 @@ class TSNE(Attack):
     needs = ("traffic", "attribute")
     output = Output.EMBEDDING
     screening = True
+    cost = 0.5
     description = "third party: 2-D t-SNE of the traffic alone (perplexity 15), scored by k-NN"
 
     embedding: np.ndarray | None = None

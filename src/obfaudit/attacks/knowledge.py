@@ -28,8 +28,25 @@ from obfaudit.transforms import Observer, Transform
 T = TypeVar("T")
 
 
+class _Derived:
+    """What a party made from its knowledge alone (a decoder, a RecNet), made once and shared with its
+    other attacks on the same subject: ``inversion-decoder`` starts from the eavesdropper's decoder,
+    ``inversion-recnet`` from the server's RecNet."""
+
+    _derived: dict
+
+    def derived(self, key: Hashable, make: Callable[[], T]) -> T:
+        """``make()``'s result, made the first time ``key`` is asked for."""
+        if key not in self._derived:
+            self._derived[key] = make()
+        return self._derived[key]
+
+    def has_derived(self, key: Hashable) -> bool:
+        return key in self._derived
+
+
 @dataclass(frozen=True)
-class ServerKnowledge:
+class ServerKnowledge(_Derived):
     """The honest-but-curious server: the transform and the original training split."""
 
     transform: Transform
@@ -39,11 +56,17 @@ class ServerKnowledge:
     """Seeds the transform's draws for each view (a random transform)."""
     party = Party.SERVER
     _observer: Observer = field(init=False, repr=False)
+    _derived: dict = field(init=False, repr=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         if isinstance(self.train, ProxySet):
             raise ThreatModelError("the server's knowledge is the original training split, not a proxy")
         object.__setattr__(self, "_observer", Observer(self.transform, device=self.device, seed=self.seed))
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """The shape of one input image."""
+        return tuple(self.train.shape)
 
     def observed_train(self) -> torch.Tensor:
         """The transform of the training images (computed once)."""
@@ -51,7 +74,7 @@ class ServerKnowledge:
 
 
 @dataclass(frozen=True)
-class AdversaryKnowledge:
+class AdversaryKnowledge(_Derived):
     """The eavesdropper: the public transform and proxy data it made; nothing private.
 
     Only :class:`~obfaudit.data.ProxySet` instances are accepted: the loaders of the
@@ -113,16 +136,6 @@ class AdversaryKnowledge:
         if self.known is None:
             raise ThreatModelError("this adversary holds no (image, sent tensor) pairs: give --known-pairs K")
         return self._observer("known", self.known.x), self.known
-
-    def derived(self, key: Hashable, make: Callable[[], T]) -> T:
-        """What the adversary made from this knowledge alone (e.g. a decoder trained on its
-        proxies), made once by ``make`` and shared with its other attacks in the same audit."""
-        if key not in self._derived:
-            self._derived[key] = make()
-        return self._derived[key]
-
-    def has_derived(self, key: Hashable) -> bool:
-        return key in self._derived
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,7 @@ class Probe(Attack):
 
     output = Output.ATTRIBUTE
     screening = True
+    cost = 0.5
     kind = "linear"
 
     def _fit(self, z: torch.Tensor, y: torch.Tensor, trained_on) -> dict:

@@ -36,6 +36,7 @@ class Reconstructor(Attack):
 
     output = Output.IMAGE
     screening = True
+    cost = 6.0
     net: torch.nn.Module | None = None
     upsample_to: tuple[int, int] | None = None
     """The images' height and width, when the network reconstructs them smaller."""
@@ -84,6 +85,15 @@ class RecNet(Reconstructor):
 
     def fit(self, knowledge: ServerKnowledge) -> dict:
         expect(knowledge, self.party, self.name)
-        return self._train(
+        # kept in the server's knowledge: inversion-recnet starts from it without training another
+        key = ("recnet", self.config.seed)
+        made = not knowledge.has_derived(key)
+        self.net, fit = knowledge.derived(key, lambda: self._train_on_split(knowledge))
+        self.upsample_to = tuple(fit["upsampled_to"]) if "upsampled_to" in fit else None
+        return fit if made else {**fit, "shared": True}
+
+    def _train_on_split(self, knowledge: ServerKnowledge) -> tuple[torch.nn.Module, dict]:
+        fit = self._train(
             knowledge.observed_train(), knowledge.train.x, self.config.train, knowledge.train.name
         )
+        return self.net, fit

@@ -29,6 +29,7 @@ _BUILTIN_ORDER = (
     "inversion",
     "decoder",
     "inversion-decoder",
+    "inversion-recnet",
     "linprobe",
     "knnprobe",
     "linprobe-proxy",

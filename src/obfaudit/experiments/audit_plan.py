@@ -236,6 +236,7 @@ def plan_audit(pieces: AuditPieces, *, cache: Path, gpu: bool = False) -> list[S
         )
         judge = {"judge": name}
     for i, subject in enumerate(pieces.subjects):
+        named: dict[str, str] = {}  # this subject's stages by attack
         for attack in config.attacks:
             cls = attack_class(attack)
             image = cls.output is Output.IMAGE
@@ -259,12 +260,16 @@ def plan_audit(pieces: AuditPieces, *, cache: Path, gpu: bool = False) -> list[S
                 if shared
                 else f"attack-{_safe(attack)}"
             )
+            inputs = dict(judge) if image else {}
+            if cls.starts_from in named:  # after the attack whose network it starts from (see Attack)
+                inputs["start"] = named[cls.starts_from]
+            named[attack] = name
             stages.append(
                 Stage(
                     name,
                     run_audit_attack,
                     settings=own,
-                    inputs=judge if image else {},
+                    inputs=inputs,
                     about={
                         "kind": "attack" if i == 0 else "control",
                         "subject": subject.name,
@@ -274,7 +279,7 @@ def plan_audit(pieces: AuditPieces, *, cache: Path, gpu: bool = False) -> list[S
                     outputs=("subject", "attack"),
                     valid=_artifacts_ok,
                     resources=resources,
-                    cost=6.0 if cls.slow else 1.0,
+                    cost=cls.cost,
                     store=cache if shared else None,
                 )
             )
