@@ -135,9 +135,10 @@ class AuditJob:
     the test images; the data and labels come from --edge-record."""
     edge_record: Path | None = None
     """The edge's run record (edge.json) of the captured traffic: which images were sent, and their labels."""
-    executor: str = "serial"
-    """serial (here, one stage after another) or ray (stages as Ray tasks, several at once;
-    pip install 'obfaudit[ray]')."""
+    executor: str = "processes"
+    """processes (stages side by side in worker processes, one per CPU up to 4, each on its share of the
+    cores; $OBFAUDIT_WORKERS sets how many), serial (one stage after another in this process, on every
+    core) or ray (stages as Ray tasks, several at once; pip install 'obfaudit[ray]')."""
     address: str | None = None
     """With --executor ray: the cluster to join, auto or HOST:PORT (default: start Ray on this machine's
     cores)."""
@@ -475,6 +476,12 @@ class AuditReport(Result):
                 f"  ({before} by the attacks, but none of them reads {b.attribute} through the identity: "
                 "no evidence of privacy)"
             )
+        weaker = self.document.get("weaker_attacks_only")
+        if weaker:
+            lines.append(
+                f"  the verdict rests on weaker attacks: {', '.join(weaker)} did not run (see below); an "
+                "attacker who knows the transform can run them"
+            )
         screen = self.document.get("screen")
         if screen:
             lines.append(
@@ -632,6 +639,9 @@ def _assemble(
             "attribute": prepared.attribute,
             **{k: judge.get(k) for k in ("clean_test_acc", "clean_test_acc_ci", "verdict", "network")},
         }
+    weaker = inversions_not_run(main.skipped)
+    if weaker:
+        document["weaker_attacks_only"] = weaker
     if ready.traffic is not None:
         document["traffic"] = ready.traffic
     if screened is not None:
@@ -659,6 +669,16 @@ def _assemble(
         main=main,
         fail_on=job.fail_on,
     )
+
+
+def inversions_not_run(skipped: dict[str, str]) -> dict[str, str]:
+    """The white-box inversions (the attacks that need gradients) among ``skipped``, with why: without
+    them an audit's image verdict rests on weaker attacks than a server or eavesdropper that knows the
+    transform can run."""
+    from obfaudit.attacks import attack_class
+    from obfaudit.threat import GRADIENTS
+
+    return {a: why for a, why in skipped.items() if GRADIENTS in attack_class(a).needs}
 
 
 def _screen(job: AuditJob, main: AuditResult) -> list[str]:
@@ -752,7 +772,6 @@ def audit(job: AuditJob, *, on_progress: OnProgress = quiet) -> AuditReport:
         ctx._pieces = ready.pieces
         about = {s.name: s.about for s in stages}
         names = [s.name for s in ready.pieces.subjects]
-        ran: list[float] = []  # seconds of the stages that ran here (kept ones cost nothing)
 
         def report(event: StageEvent) -> None:
             a = about[event.stage]
@@ -761,16 +780,14 @@ def audit(job: AuditJob, *, on_progress: OnProgress = quiet) -> AuditReport:
                 what = f"subject {i} of {len(names)} ({a['subject']}), attack {a['attack']}"
             else:
                 what = f"the {a['kind']} of {a.get('attribute')}"
-            if event.state == "done":
-                ran.append(event.seconds or 0.0)
             state = {
                 "running": "started",
                 "done": f"done in {event.seconds:.1f} s",
                 "skipped": "kept from an earlier run",
             }[event.state]
             left = ""
-            if event.state != "running" and ran and event.done < event.total:
-                left = f"; about {_duration(sum(ran) / len(ran) * (event.total - event.done))} left"
+            if event.left and event.done < event.total:  # the stages that will run, at the rate measured
+                left = f"; about {_duration(event.left)} left"
             if event.state != "running" or event.running:
                 on_progress(
                     Progress(f"[{event.done}/{event.total}] {what}: {state}{left}", event.done, event.total)
@@ -789,17 +806,6 @@ def audit(job: AuditJob, *, on_progress: OnProgress = quiet) -> AuditReport:
                 write_junit(job.junit, result.subject, result.parties, job.fail_on, report=result.report)
             )
     return result
-
-
-#: A sweep leaves out the attacks that optimise every test image through the model: through ResNet-18
-#: at 64x64, one step on 100 images took 0.19 s to its layer1 and 0.83 s to its layer4 on this 2-core CPU,
-#: so 300 steps on 500 test images take 5 to 21 minutes per cut, more than the rest of the sweep together
-#: (13 minutes for four cuts). Named with --attack, they run.
-GRADIENT_ATTACKS_IN_A_SWEEP = {
-    a: "left out of a split sweep unless named with --attack: it optimises every test image through the "
-    "model's head for 300 steps (5-21 minutes per cut of ResNet-18 at 64x64 on a 2-core CPU)"
-    for a in ("inversion", "inversion-decoder")
-}
 
 
 def audit_split(job: AuditJob, *, on_progress: OnProgress = quiet) -> SplitReport:
@@ -841,10 +847,7 @@ def audit_split(job: AuditJob, *, on_progress: OnProgress = quiet) -> SplitRepor
             transform = str(cut_onnx(onnx_path, node, out / "cuts" / f"{folder}.onnx"))
         else:
             transform = cut_module(model, node, what=name)
-        left_out = {**GRADIENT_ATTACKS_IN_A_SWEEP, **(job.left_out or {})}
-        cut = replace(
-            job, transform=transform, name=f"{name}@{node}", out=out / folder, split=None, left_out=left_out
-        )
+        cut = replace(job, transform=transform, name=f"{name}@{node}", out=out / folder, split=None)
         rep = audit(cut, on_progress=on_progress)
         runnable = (
             resolve_source(transform, device=device).transform if isinstance(transform, str) else transform
@@ -853,10 +856,11 @@ def audit_split(job: AuditJob, *, on_progress: OnProgress = quiet) -> SplitRepor
         audits[node] = rep
         cuts.append(cut_row(node, rep, shape, utility))
     baselines = next(iter(audits.values())).baselines.to_dict()
-    result = SplitReport(name, cuts, baselines, task, audits=audits)
+    screen = job.spent.about if job.spent.screen else None
+    result = SplitReport(name, cuts, baselines, task, audits=audits, screen=screen)
     from obfaudit.report.split import write_split_report
 
-    result.report = str(write_split_report(out, name, cuts, baselines, task))
+    result.report = str(write_split_report(out, name, cuts, baselines, task, screen=screen))
     result.results = str(out / "split.json")
     write_json(out / "split.json", {"obfaudit_split": 1, **result.to_dict(), "settings": job.settings()})
     return result

@@ -47,6 +47,8 @@ class SplitReport(Result):
     results: str | None = None
     audits: dict[str, Any] = field(default_factory=dict, repr=False)
     """Each cut's :class:`~obfaudit.commands.audit.AuditReport`."""
+    screen: str | None = None
+    """What the screening budget ran, when the sweep is a screen (``--budget quick``)."""
 
     def to_dict(self) -> dict:
         from obfaudit._io import to_jsonable
@@ -59,6 +61,7 @@ class SplitReport(Result):
                 "task": self.task,
                 "report": self.report,
                 "results": self.results,
+                "screen": self.screen,
             }
         )
 
@@ -79,6 +82,14 @@ class SplitReport(Result):
             lines.append(
                 f"  {c['node']:<16} {c['verdict'] or 'no verdict':<16} {fa:<26} {ssim:<10} "
                 f"{c['bytes_per_image']:>10,} {util:>16}"
+            )
+        weaker = {c["node"]: c["weaker_attacks_only"] for c in self.cuts if c.get("weaker_attacks_only")}
+        for node, attacks in weaker.items():
+            lines.append(f"  {node}: the verdict rests on weaker attacks ({', '.join(attacks)} did not run)")
+        if self.screen:
+            lines.append(
+                f"  a screen (--budget quick: {self.screen}): each cut's verdict can find a leak, not rule "
+                "one out; --budget standard audits every cut in full"
             )
         if self.report:
             lines.append(f"report: {self.report}")
@@ -107,6 +118,7 @@ def cut_row(node: str, rep: Any, shape: tuple[int, ...], utility: dict | None) -
         "utility": utility["accuracy"] if utility else None,
         "utility_ci": utility["ci"] if utility else None,
         "utility_chance": utility["chance"] if utility else None,
+        "weaker_attacks_only": rep.document.get("weaker_attacks_only", {}),
         "report": rep.report,
     }
 

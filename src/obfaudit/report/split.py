@@ -12,7 +12,9 @@ from obfaudit.report import figures as F
 from obfaudit.report.html import _environment, num_ci, pct_ci
 
 
-def write_split_report(out: Path, model: str, cuts: list[dict], baselines: dict, task: str) -> Path:
+def write_split_report(
+    out: Path, model: str, cuts: list[dict], baselines: dict, task: str, *, screen: str | None = None
+) -> Path:
     """Write ``out/figures/split.png`` and ``out/report.html`` for the sweep of ``model``'s ``cuts``
     (the rows of :class:`obfaudit.commands.split.SplitReport`); returns the page."""
     b = baselines
@@ -37,6 +39,7 @@ def write_split_report(out: Path, model: str, cuts: list[dict], baselines: dict,
             else "-",
             "utility": pct_ci(c["utility"], c["utility_ci"]) if c["utility"] is not None else "-",
             "link": os.path.relpath(c["report"], out) if c.get("report") else None,
+            "weaker": ", ".join(c.get("weaker_attacks_only") or {}),
         }
         for c in cuts
     ]
@@ -48,6 +51,7 @@ def write_split_report(out: Path, model: str, cuts: list[dict], baselines: dict,
             b=b,
             task=task,
             rows=rows,
+            screen=screen,
             figure="data:image/png;base64," + base64.b64encode(figure.read_bytes()).decode(),
         )
     )
