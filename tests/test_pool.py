@@ -94,6 +94,15 @@ def test_a_worker_that_dies_is_one_line(tmp_path):
         PoolExecutor(workers=2).run(_plan(last=crash), Ctx(tmp_path))
 
 
+def test_a_context_that_holds_a_model_is_sent_by_value(tmp_path):
+    import torch
+
+    ctx = Ctx(tmp_path)
+    ctx.tag = torch.nn.Linear(3, 3)  # a split sweep's cut of a model travels with its weights
+    records = PoolExecutor(workers=2).run(_plan(), ctx)
+    assert os.getpid() not in {r["result"]["pid"] for r in records.values()}
+
+
 def test_what_cannot_be_sent_to_a_worker_runs_here(tmp_path):
     ctx = Ctx(tmp_path)
     ctx.tag = lambda: None  # a lambda cannot be pickled

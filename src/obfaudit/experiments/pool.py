@@ -193,7 +193,7 @@ def _stop(workers: Sequence[_Worker], *, kill: bool) -> None:
             w.process.kill()
             continue
         try:
-            w.conn.send(None)
+            _send(w.conn, None)
         except OSError:
             w.process.kill()
     for w in workers:
@@ -269,7 +269,7 @@ class _Pool:
                 run = self.ctx.cache_id()
                 context = None if run in w.contexts else self.ctx
                 try:
-                    w.conn.send((run, context, stage, stage_key(stage, records), stage.by_role(records)))
+                    _send(w.conn, (run, context, stage, stage_key(stage, records), stage.by_role(records)))
                 except OSError:  # it ended before its first stage (a broken install, no memory)
                     raise ObfauditError(
                         f"a worker process ended before it could run stage {stage.name} "
@@ -306,7 +306,7 @@ class _Pool:
     def _receive(self, w: _Worker, records, estimate, total, waiting: int) -> None:
         stage = w.stage
         try:
-            message = w.conn.recv()
+            message = _receive(w.conn)
         except (EOFError, OSError):
             raise ObfauditError(
                 f"stage {stage.name}: its worker process died ({_ended(w.process)}); the {len(records)} "
@@ -339,6 +339,16 @@ class _Pool:
                 left=estimate.left(),
             )
         )
+
+
+def _send(conn: Connection, message: Any) -> None:
+    """Send ``message`` pickled by value: ``Connection.send`` would hand tensors over as shared memory,
+    which only a ``multiprocessing`` child (sharing its parent's key) may attach to."""
+    conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _receive(conn: Connection) -> Any:
+    return pickle.loads(conn.recv_bytes())  # from our own worker or parent, never from a file
 
 
 def _ended(process: subprocess.Popen) -> str:
@@ -390,7 +400,7 @@ def worker(argv: Sequence[str]) -> int:
     contexts: dict[str, Any] = {}
     while True:
         try:
-            message = conn.recv()
+            message = _receive(conn)
         except (EOFError, OSError):
             return 0
         if message is None:
@@ -407,11 +417,11 @@ def worker(argv: Sequence[str]) -> int:
             record = StageCache(stage.store or ctx.out).store(stage, key, result, time.perf_counter() - t0)
         except BaseException as e:  # noqa: BLE001 - every failure goes back to the parent, in one message
             kind = "ObfauditError" if isinstance(e, ObfauditError) else type(e).__name__
-            conn.send(("failed", stage.name, kind, str(e), traceback.format_exc()))
+            _send(conn, ("failed", stage.name, kind, str(e), traceback.format_exc()))
             if not isinstance(e, Exception):
                 return 1
             continue
-        conn.send(("done", stage.name, record))
+        _send(conn, ("done", stage.name, record))
 
 
 if __name__ == "__main__":
