@@ -359,3 +359,20 @@ def test_odd_data_grey_non_square_and_tiny_audits_cleanly(tmp_path):
     skipped = result["skipped"]["identity"]
     assert skipped["noisynet"].startswith("needs proxy:noisy: ") and "--proxy DIR" in skipped["decoder"]
     assert result["verdict"] == "compromised"  # the probes read the tone through the identity
+
+
+@pytest.mark.parametrize("keepdim", [True, False])
+def test_a_transform_that_sends_one_number_per_image_is_audited(tmp_path, keepdim):
+    # the mean brightness carries the background: every attack that reads it says so
+    shape = "[:, None]" if keepdim else ""
+    (tmp_path / "one.py").write_text(f"def brightness(x):\n    return x.mean(dim=(1, 2, 3)){shape}\n")
+    r = run_cli(
+        "audit", "--transform", "one:brightness", "--data", "shapes", "--size", "16", "--n-train", "200",
+        "--n-test", "60", "--attribute", "background", "--attack", "colornet", "tsne", "linprobe", "recnet",
+        "--epochs", "2", "--min-steps", "0", "--no-controls", "--out", tmp_path / "o", "--json",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    report = json.loads(r.stdout)
+    assert {rec["attack"] for rec in report["records"]} == {"colornet", "tsne", "linprobe", "recnet"}
+    assert report["verdict"] == "compromised"

@@ -46,6 +46,26 @@ def test_the_curve_rises_within_its_intervals_on_the_identity_and_stays_at_chanc
     assert "No k tried makes the adversary's worst case compromised" in r.stdout
 
 
+def test_the_adversary_with_pairs_keeps_what_it_held_without_them():
+    from types import SimpleNamespace
+
+    from obfaudit.commands.knowledge import knowledge_rows
+    from obfaudit.records import AttackRecord
+
+    def rec(attack, party, fa):
+        metrics = {"feature_accuracy": fa, "feature_accuracy_ci": [fa - 0.02, fa + 0.02]}
+        return AttackRecord(subject="s", attack=attack, party=party, output="attribute", metrics=metrics,
+                            verdict="compromised" if fa > 0.3 else "not compromised")  # fmt: skip
+
+    main = SimpleNamespace(records=[rec("noisynet", "adversary", 0.9), rec("colornet", "server", 0.97)])
+    ten = SimpleNamespace(
+        records=[rec("knownpairs", "adversary", 0.14)]
+    )  # ten stolen pairs alone read little
+    rows = knowledge_rows(main, {10: ten}, 4000)
+    assert rows[0]["fa"] == rows[1]["fa"] == 0.9 and rows[1]["fa_attack"] == "noisynet"
+    assert rows[1]["pairs_alone"]["fa"] == 0.14 and rows[2]["fa_attack"] == "colornet"
+
+
 def test_known_pairs_come_from_the_training_split_and_are_refused_beyond_it():
     train = load_colored_mnist("train").subset(slice(0, 50))
     held = known_pairs(train, 10, seed=0)

@@ -56,13 +56,13 @@ def test_resnet18_cut_at_four_blocks_in_one_command(tmp_path):
     """The command a user runs: four cuts, each audited with its own report, the controls computed once,
     and the sweep's figure and table; bytes halve block by block."""
     out = tmp_path / "sweep"
-    r = run_cli(
+    args = (
         "audit", "--transform", "torchvision.models:resnet18", "--split", "layer1,layer2,layer3,layer4",
         "--data", "shapes", "--size", "32", "--n-train", "120", "--n-test", "60", "--attribute", "background",
         "--attack", "recnet", "linprobe", "--min-steps", "40", "--out", out, "--cache", tmp_path / "cache",
         "--json",
-        subprocess_=True, timeout=600,
     )  # fmt: skip
+    r = run_cli(*args, subprocess_=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     result = json.loads(r.stdout)
     cuts = result["cuts"]
@@ -79,3 +79,10 @@ def test_resnet18_cut_at_four_blocks_in_one_command(tmp_path):
     # the identity and null controls ran once for all four cuts
     stages = [p.name for p in (tmp_path / "cache" / "stages").iterdir()]
     assert sum(s.startswith("identity-recnet") for s in stages) == 1
+    # the factory builds its random weights under the audit's seed: a rerun is the same model, and
+    # keeps every stage of every cut
+    again = run_cli(*args, subprocess_=True, timeout=600)
+    assert again.returncode == 0 and "done in" not in again.stderr, again.stderr[-2000:]
+    assert again.stderr.count("kept from an earlier run") == sum(
+        len(list((out / c["node"] / "stages").glob("*.json"))) + 2 * 2 + 1 for c in cuts
+    )  # each cut's own stages, the two controls' two attacks and the judge

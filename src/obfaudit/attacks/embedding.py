@@ -47,6 +47,10 @@ def tsne_2d(
         # All points identical (e.g. the null control): nothing to embed. openTSNE would
         # divide by a zero spread and crash, so every point goes to the origin.
         return np.zeros((len(x), 2), dtype=np.float32)
+    if x.shape[1] == 1:
+        # one number per image: a second, constant column changes no distance, and gives the PCA
+        # that starts the embedding its two components
+        x = np.hstack([x, np.zeros_like(x)])
     if x.shape[1] > PCA_DIMS and len(x) > PCA_DIMS:
         from sklearn.decomposition import PCA
 

@@ -244,7 +244,7 @@ def _subject(job: AuditJob, device: str):
     from obfaudit.transforms import LoadedTransform, resolve_source
 
     if isinstance(job.transform, str):
-        loaded = resolve_source(job.transform, device=device)
+        loaded = resolve_source(job.transform, device=device, seed=job.seed)
     elif callable(job.transform):
         name = getattr(job.transform, "__name__", None) or type(job.transform).__name__
         loaded = LoadedTransform(name, job.transform, "python")
@@ -831,7 +831,7 @@ def audit_split(job: AuditJob, *, on_progress: OnProgress = quiet) -> SplitRepor
             raise ObfauditError(f"{onnx_path}: ONNX model not found")
         name, model = job.name or onnx_path.stem, None
     else:
-        name, model = load_whole_model(job.transform)
+        name, model = load_whole_model(job.transform, seed=job.seed)
         name, onnx_path = job.name or name, None
     device = str(resolve_device(job.device))
     train, test, attribute, task = _task_data(job, job.data or "colored-mnist", job.seed)
@@ -850,7 +850,9 @@ def audit_split(job: AuditJob, *, on_progress: OnProgress = quiet) -> SplitRepor
         cut = replace(job, transform=transform, name=f"{name}@{node}", out=out / folder, split=None)
         rep = audit(cut, on_progress=on_progress)
         runnable = (
-            resolve_source(transform, device=device).transform if isinstance(transform, str) else transform
+            resolve_source(transform, device=device, seed=job.seed).transform
+            if isinstance(transform, str)
+            else transform
         )
         shape, utility = task_utility(runnable, train, test, task, seed=job.seed, device=device)
         audits[node] = rep

@@ -58,11 +58,14 @@ def _takes_no_arguments(fn) -> bool:
         return False
 
 
-def load_callable(spec: str, *, option: str = "--transform") -> tuple[str, Transform]:
+def load_callable(spec: str, *, option: str = "--transform", seed: int = 0) -> tuple[str, Transform]:
     """``MODULE:CALLABLE`` -> (name, transform); a class or argument-less function is a factory.
 
     The working directory is searched first, as ``python -m`` would: a user running
     obfaudit next to their package expects it to be found. ``option`` names the flag in errors.
+    A factory is called with PyTorch's generator seeded with ``seed`` (and the generator's state
+    restored after): a model it builds with random weights (``torchvision.models:resnet18``) is the
+    same model in every process that loads it and in every rerun, so a rerun keeps its results.
     """
     module, _, attr = spec.partition(":")
     if not module or not attr:
@@ -74,8 +77,12 @@ def load_callable(spec: str, *, option: str = "--transform") -> tuple[str, Trans
     except Exception as e:  # noqa: BLE001 - importing runs the user's module: anything can fail
         raise ObfauditError(f"{option} {spec}: cannot import ({type(e).__name__}: {e})") from e
     if isinstance(obj, type) or (callable(obj) and _takes_no_arguments(obj)):
+        import torch
+
         try:
-            obj = obj()
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                obj = obj()
         except Exception as e:  # noqa: BLE001
             raise ObfauditError(
                 f"{option} {spec}: calling the factory failed ({type(e).__name__}: {e})"
@@ -85,10 +92,10 @@ def load_callable(spec: str, *, option: str = "--transform") -> tuple[str, Trans
     return attr, obj
 
 
-def resolve_source(source: str, *, device: str = "cpu") -> LoadedTransform:
+def resolve_source(source: str, *, device: str = "cpu", seed: int = 0) -> LoadedTransform:
     """A transform from one ``--transform`` string: ``identity`` or ``null`` (a control), a
     ``.onnx`` file, a saved obfaudit model (``X``, ``X.safetensors`` or ``X.json``), or
-    ``MODULE:CALLABLE``."""
+    ``MODULE:CALLABLE`` (a factory called under ``seed``, see :func:`load_callable`)."""
     from obfaudit.models.io import model_paths
 
     if source in CONTROLS:
@@ -101,7 +108,7 @@ def resolve_source(source: str, *, device: str = "cpu") -> LoadedTransform:
     if any(p.exists() for p in model_paths(path)):
         return load_transform(obfnet=path, device=device)
     if ":" in source:
-        return load_transform(transform=source, device=device)
+        return load_transform(transform=source, device=device, seed=seed)
     raise ObfauditError(
         f"--transform {source!r}: not a control (identity, null), a .onnx file, a saved model "
         "or MODULE:CALLABLE"
@@ -114,9 +121,10 @@ def load_transform(
     transform: str | None = None,
     control: str | None = None,
     device: str = "cpu",
+    seed: int = 0,
 ) -> LoadedTransform:
     """The transform named by exactly one of ``obfnet`` (a saved model), ``transform``
-    (MODULE:CALLABLE) or ``control`` (identity, null), on ``device``."""
+    (MODULE:CALLABLE, a factory called under ``seed``) or ``control`` (identity, null), on ``device``."""
     given = [v for v in (obfnet, transform, control) if v is not None]
     if len(given) != 1:
         raise ObfauditError("give exactly one transform: a saved ObfNet, MODULE:CALLABLE or a control")
@@ -128,7 +136,7 @@ def load_transform(
             Path(obfnet).with_suffix("").name, model, str(obfnet), info.get("dataset"), info
         )
     if transform is not None:
-        name, fn = load_callable(transform)
+        name, fn = load_callable(transform, seed=seed)
         return LoadedTransform(name, fn, transform)
     if control not in CONTROLS:
         raise ObfauditError(f"unknown control {control!r}; choose from {', '.join(CONTROLS)}")

@@ -84,14 +84,17 @@ def cut_onnx(path: Path, node: str, out: Path) -> Path:
     return out
 
 
-def load_whole_model(source: str) -> tuple[str, nn.Module]:
-    """``MODULE:CALLABLE`` -> (name, the whole model to cut)."""
+def load_whole_model(source: str, *, seed: int = 0) -> tuple[str, nn.Module]:
+    """``MODULE:CALLABLE`` -> (name, the whole model to cut), a factory called under ``seed`` (its random
+    weights the same on every run, so a rerun of a sweep keeps what it computed)."""
     from obfaudit.transforms.sources import load_callable
 
-    name, model = load_callable(source)
+    name, model = load_callable(source, seed=seed)
     if callable(model) and not isinstance(model, nn.Module):  # a factory with optional arguments
         try:
-            model = model()
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                model = model()
         except Exception as e:  # noqa: BLE001 - the user's code: anything can fail
             raise ObfauditError(
                 f"--transform {source}: calling it failed ({type(e).__name__}: {e})"
