@@ -121,44 +121,76 @@ def test_inversion_can_start_from_given_images():
         invert(IdentityTransform(), x, (3, 8, 8), steps=1, start=x[:2])
 
 
-def test_inversion_refuses_a_graph_it_cannot_differentiate(tmp_path):
+def _graph(tmp_path):
     from obfaudit.models import create_model
     from obfaudit.transforms.onnx import export_onnx
 
-    export_onnx(
-        create_model("obfnet_mlp", input_shape=(3, 28, 28), bottleneck=4), tmp_path / "t.onnx", (3, 28, 28)
-    )
-    r = run_cli(
-        "audit",
-        "--transform",
-        tmp_path / "t.onnx",
-        "--attack",
-        "inversion",
-        "--n-test",
-        "70",
-        "--out",
-        tmp_path / "o",
-    )
-    assert r.returncode == 1 and "needs gradients" in r.stderr and r.stderr.count("\n") == 1
-    r = run_cli(
-        "audit",
-        "--transform",
-        tmp_path / "t.onnx",
-        "--attack",
-        "inversion",
-        "linprobe",
-        "--n-train",
-        "300",
-        "--n-test",
-        "70",
-        "--no-controls",
-        "--out",
-        tmp_path / "o2",
-        "--json",
-    )
+    torch.manual_seed(0)
+    model = create_model("obfnet_mlp", input_shape=(3, 28, 28), bottleneck=4)
+    return export_onnx(model, tmp_path / "t.onnx", (3, 28, 28))
+
+
+def _audit_graph(tmp_path, *attacks, out="o"):
+    return run_cli(
+        "audit", "--transform", _graph(tmp_path), "--attack", *attacks, "--n-train", "300", "--n-test", "70",
+        "--epochs", "1", "--min-steps", "0", "--no-controls", "--out", tmp_path / out, "--json",
+    )  # fmt: skip
+
+
+def test_a_graph_is_inverted_through_its_conversion_to_pytorch(tmp_path):
+    r = _audit_graph(tmp_path, "inversion", "linprobe")
+    assert r.returncode == 0, r.stderr[-2000:]
+    report = json.loads(r.stdout)
+    assert {rec["attack"] for rec in report["records"]} == {"inversion", "linprobe"}
+    results = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert results["gradients"].startswith("through the graph converted to PyTorch by onnx2torch")
+
+
+@pytest.mark.parametrize(
+    "converted, why",
+    [
+        (None, "onnx2torch cannot (NotImplementedError: Converter is not implemented"),
+        (lambda: torch.nn.Flatten(), "the converted module gives another output than the graph"),
+    ],
+)
+def test_a_graph_that_cannot_be_differentiated_says_why(tmp_path, monkeypatch, converted, why):
+    import obfaudit.transforms.onnx as onnx_transforms
+
+    def convert(path, converter):
+        if converted is None:
+            raise NotImplementedError("Converter is not implemented (Foo)")
+        return converted(), ""
+
+    monkeypatch.setattr(onnx_transforms, "_convert", convert)
+    r = _audit_graph(tmp_path, "inversion")
+    assert r.returncode == 1 and "needs gradients" in r.stderr and why in r.stderr
+    assert r.stderr.count("\n") == 1
+    r = _audit_graph(tmp_path, "inversion", "linprobe", out="o2")
     assert r.returncode == 0, r.stderr[-2000:]
     skipped = json.loads(r.stdout)["skipped"]["t"]
     assert set(skipped) == {"inversion"} and skipped["inversion"].startswith("needs gradients: ")
+    assert why in skipped["inversion"]
+
+
+def test_a_converted_graph_that_computes_something_else_is_not_trusted(tmp_path, monkeypatch):
+    import obfaudit.transforms.onnx as onnx_transforms
+    from obfaudit.transforms.onnx import OnnxTransform
+
+    graph = OnnxTransform(_graph(tmp_path))
+    right = onnx_transforms._convert(graph.path, __import__("onnx2torch").convert)[0]
+    monkeypatch.setattr(onnx_transforms, "_convert", lambda path, convert: (_Shifted(right), ""))
+    x = torch.rand(16, 3, 28, 28)
+    assert not graph.differentiate(x) and "differs from onnxruntime by up to" in graph.gradients
+    assert graph.module is None and not graph.differentiable
+
+
+class _Shifted(torch.nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(x) + 0.01
 
 
 def _exp(attack, party, fa, ci, arch="mlp", n=64, **metrics):

@@ -393,12 +393,23 @@ class PreparedAudit:
         )
 
     def choose_attacks(
-        self, requested: tuple[str, ...] | None, available: set[Need], name: str
+        self,
+        requested: tuple[str, ...] | None,
+        available: set[Need],
+        name: str,
+        *,
+        no_gradients: str | None = None,
     ) -> tuple[tuple[str, ...], dict[str, str]]:
         """The attacks to run: those asked for (of a party that saw the data), else every registered
         one whose needs this audit meets; and, then, every other registered attack with the reason it
         does not run (so "not compromised" is never "not tested" in silence). Refused before any
-        training when none could give a verdict."""
+        training when none could give a verdict. ``no_gradients``: why the transform passes no
+        gradients, added to the reasons of the attacks that need them."""
+
+        def why(unmet: list[Need]) -> str:
+            text = why_unmet(unmet)
+            return f"{text} (this transform: {no_gradients})" if no_gradients and GRADIENTS in unmet else text
+
         requested = tuple(dict.fromkeys(requested)) if requested else None  # each attack once
         for a in requested or ():
             party = attack_class(a).party
@@ -413,16 +424,14 @@ class PreparedAudit:
                 if cls.party not in self.parties:
                     not_run[a] = f"a {cls.party} attack; this capture is seen by {', '.join(self.parties)}"
                 elif cls.unmet(available):
-                    not_run[a] = why_unmet(cls.unmet(available))
+                    not_run[a] = why(cls.unmet(available))
         attacks = requested or tuple(a for a in attack_names() if a not in not_run)
         unmet = {a: attack_class(a).unmet(available) for a in attacks}
+        not_run.update({a: why(u) for a, u in unmet.items() if u})  # asked for, and cannot run
         if all(unmet.values()):
-            why = (
-                "; ".join(f"{a}: needs {', '.join(map(str, u))}" for a, u in unmet.items())
-                or "no attack applies"
-            )
+            reasons = "; ".join(f"{a}: {why(u)}" for a, u in unmet.items()) or "no attack applies"
             raise ObfauditError(
-                f"no attack can run on {name} for {self.attribute!r}, so there is no verdict ({why})"
+                f"no attack can run on {name} for {self.attribute!r}, so there is no verdict ({reasons})"
             )
         return attacks, not_run
 

@@ -303,6 +303,7 @@ def prepare(job: AuditJob) -> PreparedJob:
         dataset = test.source
     if isinstance(subject.transform, OnnxTransform):
         subject.transform.check_input(test.shape)
+        subject.transform.differentiate(test.x[:64])  # the white-box attacks' way through the graph
     if subject.info:
         check_model_fits(subject.info, test, what=f"--transform {job.transform}")
     needs_proxies = job.attacks is None or any(
@@ -355,7 +356,10 @@ def prepare(job: AuditJob) -> PreparedJob:
                 f"--transform {job.transform} sends {tuple(z.shape[1:])}, the capture holds "
                 f"{tuple(view.traffic.shape[1:])}: not the transform of this traffic"
             )
-    attacks, not_run = prepared.choose_attacks(job.attacks, available, subject.name)
+    graph = isinstance(subject.transform, OnnxTransform) and not subject.transform.differentiable
+    attacks, not_run = prepared.choose_attacks(
+        job.attacks, available, subject.name, no_gradients=subject.transform.gradients if graph else None
+    )
     left_out = dict(job.left_out or {})
     if job.spent.screen:  # the caller's own reasons stand (a split sweep's)
         screened = {a: SCREEN_LEAVES_OUT for a in attacks if not attack_class(a).screening}
@@ -589,12 +593,13 @@ def _assemble(
     }
     verdicts = {n: r.verdict for n, r in results.items()}
     verdicts[subject.name] = calibrated_verdict(main.records, calibration)
-    main.skipped = {**ready.not_run, **main.skipped}  # left out of the audit, or unable to run in it
+    main.skipped = {**main.skipped, **ready.not_run}  # unable to run in it, or left out of the audit (why)
     skipped = {n: r.skipped for n, r in results.items() if r.skipped}
     document = {
         "obfaudit_audit": 1,
         "subject": subject.name,
         "source": subject.source,
+        **({"gradients": subject.transform.gradients} if hasattr(subject.transform, "gradients") else {}),
         "dataset": {
             "name": ready.dataset,
             "train": len(train) if train is not None else 0,

@@ -1,4 +1,11 @@
-"""An ONNX graph as a transform, run by onnxruntime on the CPU (nothing is unpickled)."""
+"""An ONNX graph as a transform, run by onnxruntime on the CPU (nothing is unpickled).
+
+A server that holds the graph can also differentiate it: :meth:`OnnxTransform.differentiate`
+converts it to a PyTorch module with onnx2torch (a maintained converter of ONNX operators to
+``torch.nn`` modules), checks the module against onnxruntime on the audit's own images, and from
+then on the calls that need gradients (the white-box inversions) run through the module, while
+what is sent is still what onnxruntime computes.
+"""
 
 from __future__ import annotations
 
@@ -14,11 +21,16 @@ class OnnxTransform:
     """Runs an exported obfuscator: one float input ``(batch, C, H, W)``, one output.
 
     The batch dimension may be dynamic; the other input dimensions are checked against
-    the data with :meth:`check_input` before any work. Not differentiable: attacks that
-    need gradients through the transform refuse it.
+    the data with :meth:`check_input` before any work. Differentiable once :meth:`differentiate`
+    has converted it; until then (or when it cannot be converted) attacks that need gradients
+    through the transform refuse it.
     """
 
     differentiable = False
+    module: torch.nn.Module | None = None
+    """The graph converted to PyTorch, once checked against onnxruntime (see :meth:`differentiate`)."""
+    gradients: str = "not converted to PyTorch"
+    """How gradients flow through it, or why they do not: for the results."""
 
     def __init__(self, path: str | Path) -> None:
         try:
@@ -64,11 +76,79 @@ class OnnxTransform:
                     f"(batch, {', '.join(map(str, shape))})"
                 )
 
+    def differentiate(self, probe: torch.Tensor, *, tolerance: float = 1e-4) -> bool:
+        """Convert the graph to PyTorch and check it on ``probe`` (the audit's images): its outputs must
+        match onnxruntime's within ``tolerance`` of their largest magnitude. On success the calls that
+        track gradients run through the module; either way :attr:`gradients` says what happened."""
+        try:
+            from onnx2torch import convert
+        except ImportError:
+            self.gradients = (
+                "not converted to PyTorch: onnx2torch is not installed (pip install 'obfaudit[onnx]')"
+            )
+            return False
+        try:
+            module, opset = _convert(self.path, convert)
+            with torch.no_grad():
+                ours = module(probe.float().cpu())
+        except Exception as e:  # noqa: BLE001 - an operator or a graph the converter does not handle
+            text = str(e).strip().splitlines()
+            self.gradients = (
+                f"not converted to PyTorch: onnx2torch cannot ({type(e).__name__}: {text[0] if text else ''})"
+            )
+            return False
+        theirs = self(probe)
+        if not isinstance(ours, torch.Tensor) or ours.shape != theirs.shape:
+            self.gradients = (
+                "not converted to PyTorch: the converted module gives another output than the graph"
+            )
+            return False
+        gap = float((ours.float() - theirs).abs().max())
+        scale = max(1.0, float(theirs.abs().max()))
+        if not gap <= tolerance * scale:
+            self.gradients = (
+                f"not converted to PyTorch: the converted module differs from onnxruntime by up to {gap:.2g} "
+                f"on {len(probe)} of the audit's images"
+            )
+            return False
+        self.module, self.differentiable = module, True
+        self.gradients = (
+            f"through the graph converted to PyTorch by onnx2torch{opset}, checked against onnxruntime on "
+            f"{len(probe)} of the audit's images (largest difference {gap:.1g})"
+        )
+        return True
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.module is not None and torch.is_grad_enabled() and x.requires_grad:
+            return self.module.to(x.device)(x)  # an attack differentiates what is sent
         z = self.session.run(
             None, {self.input.name: x.detach().cpu().numpy().astype(np.float32, copy=False)}
         )[0]
         return torch.from_numpy(np.ascontiguousarray(z))
+
+
+#: Opsets a graph is converted down to when onnx2torch has no converter for one of its operators at the
+#: graph's own opset (it follows ONNX more slowly than exporters do: torch 2.14 writes opset 20, whose
+#: AveragePool onnx2torch 1.5 does not convert, and opset 17's it does).
+OLDER_OPSETS = (17, 13, 11)
+
+
+def _convert(path: Path, convert) -> tuple[torch.nn.Module, str]:
+    """(the module, how it was converted): the graph as it is, else at an older opset."""
+    import onnx
+    from onnx import version_converter
+
+    graph = onnx.load(str(path))
+    try:
+        return convert(graph).eval().requires_grad_(False), ""
+    except NotImplementedError as first:
+        for opset in OLDER_OPSETS:
+            try:
+                older = version_converter.convert_version(graph, opset)
+                return convert(older).eval().requires_grad_(False), f" at opset {opset}"
+            except Exception:  # noqa: BLE001 - no adapter to that opset, or still unconverted: try the next
+                continue
+        raise first
 
 
 def export_onnx(model: torch.nn.Module, path: str | Path, input_shape: tuple[int, int, int]) -> Path:
