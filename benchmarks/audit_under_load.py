@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tree_memory import TreePeak
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -38,8 +40,11 @@ def audit(args: argparse.Namespace, folder: Path) -> dict:
         "--json",
     ]  # fmt: skip
     t0 = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    with TreePeak(process.pid) as tree:  # the audit and its worker processes, together
+        stdout, stderr = process.communicate()
     wall = time.perf_counter() - t0
+    done = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
     if done.returncode != 0:
         raise SystemExit(f"the audit failed ({done.returncode}): {done.stderr[-2000:]}")
     report = json.loads(done.stdout)
@@ -49,6 +54,7 @@ def audit(args: argparse.Namespace, folder: Path) -> dict:
     ]
     return {
         "wall_s": round(wall, 1),
+        "peak_tree_mib": round(tree.mib),
         "stages_s": round(sum(s["seconds"] for s in stages), 1),
         "verdicts": report["verdicts"],
         "best": {

@@ -23,6 +23,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
+from tree_memory import TreePeak
 
 from obfaudit._io import keep_freed_memory
 from obfaudit.experiments.context import RunSettings
@@ -46,17 +47,8 @@ def main() -> None:
         shutil.rmtree(run_dir)
     t0 = time.perf_counter()
     preset = get_preset(args.preset, **({"slow_on": None} if args.slow_on_all else {}))
-    summary = reproduce(
-        RunSettings(
-            preset=args.preset,
-            out=run_dir,
-            device=args.device,
-            data_root=args.data_root,
-            attacks=tuple(args.attacks) if args.attacks else None,
-        ),
-        preset=preset,
-        log=lambda m: print(f"[{time.perf_counter() - t0:7.1f} s] {m}", file=sys.stderr, flush=True),
-    )
+    with TreePeak() as tree:  # the workers hold data of their own: their memory counts too
+        summary = _reproduce(args, run_dir, preset, t0)
     wall = time.perf_counter() - t0
     by_kind: dict[str, float] = defaultdict(float)
     for stage, sec in summary["stage_seconds"].items():
@@ -68,6 +60,7 @@ def main() -> None:
         "slow_on": preset.slow_on,
         "wall_seconds": round(wall, 1),
         "peak_rss_mb": round(peak_mb),
+        "peak_tree_mb": round(tree.mib),
         "seconds_by_kind": {k: round(v, 1) for k, v in sorted(by_kind.items(), key=lambda t: -t[1])},
         "stage_seconds": summary["stage_seconds"],
         "findings": summary["findings"],
@@ -78,8 +71,22 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
-    print(json.dumps({k: result[k] for k in ("wall_seconds", "peak_rss_mb", "seconds_by_kind")}, indent=2))
+    print(json.dumps({k: result[k] for k in ("wall_seconds", "peak_tree_mb", "seconds_by_kind")}, indent=2))
     print(f"wrote {args.out}")
+
+
+def _reproduce(args, run_dir, preset, t0):
+    return reproduce(
+        RunSettings(
+            preset=args.preset,
+            out=run_dir,
+            device=args.device,
+            data_root=args.data_root,
+            attacks=tuple(args.attacks) if args.attacks else None,
+        ),
+        preset=preset,
+        log=lambda m: print(f"[{time.perf_counter() - t0:7.1f} s] {m}", file=sys.stderr, flush=True),
+    )
 
 
 if __name__ == "__main__":

@@ -208,3 +208,49 @@ def test_the_random_attribute_is_never_compromised_and_the_background_always_is(
     r = cli("audit", *common, "--attribute", "random", "--out", tmp_path / "rnd")
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads(r.stdout)["verdict"] != "compromised"
+
+
+def test_photo_crops_are_natural_images_with_balanced_attributes_and_held_out_test_pixels():
+    from obfaudit.data import load_dataset
+    from obfaudit.data.photos import PHOTOS, TEST_SHARE, photograph
+
+    a = load_dataset("photos", split="train", n=80, size=32, seed=1)
+    b = load_dataset("photos", split="train", n=80, size=32, seed=1)
+    assert a.x.shape == (80, 3, 32, 32) and torch.equal(a.x, b.x) and 0 <= a.x.min() and a.x.max() <= 1
+    assert set(a.labels) == {"scene", "brightness", "warmth", "random"}
+    assert a.classes["scene"][:2] == ("astronaut", "chelsea") and len(a.classes["scene"]) == len(PHOTOS)
+    for attribute in ("brightness", "warmth"):  # a median split of the crops: balanced by construction
+        assert a.labels[attribute].bincount().tolist() == [40, 40]
+    light = a.labels["brightness"] == 1
+    assert a.x[light].mean() > a.x[~light].mean() + 0.1
+    warm = a.labels["warmth"] == 1
+    assert (a.x[warm, 0] - a.x[warm, 2]).mean() > (a.x[~warm, 0] - a.x[~warm, 2]).mean()
+    assert photograph(PHOTOS[0]).shape == (3, 512, 512) and 0 < TEST_SHARE < 0.5
+
+
+def test_photo_test_crops_come_from_the_part_of_each_photograph_training_never_sees():
+    from obfaudit.data.photos import PHOTOS, TEST_SHARE, _box, _photograph_for
+
+    g = torch.Generator().manual_seed(0)
+    for name in PHOTOS:
+        _, h, w = _photograph_for(name, 64).shape
+        edge = int(w * (1 - TEST_SHARE))
+        for _ in range(50):
+            top, left, side = _box(h, w, "train", g)
+            assert 0 <= left and left + side <= edge and top + side <= h
+            top, left, side = _box(h, w, "test", g)
+            assert edge <= left and left + side <= w and top + side <= h
+
+
+def test_an_audit_of_photo_crops_reads_their_warmth_and_never_their_random_label(tmp_path, cli):
+    import json
+
+    common = ["--transform", "identity", "--data", "photos", "--size", "32", "--attack", "linprobe",
+              "--n-train", "400", "--n-test", "200", "--no-controls", "--json"]  # fmt: skip
+    r = cli("audit", *common, "--attribute", "warmth", "--out", tmp_path / "warm")
+    assert r.returncode == 0, r.stderr[-2000:]
+    report = json.loads(r.stdout)
+    assert report["verdict"] == "compromised" and report["baselines"]["classes"] == ["cool", "warm"]
+    r = cli("audit", *common, "--attribute", "random", "--out", tmp_path / "rnd")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout)["verdict"] != "compromised"

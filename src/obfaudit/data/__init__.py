@@ -11,6 +11,7 @@ from obfaudit.data.base import COLOUR_NAMES, PALETTE, PALETTE_TENSOR, ImageSet, 
 from obfaudit.data.colored_mnist import load_colored_mnist
 from obfaudit.data.imagefolder import image_folder_dataset, load_image_folder, resnet_preprocess
 from obfaudit.data.mnist import load_embedded_mnist, load_full_mnist, load_mnist
+from obfaudit.data.photos import load_photos, make_photos
 from obfaudit.data.registry import (
     DatasetSpec,
     ProxySpec,
@@ -84,7 +85,9 @@ __all__ = [
     "load_image_folder",
     "load_mnist",
     "load_proxy",
+    "load_photos",
     "load_shapes",
+    "make_photos",
     "make_shapes",
     "make_colored",
     "make_noisy",
