@@ -13,7 +13,7 @@ from obfaudit.attacks.knowledge import AdversaryKnowledge, ServerKnowledge, expe
 from obfaudit.attacks.registry import register_attack
 from obfaudit.data import ImageSet
 from obfaudit.errors import ObfauditError
-from obfaudit.models.attack_nets import describe
+from obfaudit.models.attack_nets import ConstantNetwork, all_alike, describe
 from obfaudit.train import TrainConfig, predict, train_classifier
 
 
@@ -31,6 +31,15 @@ class AttributeClassifier(Attack):
         if attribute not in data.labels:
             raise ObfauditError(f"{data.name} has no {attribute!r} labels for {self.name} to learn from")
         classes = len(data.classes[attribute])
+        if all_alike(z):  # the same tensor for every image: the commonest value is all any network can learn
+            counts = torch.bincount(data.labels[attribute], minlength=classes).float()
+            self.net = ConstantNetwork(torch.log((counts + 1e-6) / counts.sum()))
+            return {
+                "trained_on": data.name,
+                "n_train": len(data),
+                "network": describe(self.net),
+                "alike": True,
+            }
         self.net, cfg = self.config.network(
             "colornet", tuple(z.shape[1:]), len(z), config, f"{self.config.label}{self.name}", classes=classes
         )

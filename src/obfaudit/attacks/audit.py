@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from obfaudit._io import resolve_device
-from obfaudit.attacks.base import AttackSettings
+from obfaudit.attacks.base import AttackSettings, NotApplicable
 from obfaudit.attacks.knowledge import AdversaryKnowledge, ServerKnowledge, ThirdPartyKnowledge
 from obfaudit.attacks.registry import attack_class, attack_names
 from obfaudit.attacks.scoring import Scorer
@@ -252,7 +252,11 @@ class SubjectAudit:
         done = []
         for r in runs:
             attack = cls(replace(config, seed=config.seed + r) if r else config)
-            fit = attack.fit(self._knowledge[cls.party])
+            try:
+                fit = attack.fit(self._knowledge[cls.party])
+            except NotApplicable as e:
+                self.result.skipped[name] = str(e)
+                return None
             done.append((fit, self.scorer.score(cls.output, attack.infer(self.traffic), self.traffic)))
         fit, score = done[0]
         if len(done) > 1:

@@ -16,7 +16,13 @@ import torch
 from obfaudit.threat import Need, Output, Party, unmet
 from obfaudit.train_config import TrainConfig
 
-__all__ = ["Attack", "AttackSettings", "NEEDS", "Need", "Output", "Party"]
+__all__ = ["Attack", "AttackSettings", "NEEDS", "Need", "NotApplicable", "Output", "Party"]
+
+
+class NotApplicable(Exception):
+    """Raised by an attack's ``fit`` when what it does cannot apply to this transform (e.g. a reference
+    inverse of a transform that has none); the auditor records the message as why it did not run."""
+
 
 #: What an attack may declare in ``needs`` (as :class:`~obfaudit.threat.Need` objects or their
 #: written form): ``proxy:NAME`` asks for one proxy dataset, ``proxy`` for any; ``gradients``

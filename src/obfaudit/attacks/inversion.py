@@ -22,7 +22,9 @@ import torch
 from obfaudit.attacks.base import Attack, Output, Party
 from obfaudit.attacks.decoder import EavesdropperDecoder
 from obfaudit.attacks.knowledge import AdversaryKnowledge, ServerKnowledge, expect
+from obfaudit.attacks.prior import TV_WEIGHT, total_variation
 from obfaudit.attacks.reconstruct import RecNet, Reconstructor
+from obfaudit.attacks.reference import ReferenceInverse
 from obfaudit.attacks.registry import register_attack
 from obfaudit.train import autocast, fill_rows
 
@@ -34,7 +36,6 @@ from obfaudit.train import autocast, fill_rows
 # this CPU with the same scores (SSIM and F_a within 0.001 on ObfNet-CNN(1024), 1,000 images).
 STEPS = 300
 LR = 0.5
-TV_WEIGHT = 1e-3
 #: Images inverted at once: on a CPU 100, whose tensors stay nearer the caches (the step is mostly
 #: elementwise passes over them: 113 us per 64x64 image and step through the identity on one thread,
 #: 146 us in batches of 500); on a GPU 500, fewer and fuller kernels.
@@ -47,13 +48,6 @@ BATCH = {"cpu": 100, "cuda": 500}
 #: Colored-MNIST's identity stopped at 225-250 steps, SSIM 0.957 against 0.959: not kept.
 CHECK_EVERY = 25
 TOLERANCE = 0.005
-
-
-def total_variation(x: torch.Tensor) -> torch.Tensor:
-    """Mean absolute difference of neighbouring pixels, per image (anisotropic TV)."""
-    dh = (x[:, :, 1:, :] - x[:, :, :-1, :]).abs().mean(dim=(1, 2, 3))
-    dw = (x[:, :, :, 1:] - x[:, :, :, :-1]).abs().mean(dim=(1, 2, 3))
-    return dh + dw
 
 
 def invert(
@@ -191,7 +185,7 @@ class StartedInversion(WhiteBoxInversion):
     """The inversion started from the reconstruction of another attack of the same party (its
     :attr:`starts_from`), whose network the party trained once for both (see ``derived``)."""
 
-    starter: type[Reconstructor]
+    starter: type[Reconstructor] | type[ReferenceInverse]
 
     def fit(self, knowledge: AdversaryKnowledge | ServerKnowledge) -> dict:
         fit = super().fit(knowledge)
@@ -221,3 +215,14 @@ class RecNetStartedInversion(StartedInversion):
     description = "server: invert the public transform starting from its RecNet's reconstruction"
     start = starts_from = "recnet"
     starter = RecNet
+
+
+@register_attack("inversion-reference")
+class ReferenceStartedInversion(StartedInversion):
+    """The inversion started from the transform's reference inverse (:mod:`.reference`): from the
+    upsampled or least-squares image, refined towards one that fits what was sent under the TV prior."""
+
+    needs = ("transform", "gradients")
+    description = "adversary (or server): invert the public transform starting from its reference inverse"
+    start = starts_from = "reference"
+    starter = ReferenceInverse

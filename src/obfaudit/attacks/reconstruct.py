@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from obfaudit.attacks.base import Attack, Output, Party
 from obfaudit.attacks.knowledge import ServerKnowledge, expect
 from obfaudit.attacks.registry import register_attack
-from obfaudit.models.attack_nets import describe
-from obfaudit.train import TrainConfig, predict, train_reconstructor
+from obfaudit.models.attack_nets import ConstantNetwork, all_alike, describe
+from obfaudit.train import TrainConfig, as_float, predict, train_reconstructor
 
 
 def low_resolution(x: torch.Tensor, side: int | None) -> torch.Tensor:
@@ -45,6 +45,12 @@ class Reconstructor(Attack):
         small = low_resolution(x, self.config.recon_side)
         self.upsample_to = tuple(x.shape[2:]) if small.shape != x.shape else None
         x = small
+        fit: dict = {"trained_on": trained_on, "n_train": len(x)}
+        if self.upsample_to:
+            fit.update(resolution=list(x.shape[2:]), upsampled_to=list(self.upsample_to))
+        if all_alike(z):  # the same tensor for every image: the mean image is all any network can learn
+            self.net = ConstantNetwork(as_float(x).mean(0))
+            return {**fit, "network": describe(self.net), "alike": True}
         self.net, cfg = self.config.network(
             "recnet",
             tuple(z.shape[1:]),
@@ -54,17 +60,7 @@ class Reconstructor(Attack):
             output_shape=tuple(x.shape[1:]),
         )
         result = train_reconstructor(self.net, z, x, cfg)
-        return {
-            "trained_on": trained_on,
-            "n_train": len(x),
-            "network": describe(self.net),
-            **(
-                {"resolution": list(x.shape[2:]), "upsampled_to": list(self.upsample_to)}
-                if self.upsample_to
-                else {}
-            ),
-            **result.to_dict(),
-        }
+        return {**fit, "network": describe(self.net), **result.to_dict()}
 
     def infer(self, traffic: torch.Tensor) -> torch.Tensor:
         if self.net is None:

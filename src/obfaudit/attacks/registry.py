@@ -30,6 +30,8 @@ _BUILTIN_ORDER = (
     "decoder",
     "inversion-decoder",
     "inversion-recnet",
+    "reference",
+    "inversion-reference",
     "linprobe",
     "knnprobe",
     "linprobe-proxy",

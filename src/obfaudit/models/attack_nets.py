@@ -151,6 +151,24 @@ def colornet_conv(*, input_shape: Shape = (3, 64, 64), classes: int = 7) -> Conv
     return ConvClassifier(tuple(input_shape), classes)
 
 
+class ConstantNetwork(nn.Module):
+    """The same output for every input: what any network trained on inputs that are all alike (a transform
+    that sends the same tensor for every image) can at best learn, in closed form: the training targets'
+    mean image (the least squared error) or their classes' log frequencies (the majority class)."""
+
+    def __init__(self, value: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("value", value.detach().float().clone())
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.value.to(z.device).expand(len(z), *self.value.shape)
+
+
+def all_alike(z: torch.Tensor) -> bool:
+    """Whether every row of ``z`` is the same tensor (so nothing can be learnt from it)."""
+    return len(z) > 0 and bool((z == z[:1]).all())
+
+
 def is_spatial(shape: tuple[int, ...]) -> bool:
     """A (C, H, W) tensor with at least 2x2 positions."""
     return len(shape) == 3 and shape[1] >= 2 and shape[2] >= 2
@@ -174,6 +192,8 @@ def attack_network(kind: str, input_shape: tuple[int, ...], *, nets: str = "auto
 
 def describe(model: nn.Module) -> dict:
     """What a record says of an attack network: its registered name and parameter count."""
+    if isinstance(model, ConstantNetwork):
+        return {"arch": "constant", "params": 0}
     spec = getattr(model, "spec", {}) or {}
     return {
         "arch": spec.get("arch", type(model).__name__),
