@@ -1,7 +1,8 @@
 """A standard audit's wall time alone and beside CPU-bound processes, as users and CI runners share CPUs.
 
 Runs ``obfaudit audit`` of a transform on the generated shapes (2,000 training and 500 test images of
-SIZE x SIZE, the background attribute), every applicable attack with the identity and null controls,
+SIZE x SIZE, the background attribute; ``--data photos``: crops of natural photographs and their
+warmth), every applicable attack with the identity and null controls,
 into fresh directories and caches (so nothing is kept from an earlier run): once alone, then once
 beside each count of busy processes asked for (``yes > /dev/null``, as the issue that asked for this
 measured it). Prints and writes the wall times, their ratio to the run alone, the stages' seconds
@@ -31,9 +32,9 @@ def audit(args: argparse.Namespace, folder: Path) -> dict:
         str(Path(sys.executable).parent / "obfaudit"),
         "audit",
         "--transform", args.transform,
-        "--data", "shapes",
+        "--data", args.data,
         "--size", str(args.size),
-        "--attribute", "background",
+        "--attribute", args.attribute or {"shapes": "background", "photos": "warmth"}.get(args.data, ""),
         "--executor", args.executor,
         "--out", str(folder / "audit"),
         "--cache", str(folder / "cache"),
@@ -68,6 +69,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--transform", default="examples.lossless:unshuffle")
+    ap.add_argument("--data", default="shapes", help="shapes, or photos (natural images)")
+    ap.add_argument("--attribute", default=None, help="default: background (shapes), warmth (photos)")
     ap.add_argument(
         "--busy", type=int, nargs="*", default=[1], help="busy processes beside the run (0: alone only)"
     )

@@ -128,3 +128,18 @@ def test_an_onnx_pooling_gets_the_upsampling_and_the_inversions_through_its_conv
     records = {rec["attack"]: rec for rec in json.loads(r.stdout)["records"]}
     assert set(records) == {"reference", "inversion-reference"}
     assert records["reference"]["fit"]["least_squares"] and records["reference"]["fit"]["upsampling"]
+
+
+def test_an_attack_not_checked_on_the_identity_says_so_on_its_line(tmp_path):
+    # a pooled 48x48 image is a small tensor (an MLP attacks it); the identity's is large (a CNN does)
+    (tmp_path / "pooling.py").write_text(
+        "import torch.nn.functional as F\n\ndef pool(x):\n    return F.avg_pool2d(x, 4)\n"
+    )
+    r = run_cli(
+        "audit", "--transform", "pooling:pool", "--data", "shapes", "--size", "48", "--n-train", "200",
+        "--n-test", "60", "--attribute", "background", "--attack", "colornet", "--epochs", "2", "--min-steps",
+        "0", "--out", tmp_path / "o", "--cache", tmp_path / "c", cwd=tmp_path,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    line = next(x for x in r.stdout.splitlines() if x.strip().startswith("colornet"))
+    assert "(not checked: on the identity it was colornet_conv, on the subject colornet)" in line

@@ -79,6 +79,10 @@ def test_on_the_null_control_the_probes_and_inversions_are_at_chance(results):
             assert lo <= 1 / 7 <= hi or hi < 0.3, (r.attack, lo, hi)
             checked.add(r.attack)
     assert {"inversion", "inversion-decoder", "linprobe"} <= checked
+    # zeros for every image: nothing to invert, so no inversion spends its steps on them
+    assert all(
+        r.fit["alike"] and not r.fit["steps_run"] for r in results["null"].records if "inversion" in r.attack
+    )
 
 
 @pytest.mark.slow

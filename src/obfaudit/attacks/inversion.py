@@ -26,6 +26,7 @@ from obfaudit.attacks.prior import TV_WEIGHT, total_variation
 from obfaudit.attacks.reconstruct import RecNet, Reconstructor
 from obfaudit.attacks.reference import ReferenceInverse
 from obfaudit.attacks.registry import register_attack
+from obfaudit.models.attack_nets import all_alike
 from obfaudit.train import autocast, fill_rows
 
 # Measured on 50 Colored-MNIST test images through the identity transform: Adam at 0.1 on the
@@ -128,7 +129,7 @@ def _invert_batch(transform, target, shape, steps, lr, tv, g, device, start, pre
         opt.step()
         if tolerance is not None and step % CHECK_EVERY == 0:
             now = float(loss.detach())
-            if before is not None and now > before * (1 - tolerance):
+            if before is not None and before - now <= tolerance * abs(before):  # (an objective at 0 too)
                 break
             before = now
     return torch.sigmoid(w).detach(), step
@@ -151,7 +152,7 @@ class WhiteBoxInversion(Attack):
         self._transform = knowledge.transform
         self._shape = knowledge.input_shape
         self._steps: list[int] = []
-        return {
+        self._fit = {
             "steps": STEPS,
             "lr": LR,
             "tv_weight": TV_WEIGHT,
@@ -159,12 +160,19 @@ class WhiteBoxInversion(Attack):
             "start": self.start,
             "steps_run": self._steps,  # each batch's, filled by infer
         }
+        return self._fit
 
     def _start(self, traffic: torch.Tensor) -> torch.Tensor | None:
         return None
 
     def infer(self, traffic: torch.Tensor) -> torch.Tensor:
         start = self._start(traffic)
+        if all_alike(traffic):
+            # the same tensor for every image (the null control): whatever an inversion finds, it finds
+            # for every image alike, so it can tell nothing of any; its start is as good as any answer
+            self._fit["alike"] = True
+            shape = (len(traffic), *self._shape)
+            return start.float().clamp(0, 1) if start is not None else torch.full(shape, 0.5)
         stats: dict = {}
         with torch.enable_grad():
             out = invert(
@@ -190,7 +198,8 @@ class StartedInversion(WhiteBoxInversion):
     def fit(self, knowledge: AdversaryKnowledge | ServerKnowledge) -> dict:
         fit = super().fit(knowledge)
         self._starter = self.starter(self.config)
-        return {**fit, self.start: self._starter.fit(knowledge)}
+        fit[self.start] = self._starter.fit(knowledge)
+        return fit
 
     def _start(self, traffic: torch.Tensor) -> torch.Tensor:
         return self._starter.infer(traffic)

@@ -517,7 +517,11 @@ class AuditReport(Result):
             if m.ssim is not None:
                 score += f"{'; ' if score else ''}SSIM {m.ssim:.3f}"
             cal = self.calibration.get(rec.attack)
-            mark = "  (not calibrated: blind through the identity)" if cal and cal.calibrated is False else ""
+            mark = ""
+            if cal and cal.calibrated is False:
+                mark = "  (not calibrated: blind through the identity)"
+            elif cal and cal.calibrated is None and cal.why.startswith("not checked"):
+                mark = f"  ({cal.why})"  # another network kind ran on the identity, or it did not run there
             rows.append((rec.attack, str(rec.party), score, f"{rec.verdict or '-'}{mark}"))
         widths = [max([len(r[i]) for r in rows] + [0]) for i in range(3)]
         lines += [
