@@ -143,3 +143,21 @@ def test_an_attack_not_checked_on_the_identity_says_so_on_its_line(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     line = next(x for x in r.stdout.splitlines() if x.strip().startswith("colornet"))
     assert "(not checked: on the identity it was colornet_conv, on the subject colornet)" in line
+
+
+def test_an_inversion_that_does_not_apply_is_no_weaker_verdict(tmp_path):
+    # a non-linear transform of another shape has no reference inverse: inversion-reference cannot start,
+    # which is no inversion left out (the random-start one runs)
+    (tmp_path / "convrelu.py").write_text(
+        "import torch\n\ntorch.manual_seed(0)\nconv = torch.nn.Conv2d(3, 8, 3, stride=2)\n\n"
+        "def forward(x):\n    return torch.relu(conv(x))\n"
+    )
+    r = run_cli(
+        "audit", "--transform", "convrelu:forward", "--data", "shapes", "--size", "32", "--n-train", "200",
+        "--n-test", "60", "--attribute", "background", "--attack", "inversion-reference", "linprobe",
+        "--no-controls", "--out", tmp_path / "o", "--json", cwd=tmp_path,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    results = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert "no reference inverse applies" in results["skipped"]["convrelu"]["inversion-reference"]
+    assert "weaker_attacks_only" not in results

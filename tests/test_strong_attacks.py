@@ -148,6 +148,7 @@ def test_a_graph_is_inverted_through_its_conversion_to_pytorch(tmp_path):
     assert {rec["attack"] for rec in report["records"]} == {"inversion", "linprobe"}
     results = json.loads((tmp_path / "o" / "results.json").read_text())
     assert results["gradients"].startswith("through the graph converted to PyTorch by onnx2torch")
+    assert "weaker_attacks_only" not in results
 
 
 @pytest.mark.parametrize(
@@ -174,6 +175,13 @@ def test_a_graph_that_cannot_be_differentiated_says_why(tmp_path, monkeypatch, c
     skipped = json.loads(r.stdout)["skipped"]["t"]
     assert set(skipped) == {"inversion"} and skipped["inversion"].startswith("needs gradients: ")
     assert why in skipped["inversion"]
+    # the verdict rests on weaker attacks than one who knows the graph could run: said, with why
+    results = json.loads((tmp_path / "o2" / "results.json").read_text())
+    assert set(results["weaker_attacks_only"]) == {"inversion"}
+    assert "the verdict rests on weaker attacks: inversion did not run" in run_cli(
+        "audit", "--transform", tmp_path / "t.onnx", "--attack", "inversion", "linprobe", "--n-train", "300",
+        "--n-test", "70", "--epochs", "1", "--min-steps", "0", "--no-controls", "--out", tmp_path / "o2",
+    ).stdout  # fmt: skip
 
 
 def test_a_converted_graph_that_computes_something_else_is_not_trusted(tmp_path, monkeypatch):

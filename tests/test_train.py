@@ -83,20 +83,23 @@ def test_early_stopping_restores_best(mnist):
     assert r.best_epoch == 1 + max(range(r.epochs_run), key=lambda i: r.history[i]["val_metric"])
 
 
-def test_a_perfect_hold_out_ends_training_with_the_weights_any_longer_run_would_keep():
-    # a colour read from a colour: the hold-out is perfect after the first epoch
+def test_a_perfect_hold_out_ends_training_with_the_weights_any_longer_run_would_keep(monkeypatch):
+    import obfaudit.train as train
+
+    # a colour read from a colour: the hold-out is perfect after the first epochs
     data = load_colored_mnist("train").subset(slice(0, 600))
     y = data.labels["colour"]
     fits, weights = [], []
-    for patience in (2, 6):  # however long its patience, no later epoch can beat a perfect one
+    for stop in (True, False):  # the rule on, and off: training then runs until its patience is spent
+        monkeypatch.setattr(train, "STOP_WHEN_PERFECT", stop)
         torch.manual_seed(0)
         m = create_model("colornet", input_shape=(3, 28, 28))
-        cfg = TrainConfig(epochs=10, seed=0, patience=patience, lr=3e-3)
-        fits.append(train_classifier(m, data.x, y, cfg))
+        fits.append(train_classifier(m, data.x, y, TrainConfig(epochs=12, seed=0, patience=4, lr=3e-3)))
         weights.append(m.state_dict())
-    for r in fits:
-        assert r.val_metric == 1.0 and r.stopped == "perfect" and r.epochs_run == r.best_epoch < 10
-    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    short, long = fits
+    assert short.stopped == "perfect" and short.val_metric == 1.0 and short.epochs_run == short.best_epoch
+    assert long.epochs_run > short.epochs_run and long.best_epoch == short.best_epoch
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])  # the same network kept
 
 
 def test_same_seed_same_result():

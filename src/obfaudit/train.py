@@ -28,6 +28,9 @@ from obfaudit.train_config import PRECISIONS, SCHEDULES, TrainConfig  # noqa: F4
 #: The share of a one-cycle schedule's steps spent raising the learning rate (PyTorch's default).
 WARMUP = 0.3
 
+#: A classifier whose hold-out accuracy is 100% stops there: no later epoch could be kept instead.
+STOP_WHEN_PERFECT = True
+
 #: One INFO line per epoch; the CLI shows them when stderr is not a terminal (no progress bar).
 log = logging.getLogger("obfaudit.train")
 
@@ -255,7 +258,7 @@ def fit(
                 # a one-cycle rate rises over its first 30% of steps, and the validation score may
                 # worsen while it does: early stopping counts from the peak on
                 stale += 1
-            if metric and entry["val_metric"] >= 1.0:
+            if metric and STOP_WHEN_PERFECT and entry["val_metric"] >= 1.0:
                 # a perfect hold-out cannot be beaten, so no later epoch would become the best: the
                 # weights kept are these whatever follows (a ColorNet read the identity's attribute
                 # perfectly after one epoch and trained 15 more before)

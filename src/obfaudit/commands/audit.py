@@ -221,6 +221,9 @@ class PreparedJob:
     """What a capture held (audits of traffic)."""
     not_run: dict[str, str] = field(default_factory=dict)
     """Registered attacks left out of the audit, and why."""
+    weaker: dict[str, str] = field(default_factory=dict)
+    """The white-box inversions that did not run because the transform passes no gradients or the audit
+    left them out (a screen), and why: then its verdict rests on weaker attacks."""
 
 
 def _task_data(job: AuditJob, dataset: str, seed: int):
@@ -356,6 +359,8 @@ def prepare(job: AuditJob) -> PreparedJob:
                 f"--transform {job.transform} sends {tuple(z.shape[1:])}, the capture holds "
                 f"{tuple(view.traffic.shape[1:])}: not the transform of this traffic"
             )
+    from obfaudit.threat import GRADIENTS
+
     graph = isinstance(subject.transform, OnnxTransform) and not subject.transform.differentiable
     attacks, not_run = prepared.choose_attacks(
         job.attacks, available, subject.name, no_gradients=subject.transform.gradients if graph else None
@@ -367,6 +372,7 @@ def prepare(job: AuditJob) -> PreparedJob:
     if job.attacks is None and left_out:  # attacks the caller leaves out unless asked for by name
         not_run.update({a: why for a, why in left_out.items() if a in attacks})
         attacks = tuple(a for a in attacks if a not in left_out)
+    weaker = inversions_left_out(not_run, left_out, gradients=GRADIENTS in available, parties=parties)
     prepared = configured(attacks)
     fingerprint = subject.fingerprint(test.x[:8], seed=job.seed, device=device)
     if view is not None:
@@ -392,6 +398,7 @@ def prepare(job: AuditJob) -> PreparedJob:
         dataset,
         view.about if view is not None else None,
         not_run,
+        weaker,
     )
 
 
@@ -648,9 +655,8 @@ def _assemble(
             "attribute": prepared.attribute,
             **{k: judge.get(k) for k in ("clean_test_acc", "clean_test_acc_ci", "verdict", "network")},
         }
-    weaker = inversions_not_run(main.skipped)
-    if weaker:
-        document["weaker_attacks_only"] = weaker
+    if ready.weaker:
+        document["weaker_attacks_only"] = ready.weaker
     if ready.traffic is not None:
         document["traffic"] = ready.traffic
     if screened is not None:
@@ -680,14 +686,27 @@ def _assemble(
     )
 
 
-def inversions_not_run(skipped: dict[str, str]) -> dict[str, str]:
-    """The white-box inversions (the attacks that need gradients) among ``skipped``, with why: without
-    them an audit's image verdict rests on weaker attacks than a server or eavesdropper that knows the
-    transform can run."""
-    from obfaudit.attacks import attack_class
+def inversions_left_out(
+    not_run: dict[str, str], left_out: dict[str, str], *, gradients: bool, parties
+) -> dict[str, str]:
+    """The white-box inversions (the attacks that need gradients) of the parties that saw the data that do
+    not run because the transform passes no gradients, or because the audit left them out (a screen), with
+    why: without them the verdict rests on weaker attacks than one who knows the transform can run. (Not
+    those that cannot run for another reason: no proxy for the decoder-started one, say.)"""
+    from obfaudit.attacks import attack_class, attack_names
     from obfaudit.threat import GRADIENTS
 
-    return {a: why for a, why in skipped.items() if GRADIENTS in attack_class(a).needs}
+    out = {}
+    for a in attack_names():
+        cls = attack_class(a)
+        if (
+            GRADIENTS in cls.needs
+            and cls.party in parties
+            and a in not_run
+            and (not gradients or a in left_out)
+        ):
+            out[a] = not_run[a]
+    return out
 
 
 def _screen(job: AuditJob, main: AuditResult) -> list[str]:
@@ -755,7 +774,7 @@ def audit(job: AuditJob, *, on_progress: OnProgress = quiet) -> AuditReport:
     """
     from obfaudit._io import RunLock
     from obfaudit.experiments.audit_plan import AuditContext, collect_audit, plan_audit
-    from obfaudit.experiments.executors import make_executor
+    from obfaudit.experiments.executors import closing_executor, make_executor
     from obfaudit.experiments.stages import StageEvent
 
     if job.split:
@@ -766,11 +785,11 @@ def audit(job: AuditJob, *, on_progress: OnProgress = quiet) -> AuditReport:
         from obfaudit.commands.knowledge import audit_knowledge
 
         return audit_knowledge(job, audit=audit, on_progress=on_progress)
-    executor = make_executor(job.executor, address=job.address)
     out = Path(job.out)
     check_outputs([OutputPath(out, "--out")])
     t0 = time.perf_counter()
-    with RunLock(out):
+    # (an executor may start its workers now, to load while this process prepares: stopped whatever happens)
+    with closing_executor(make_executor(job.executor, address=job.address)) as executor, RunLock(out):
         ready = prepare(job)
         device = ready.pieces.prepared.config.device
         cache = Path(job.cache_dir()).resolve()

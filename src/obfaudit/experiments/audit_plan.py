@@ -165,6 +165,13 @@ def run_audit_judge(ctx: AuditContext, stage: Stage, inputs: Mapping[str, dict])
 def run_audit_attack(ctx: AuditContext, stage: Stage, inputs: Mapping[str, dict]) -> dict:
     """One attack on one subject; the subject under audit keeps its outputs for the figures."""
     subject, attack = stage.about["subject"], stage.about["attack"]
+    planned, here = stage.settings.get("subject"), ctx.subject(subject).fingerprint
+    if planned is not None and here != planned:  # a worker process built the transform itself
+        raise ObfauditError(
+            f"{subject}: the transform this process built differs from the one planned (its outputs on the "
+            "probe images differ): it draws at random outside the seed of its factory (at import, say); "
+            "seed it, or run with --executor serial"
+        )
     auditor = ctx.auditor(subject, inputs.get("judge"))
     record = auditor.run(attack)
     out: dict = {

@@ -9,6 +9,7 @@ and a test.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -55,6 +56,18 @@ def executor_entry(name: str) -> ExecutorEntry:
         return _EXECUTORS[name]
     except KeyError:
         raise ObfauditError(f"unknown executor {name!r}; choose from {', '.join(_EXECUTORS)}") from None
+
+
+@contextlib.contextmanager
+def closing_executor(executor: Executor):
+    """``executor`` for the block, its ``close()`` (stopping what it started, e.g. worker processes) called
+    after, whatever happens; executors without one need none."""
+    try:
+        yield executor
+    finally:
+        close = getattr(executor, "close", None)
+        if close is not None:
+            close()
 
 
 def make_executor(name: str, *, address: str | None = None) -> Executor:

@@ -129,7 +129,8 @@ class PoolExecutor:
         todo = [s for s in plan if s.name not in records]
         n = min(self.workers, len(todo))
         started, self._started = self._started, []  # a run takes them; they are stopped at its end
-        if n <= 1 or not _picklable(ctx):
+        gpu = any(s.resources.gpus for s in todo)  # one process holds the GPU, on every core
+        if n <= 1 or gpu or not _picklable(ctx):
             _stop(started, kill=True)
             return SerialExecutor().run(plan, ctx, on_event=on_event)
         _stop(started[n:], kill=True)
@@ -149,18 +150,29 @@ class PoolExecutor:
 
 
 def _picklable(ctx: Any) -> bool:
+    """Whether a worker can rebuild ``ctx``: it pickles, and unpickles where ``__main__`` is not the caller's
+    script (a worker's ``__main__`` is the worker itself, so a function defined in the script that runs
+    obfaudit cannot be found there). Tried here, on our own bytes."""
+    import types
+
+    why = None
     try:
-        pickle.dumps(ctx)
-    except Exception as e:  # noqa: BLE001 - whatever the context holds that cannot be pickled
+        blob = pickle.dumps(ctx, protocol=pickle.HIGHEST_PROTOCOL)
+        main = sys.modules["__main__"]
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            pickle.loads(blob)
+        finally:
+            sys.modules["__main__"] = main
+    except Exception as e:  # noqa: BLE001 - whatever the context holds that cannot be sent
+        why = f"{type(e).__name__}: {e}"
+    if why:
         log.info(
-            "the run's context cannot be sent to worker processes (%s: %s); running its stages in this "
-            "process (give the transform as MODULE:CALLABLE, a saved model or an ONNX file to run them "
-            "side by side)",
-            type(e).__name__,
-            e,
+            "the run's context cannot be sent to worker processes (%s); running its stages in this process "
+            "(give the transform as MODULE:CALLABLE, a saved model or an ONNX file to run them side by side)",
+            why,
         )
-        return False
-    return True
+    return why is None
 
 
 def _start_workers(n: int, threads: int) -> list[_Worker]:
@@ -170,6 +182,8 @@ def _start_workers(n: int, threads: int) -> list[_Worker]:
         **os.environ,
         "OMP_NUM_THREADS": str(threads),
         "TQDM_DISABLE": "1",  # several workers' bars on one terminal would garble it
+        # what this process can import, a worker can (a user's module beside the script that runs obfaudit)
+        "PYTHONPATH": os.pathsep.join(p for p in sys.path if p and os.path.isdir(p)),
     }
     workers = []
     for _ in range(n):
@@ -231,6 +245,8 @@ class _Pool:
                     break
                 for conn in wait(list(busy)):
                     self._receive(busy[conn], records, estimate, total, len(waiting))
+            if waiting:  # (a plan check_plan accepted cannot leave any: said rather than returned short)
+                raise RuntimeError(f"stages left with no way to run: {', '.join(waiting)}")
             ok = True
         finally:
             _stop(self.workers, kill=not ok)
@@ -270,10 +286,10 @@ class _Pool:
                 context = None if run in w.contexts else self.ctx
                 try:
                     _send(w.conn, (run, context, stage, stage_key(stage, records), stage.by_role(records)))
-                except OSError:  # it ended before its first stage (a broken install, no memory)
+                except OSError:  # it ended while idle (a broken install, no memory)
                     raise ObfauditError(
                         f"a worker process ended before it could run stage {stage.name} "
-                        f"({_ended(w.process)}); rerun with OBFAUDIT_WORKERS=1 or --executor serial"
+                        f"({_ended(w.process)}); rerun to resume, or with --executor serial"
                     ) from None
                 w.contexts.add(run)
                 subject = stage.about.get("subject")
@@ -297,7 +313,8 @@ class _Pool:
     def _fit(self, w: _Worker, stage: Stage) -> int:
         """How well worker ``w`` suits ``stage`` (lower is better): it ran one of the stage's inputs of
         the same subject (whose trained network the stage starts from), it holds the stage's subject,
-        or neither."""
+        or neither. A preference: when the worker of choice is busy, the stage goes elsewhere (and the
+        network it starts from is trained again there)."""
         subject = stage.about.get("subject")
         if subject is None or subject != w.subject:
             return 2
@@ -403,6 +420,9 @@ def worker(argv: Sequence[str]) -> int:
             message = _receive(conn)
         except (EOFError, OSError):
             return 0
+        except Exception as e:  # noqa: BLE001 - a stage or context that cannot be rebuilt here
+            _send(conn, ("failed", "?", type(e).__name__, f"a worker could not read its stage ({e})", ""))
+            return 1
         if message is None:
             return 0
         run, context, stage, key, inputs = message

@@ -18,7 +18,7 @@ import torch
 from obfaudit._io import RunLock, check_output_dir, resolve_device, write_json
 from obfaudit._version import __version__
 from obfaudit.experiments.context import RunContext, RunSettings, data_description
-from obfaudit.experiments.executors import make_executor
+from obfaudit.experiments.executors import closing_executor, make_executor
 from obfaudit.experiments.plan import plan
 from obfaudit.experiments.presets import Preset, get_preset
 from obfaudit.experiments.stages import StageEvent
@@ -58,10 +58,12 @@ def reproduce(
 
     preset = preset or resolve_preset(settings)
     resolve_device(settings.device)
-    executor = make_executor(settings.executor, address=settings.address)
     out = check_output_dir(settings.run_dir())
     stages, not_run = plan(preset, settings)
-    with RunLock(out):
+    with (
+        closing_executor(make_executor(settings.executor, address=settings.address)) as executor,
+        RunLock(out),
+    ):
         return _run(settings, preset, out, stages, not_run, executor, progress=progress, log=log)
 
 

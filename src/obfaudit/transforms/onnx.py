@@ -87,10 +87,13 @@ class OnnxTransform:
                 "not converted to PyTorch: onnx2torch is not installed (pip install 'obfaudit[onnx]')"
             )
             return False
+        from obfaudit.train import as_float
+
+        probe = as_float(probe).cpu()  # images as the attacks feed them: floats in [0, 1]
         try:
             module, opset = _convert(self.path, convert)
             with torch.no_grad():
-                ours = module(probe.float().cpu())
+                ours = module(probe)
         except Exception as e:  # noqa: BLE001 - an operator or a graph the converter does not handle
             text = str(e).strip().splitlines()
             self.gradients = (
@@ -124,7 +127,7 @@ class OnnxTransform:
         z = self.session.run(
             None, {self.input.name: x.detach().cpu().numpy().astype(np.float32, copy=False)}
         )[0]
-        return torch.from_numpy(np.ascontiguousarray(z))
+        return torch.from_numpy(np.ascontiguousarray(z)).to(x.device)  # onnxruntime runs on the CPU
 
 
 #: Opsets a graph is converted down to when onnx2torch has no converter for one of its operators at the

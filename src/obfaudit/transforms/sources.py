@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import sys
@@ -58,14 +59,36 @@ def _takes_no_arguments(fn) -> bool:
         return False
 
 
+@contextlib.contextmanager
+def seeded(seed: int):
+    """PyTorch's, NumPy's and Python's random generators seeded with ``seed`` inside the block, and each
+    restored after: a factory's random weights are the same wherever and whenever it is called."""
+    import random
+
+    import numpy as np
+    import torch
+
+    state, np_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        random.seed(seed)
+        np.random.seed(seed)
+        try:
+            yield
+        finally:
+            random.setstate(state)
+            np.random.set_state(np_state)
+
+
 def load_callable(spec: str, *, option: str = "--transform", seed: int = 0) -> tuple[str, Transform]:
     """``MODULE:CALLABLE`` -> (name, transform); a class or argument-less function is a factory.
 
     The working directory is searched first, as ``python -m`` would: a user running
     obfaudit next to their package expects it to be found. ``option`` names the flag in errors.
-    A factory is called with PyTorch's generator seeded with ``seed`` (and the generator's state
-    restored after): a model it builds with random weights (``torchvision.models:resnet18``) is the
-    same model in every process that loads it and in every rerun, so a rerun keeps its results.
+    A factory is called with the random generators seeded with ``seed`` (:func:`seeded`): a model it
+    builds with random weights (``torchvision.models:resnet18``) is the same model in every process that
+    loads it and in every rerun, so a rerun keeps its results. (A module that draws at import is not
+    covered: the audit's worker processes compare each subject's fingerprint with the one planned.)
     """
     module, _, attr = spec.partition(":")
     if not module or not attr:
@@ -77,11 +100,8 @@ def load_callable(spec: str, *, option: str = "--transform", seed: int = 0) -> t
     except Exception as e:  # noqa: BLE001 - importing runs the user's module: anything can fail
         raise ObfauditError(f"{option} {spec}: cannot import ({type(e).__name__}: {e})") from e
     if isinstance(obj, type) or (callable(obj) and _takes_no_arguments(obj)):
-        import torch
-
         try:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
+            with seeded(seed):
                 obj = obj()
         except Exception as e:  # noqa: BLE001
             raise ObfauditError(

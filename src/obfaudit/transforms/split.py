@@ -87,13 +87,12 @@ def cut_onnx(path: Path, node: str, out: Path) -> Path:
 def load_whole_model(source: str, *, seed: int = 0) -> tuple[str, nn.Module]:
     """``MODULE:CALLABLE`` -> (name, the whole model to cut), a factory called under ``seed`` (its random
     weights the same on every run, so a rerun of a sweep keeps what it computed)."""
-    from obfaudit.transforms.sources import load_callable
+    from obfaudit.transforms.sources import load_callable, seeded
 
     name, model = load_callable(source, seed=seed)
     if callable(model) and not isinstance(model, nn.Module):  # a factory with optional arguments
         try:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
+            with seeded(seed):
                 model = model()
         except Exception as e:  # noqa: BLE001 - the user's code: anything can fail
             raise ObfauditError(
