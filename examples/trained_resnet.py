@@ -91,7 +91,7 @@ def train(out: Path, *, epochs: int, n_train: int, size: int, seed: int, device:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Train ResNet-18 on the photos dataset (a split model to audit).")
+    parser = argparse.ArgumentParser(description="Train ResNet-18 on the photos (a split model to audit).")
     parser.add_argument("--out", type=Path, default=DEFAULT_PATH, help="weights file (.safetensors)")
     parser.add_argument("--epochs", type=int, default=15, help="most passes over the data (default 15)")
     parser.add_argument("--n-train", type=int, default=4000, help="training crops (default 4000)")
