@@ -11,8 +11,13 @@ were kept fall back to the reported intervals (a normal approximation), also sai
 A difference counts only when its interval excludes 0: "less" or "more"; otherwise "same".
 The intervals cover which test images were drawn, not the randomness of training an attack:
 two audits that differ only in ``--seed`` can differ by more than that (audit with ``--repeats
-K`` to see an attack's spread over seeds). One score per attack: F_a where it reads the
-attribute, else SSIM; an audit's subject is matched with the other audit's whatever their names.
+K`` to see an attack's spread over seeds). Every score both runs have: F_a where an attack reads
+the attribute, and SSIM where it rebuilds the image (an image attack has both); an audit's subject
+is matched with the other audit's whatever their names. The controls' rows (identity, null) are a
+table apart: they say what the attacks could do, not what the subject leaks, and are not counted
+in the headline. Runs made with different budgets (epochs, steps, data sizes) are compared with a
+warning: their differences may be the budget's. Two split sweeps (``OUT/split.json``) are compared
+cut by cut, over the cuts both have.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ MARK_START, MARK_END = "<!-- obfaudit compare -->", "<!-- /obfaudit compare -->"
 PAIRED, UNPAIRED, APPROXIMATE = "paired", "unpaired", "approximate"
 SUBJECT = "(the audited transform)"
 HEADER = ("subject", "party", "attack", "score", "A", "B", "B - A [95%]", "B leaks", "pairing")
+#: The settings of an audit that decide how hard its attacks try (a reproduction: its preset).
+BUDGET = ("budget", "epochs", "min_steps", "n_train", "n_test", "n_proxy", "n_tsne", "repeats", "attack_nets")
 
 
 @dataclass(frozen=True)
@@ -138,27 +145,58 @@ class Comparison(Result):
     a: str
     b: str
     rows: list[dict] = field(default_factory=list)
+    """The subject's rows (a sweep's: each cut's), then the controls' (``control`` true)."""
     only_in_a: list[str] = field(default_factory=list)
     only_in_b: list[str] = field(default_factory=list)
     embedded: str | None = None
+    budgets: list[str] = field(default_factory=list)
+    """The budget settings in which the runs differ ("epochs: 15 / 5"); empty when they agree."""
+
+    @property
+    def subject_rows(self) -> list[dict]:
+        return [r for r in self.rows if not r.get("control")]
+
+    @property
+    def control_rows(self) -> list[dict]:
+        return [r for r in self.rows if r.get("control")]
 
     def counts(self) -> dict[str, int]:
-        return {k: sum(r["says"] == k for r in self.rows) for k in ("less", "same", "more")}
+        """What the subject's rows say (the controls' are not counted)."""
+        return {k: sum(r["says"] == k for r in self.subject_rows) for k in ("less", "same", "more")}
 
-    def lines(self) -> list[str]:
-        """The rows as an aligned table."""
-        table = [HEADER, *(_cells(r) for r in self.rows)]
+    @staticmethod
+    def table(rows: list[dict]) -> list[str]:
+        """``rows`` as an aligned table."""
+        table = [HEADER, *(_cells(r) for r in rows)]
         widths = [max(len(row[i]) for row in table) for i in range(len(HEADER))]
         return ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in table]
+
+    def lines(self) -> list[str]:
+        """The subject's rows as an aligned table."""
+        return self.table(self.subject_rows)
+
+    def budget_warning(self) -> str | None:
+        if not self.budgets:
+            return None
+        return (
+            f"warning: the runs used different budgets ({'; '.join(self.budgets)}): a difference may be the "
+            "budget's, not the transform's"
+        )
 
     def summary(self) -> str:
         c = self.counts()
         head = (
             f"B = {self.b} against A = {self.a}: B leaks less on {c['less']}, the same on {c['same']}, more "
-            f"on {c['more']} of {len(self.rows)} scores (a difference counts when its 95% interval"
+            f"on {c['more']} of {len(self.subject_rows)} scores (a difference counts when its 95% interval"
             " excludes 0)"
         )
-        out = [head, "", *self.lines()]
+        out = [head]
+        if self.budget_warning():
+            out.append(self.budget_warning())
+        out += ["", *self.lines()]
+        if self.control_rows:
+            out += ["", "the controls (what the attacks can read at all; not counted above):"]
+            out += self.table(self.control_rows)
         methods = {r["method"] for r in self.rows}
         if UNPAIRED in methods:
             out.append("unpaired: the runs did not score the same test images; each was resampled on its own")
@@ -172,35 +210,43 @@ class Comparison(Result):
         return "\n".join(out)
 
 
-def compare(path_a: str | Path, path_b: str | Path, *, embed: bool = False) -> Comparison:
-    """Compare run B with run A (see the module docstring); ``embed`` adds the table to B's report.html."""
-    a, b = load_run(path_a), load_run(path_b)
-    shared = [k for k in b.rows if k in a.rows]
-    if not shared:
-        raise ObfauditError(
-            f"{path_a} and {path_b} share no (subject, attack): compare audits of the same kind of subject"
-        )
+def _budget(run: Run) -> dict:
+    if "obfaudit_audit" in run.doc:
+        settings = run.doc.get("settings") or {}
+        return {k: settings.get(k) for k in BUDGET if k in settings}
+    preset = dict((run.doc.get("config") or {}).get("preset") or {})
+    preset.pop("name", None)
+    return preset
+
+
+def budget_differences(a: Run, b: Run) -> list[str]:
+    """The budget settings in which ``a`` and ``b`` differ, as "name: A / B"."""
+    ba, bb = _budget(a), _budget(b)
+    return [f"{k}: {ba.get(k)} / {bb.get(k)}" for k in dict.fromkeys([*ba, *bb]) if ba.get(k) != bb.get(k)]
+
+
+def _rows(a: Run, b: Run, *, cut: str | None = None) -> list[dict]:
+    """A row per score both runs have for each (dataset, subject, attack) they share."""
     rows = []
-    for key in shared:
+    for key in (k for k in b.rows if k in a.rows):
         ra, rb = a.rows[key], b.rows[key]
         ma, mb = ra.get("metrics") or {}, rb.get("metrics") or {}
         same_images = a.test_images(key[0]) is not None and a.test_images(key[0]) == b.test_images(key[0])
-        # one score per attack: what it reads of the attribute (F_a), else how well it rebuilds the image
-        metric = next((m for m in METRICS if ma.get(m) is not None and mb.get(m) is not None), None)
-        if metric is not None:
+        subject = key[1]
+        if subject == SUBJECT:
+            names = dict.fromkeys((a.doc.get("subject"), b.doc.get("subject")))
+            subject = cut or " -> ".join(str(n) for n in names)
+        elif "obfaudit_results" in b.doc and key[0]:  # a reproduction audits ObfNets on several datasets
+            subject = f"{key[0]}: {subject}"
+        for metric in (m for m in METRICS if ma.get(m) is not None and mb.get(m) is not None):
             d, ci, method = difference(ma, mb, metric, paired=same_images)
-            subject = key[1]
-            if subject == SUBJECT:
-                names = dict.fromkeys((a.doc.get("subject"), b.doc.get("subject")))
-                subject = " -> ".join(str(n) for n in names)
-            elif "obfaudit_results" in b.doc and key[0]:  # a reproduction audits ObfNets on several datasets
-                subject = f"{key[0]}: {subject}"
             rows.append(
                 {
                     "dataset": key[0],
                     "subject": subject,
                     "attack": key[2],
                     "party": rb.get("party"),
+                    "control": rb.get("kind") == "control",
                     "metric": metric,
                     "a": float(ma[metric]),
                     "b": float(mb[metric]),
@@ -210,16 +256,87 @@ def compare(path_a: str | Path, path_b: str | Path, *, embed: bool = False) -> C
                     "says": says(ci),
                 }
             )
-    name = lambda k: "/".join(str(x) for x in k[1:])  # noqa: E731
-    result = Comparison(
-        str(a.path),
-        str(b.path),
-        rows,
-        only_in_a=[name(k) for k in a.rows if k not in b.rows],
-        only_in_b=[name(k) for k in b.rows if k not in a.rows],
+    return rows
+
+
+def _name(key: tuple) -> str:
+    return "/".join(str(x) for x in key[1:])
+
+
+def _sweep(path: Path) -> dict | None:
+    """A split sweep's split.json (None: not a sweep)."""
+    file = path / "split.json" if path.is_dir() else path
+    if file.name != "split.json" or not file.is_file():
+        return None
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ObfauditError(f"{file}: not readable JSON ({e})") from None
+
+
+def _cut_runs(path: Path, sweep: dict) -> dict[str, Run]:
+    """A sweep's cuts, each as the run of its own audit (OUT/<node>/)."""
+    from obfaudit.commands.split import safe_node
+
+    root = path if path.is_dir() else path.parent
+    return {c["node"]: load_run(root / safe_node(c["node"])) for c in sweep.get("cuts", [])}
+
+
+def compare_sweeps(path_a: Path, path_b: Path, sweep_a: dict, sweep_b: dict) -> Comparison:
+    """Two split sweeps cut by cut: each shared cut's subject rows, and the shared controls once."""
+    cuts_a, cuts_b = _cut_runs(path_a, sweep_a), _cut_runs(path_b, sweep_b)
+    shared = [n for n in cuts_b if n in cuts_a]
+    if not shared:
+        raise ObfauditError(f"{path_a} and {path_b} share no cut: compare sweeps of the same model's nodes")
+    rows, controls = [], {}
+    for node in shared:
+        for r in _rows(cuts_a[node], cuts_b[node], cut=node):
+            if r["control"]:  # every cut shares them: once
+                controls.setdefault((r["subject"], r["attack"], r["metric"]), r)
+            else:
+                rows.append(r)
+    return Comparison(
+        str(path_a),
+        str(path_b),
+        rows + list(controls.values()),
+        only_in_a=[f"cut {n}" for n in cuts_a if n not in cuts_b],
+        only_in_b=[f"cut {n}" for n in cuts_b if n not in cuts_a],
+        budgets=budget_differences(cuts_a[shared[0]], cuts_b[shared[0]]),
     )
+
+
+def compare(path_a: str | Path, path_b: str | Path, *, embed: bool = False) -> Comparison:
+    """Compare run B with run A (see the module docstring); ``embed`` adds the table to B's report.html."""
+    path_a, path_b = Path(path_a), Path(path_b)
+    sweep_a, sweep_b = _sweep(path_a), _sweep(path_b)
+    if (sweep_a is None) != (sweep_b is None):
+        which = path_a if sweep_a is not None else path_b
+        raise ObfauditError(
+            f"{which} is a split sweep and the other run is not: compare two sweeps, or a cut's own "
+            "directory with an audit"
+        )
+    if sweep_a is not None:
+        result = compare_sweeps(path_a, path_b, sweep_a, sweep_b)
+        root_b = path_b if path_b.is_dir() else path_b.parent
+    else:
+        a, b = load_run(path_a), load_run(path_b)
+        rows = _rows(a, b)
+        if not rows:
+            raise ObfauditError(
+                f"{path_a} and {path_b} share no (subject, attack): compare audits of the same kind of "
+                "subject"
+            )
+        result = Comparison(
+            str(a.path),
+            str(b.path),
+            [r for r in rows if not r["control"]] + [r for r in rows if r["control"]],
+            only_in_a=[_name(k) for k in a.rows if k not in b.rows],
+            only_in_b=[_name(k) for k in b.rows if k not in a.rows],
+            budgets=budget_differences(a, b),
+        )
+        root_b = b.path
     if embed:
-        result.embedded = str(embed_in_report(b.path / "report.html", result))
+        result.embedded = str(embed_in_report(root_b / "report.html", result))
     return result
 
 
@@ -234,13 +351,20 @@ def embed_in_report(page: Path, comparison: Comparison) -> Path:
     c = comparison.counts()
     rows = "\n".join(
         "<tr>" + "".join(f'<td class="l">{html.escape(cell)}</td>' for cell in _cells(r)) + "</tr>"
-        for r in comparison.rows
+        for r in comparison.subject_rows
     )
+    control_rows = "\n".join(
+        "<tr>" + "".join(f'<td class="l">{html.escape(cell)}</td>' for cell in _cells(r)) + "</tr>"
+        for r in comparison.control_rows
+    )
+    warning = comparison.budget_warning()
     section = (
         f'{MARK_START}\n<h2 id="compare">Compared with {html.escape(comparison.a)}</h2>\n'
         f"<p>Against that run, this one leaks less on {c['less']}, the same on {c['same']} and more on "
-        f"{c['more']} of {len(comparison.rows)} scores; a difference counts when its 95% bootstrap interval "
-        "excludes 0 (paired: over the same test images).</p>\n<table><tr>"
+        f"{c['more']} of {len(comparison.subject_rows)} scores; a difference counts when its 95% bootstrap "
+        "interval excludes 0 (paired: over the same test images).</p>\n"
+        + (f"<p><b>{html.escape(warning)}</b></p>\n" if warning else "")
+        + "<table><tr>"
         + "".join(
             f'<th class="l">{h}</th>'
             for h in (
@@ -255,7 +379,14 @@ def embed_in_report(page: Path, comparison: Comparison) -> Path:
                 "pairing",
             )
         )
-        + f"</tr>\n{rows}\n</table>\n{MARK_END}\n"
+        + f"</tr>\n{rows}\n"
+        + (
+            '<tr><th class="l" colspan="9">the controls: what the attacks can read at all (not counted above)'
+            f"</th></tr>\n{control_rows}\n"
+            if control_rows
+            else ""
+        )
+        + f"</table>\n{MARK_END}\n"
     )
     if MARK_START in text and MARK_END in text:
         start, end = text.index(MARK_START), text.index(MARK_END) + len(MARK_END) + 1

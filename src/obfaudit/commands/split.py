@@ -71,16 +71,20 @@ class SplitReport(Result):
             f"{self.model}: {len(self.cuts)} cuts audited on {b['attribute']} "
             f"(line {b['threshold']:.0%}, chance {b['chance']:.1%}); "
             f"task: {self.task}, read by a linear probe",
-            f"  {'cut':<16} {'verdict':<16} {'worst F_a [95%]':<26} {'best SSIM':<10} {'bytes/img':>10} "
-            f"{'task at the cut':>16}",
+            f"  {'cut':<16} {'verdict':<16} {'worst F_a [95%]':<26} {'best SSIM (identity)':<21} "
+            f"{'PSNR dB':<8} {'bytes/img':>10} {'task at the cut':>16}",
         ]
         for c in self.cuts:
             fa, ci = c.get("worst_fa"), c.get("worst_fa_ci")
             fa = f"{fa:.1%} [{ci[0]:.1%}, {ci[1]:.1%}] {c['worst_attack']}" if fa is not None and ci else "-"
-            ssim = f"{c['best_ssim']:.3f}" if c.get("best_ssim") is not None else "-"
+            ssim = "-"
+            if c.get("best_ssim") is not None:
+                ceiling = f" ({c['identity_ssim']:.3f})" if c.get("identity_ssim") is not None else ""
+                ssim = f"{c['best_ssim']:.3f}{ceiling}"
+            psnr = f"{c['best_psnr']:.1f}" if c.get("best_psnr") is not None else "-"
             util = f"{c['utility']:.1%}" if c.get("utility") is not None else "-"
             lines.append(
-                f"  {c['node']:<16} {c['verdict'] or 'no verdict':<16} {fa:<26} {ssim:<10} "
+                f"  {c['node']:<16} {c['verdict'] or 'no verdict':<16} {fa:<26} {ssim:<21} {psnr:<8} "
                 f"{c['bytes_per_image']:>10,} {util:>16}"
             )
         weaker = {c["node"]: c["weaker_attacks_only"] for c in self.cuts if c.get("weaker_attacks_only")}
@@ -115,12 +119,24 @@ def cut_row(node: str, rep: Any, shape: tuple[int, ...], utility: dict | None) -
         "best_ssim_attack": best.attack if best else None,
         "best_ssim": best.metrics.ssim if best else None,
         "best_ssim_ci": best.metrics.interval("ssim") if best else None,
+        "best_psnr": best.metrics.psnr_db if best else None,
+        "best_psnr_ci": best.metrics.interval("psnr_db") if best else None,
+        "identity_ssim": _identity_ssim(rep.document, best.attack) if best else None,
         "utility": utility["accuracy"] if utility else None,
         "utility_ci": utility["ci"] if utility else None,
         "utility_chance": utility["chance"] if utility else None,
         "weaker_attacks_only": rep.document.get("weaker_attacks_only", {}),
         "report": rep.report,
     }
+
+
+def _identity_ssim(document: dict, attack: str) -> float | None:
+    """The SSIM ``attack`` reaches through the identity control: the most it can rebuild at all (the
+    ceiling beside a cut's best)."""
+    for e in document.get("experiments", []):
+        if e.get("kind") == "control" and e.get("subject") == "identity" and e.get("attack") == attack:
+            return (e.get("metrics") or {}).get("ssim")
+    return None
 
 
 def task_utility(
