@@ -173,3 +173,37 @@ def test_what_sends_the_same_tensor_for_every_image_is_attacked_in_closed_form()
     assert recs["colornet"].metrics["feature_accuracy"] == pytest.approx(share)
     mean_image = result.artifacts["recnet/output"][0]
     assert torch.allclose(mean_image, train.x.mean(0), atol=1e-5)
+
+
+def test_where_both_kinds_fit_both_are_trained_and_the_stronger_on_the_hold_out_is_kept():
+    """A pooled image (3x8x8 values) fits an MLP and a convolutional network: ``auto`` trains both and keeps
+    the one with the better hold-out score, where it used to take the MLP by size."""
+    import torch.nn.functional as F
+
+    from obfaudit.attacks import AuditConfig, audit_transform
+    from obfaudit.data import load_dataset
+    from obfaudit.models.attack_nets import both_fit
+
+    assert both_fit((3, 8, 8)) and not both_fit((3, 64, 64)) and not both_fit((192,))
+    assert not both_fit((3, 8, 8), "mlp") and not both_fit((3, 8, 8), "conv")
+    train = load_dataset("shapes", split="train", n=200, size=32)
+    test = load_dataset("shapes", split="test", n=60, size=32)
+    short = TrainConfig(epochs=2, patience=2)
+    config = AuditConfig(
+        attacks=("recnet", "colornet"), attribute="background", task="shape", nets="auto", train=short
+    )
+    result = audit_transform("pool", lambda x: F.avg_pool2d(x, 4), train=train, test=test, config=config)
+    for record in result.records:
+        candidates = record.fit["candidates"]
+        assert {c["network"]["arch"] for c in candidates} == {record.attack, f"{record.attack}_conv"}
+        (kept,) = [c for c in candidates if c["kept"]]
+        assert record.fit["network"] == kept["network"]
+        other = next(c for c in candidates if not c["kept"])
+        if record.attack == "recnet":
+            assert kept["val_loss"] <= other["val_loss"]
+        else:
+            assert (kept["val_metric"], -kept["val_loss"]) >= (other["val_metric"], -other["val_loss"])
+    config = AuditConfig(attacks=("colornet",), attribute="background", task="shape", nets="mlp", train=short)
+    result = audit_transform("pool", lambda x: F.avg_pool2d(x, 4), train=train, test=test, config=config)
+    (record,) = result.records
+    assert "candidates" not in record.fit and record.fit["network"]["arch"] == "colornet"

@@ -86,3 +86,20 @@ def test_resnet18_cut_at_four_blocks_in_one_command(tmp_path):
     assert again.stderr.count("kept from an earlier run") == sum(
         len(list((out / c["node"] / "stages").glob("*.json"))) + 2 * 2 + 1 for c in cuts
     )  # each cut's own stages, the two controls' two attacks and the judge
+
+
+def test_a_sweeps_progress_says_how_many_cuts_follow_and_at_what_pace():
+    from obfaudit.commands._base import Progress
+    from obfaudit.commands.audit import _sweep_progress
+
+    seen = []
+    _sweep_progress(seen.append, 2, 300.0)(Progress("[3/9] recnet: done in 4.0 s; about 1 min left", 3, 9))
+    _sweep_progress(seen.append, 1, None)(Progress("[1/9] started", 1, 9))
+    _sweep_progress(seen.append, 0, 300.0)(Progress("[9/9] done", 9, 9))
+    assert [p.message for p in seen] == [
+        "[3/9] recnet: done in 4.0 s; about 1 min left; then 2 more cuts, at least 10 min 00 s at the last cut's "
+        "pace",
+        "[1/9] started; then 1 more cut",
+        "[9/9] done",
+    ]
+    assert (seen[0].done, seen[0].total) == (3, 9)

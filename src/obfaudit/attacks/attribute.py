@@ -40,16 +40,17 @@ class AttributeClassifier(Attack):
                 "network": describe(self.net),
                 "alike": True,
             }
-        self.net, cfg = self.config.network(
-            "colornet", tuple(z.shape[1:]), len(z), config, f"{self.config.label}{self.name}", classes=classes
+        y = data.labels[attribute]
+        self.net, trained = self.config.trained_network(
+            "colornet",
+            tuple(z.shape[1:]),
+            len(z),
+            config,
+            f"{self.config.label}{self.name}",
+            lambda net, cfg: train_classifier(net, z, y, cfg),
+            classes=classes,
         )
-        result = train_classifier(self.net, z, data.labels[attribute], cfg)
-        return {
-            "trained_on": data.name,
-            "n_train": len(data),
-            "network": describe(self.net),
-            **result.to_dict(),
-        }
+        return {"trained_on": data.name, "n_train": len(data), **trained}
 
     def infer(self, traffic: torch.Tensor) -> torch.Tensor:
         if self.net is None:

@@ -8,6 +8,7 @@ scoring is the scorer's job (:mod:`.scoring`), chosen by the attack's output kin
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
@@ -70,17 +71,78 @@ class AttackSettings:
     for scoring: the screening audit's cheap decoders. None: at full resolution."""
 
     def network(
-        self, kind: str, input_shape: tuple[int, ...], n: int, config: TrainConfig, desc: str, **kwargs: Any
+        self,
+        kind: str,
+        input_shape: tuple[int, ...],
+        n: int,
+        config: TrainConfig,
+        desc: str,
+        *,
+        nets: str | None = None,
+        **kwargs: Any,
     ) -> tuple[torch.nn.Module, TrainConfig]:
         """A fresh ``kind`` network ("recnet" or "colornet") for inputs of ``input_shape``, seeded, and
-        how to train it on ``n`` examples (``kwargs``: ``output_shape`` or ``classes``)."""
+        how to train it on ``n`` examples (``kwargs``: ``output_shape`` or ``classes``); ``nets``
+        overrides :attr:`nets`."""
         from obfaudit.models.attack_nets import attack_network, attack_training, uses_conv
 
+        nets = nets or self.nets
         cfg = replace(config, seed=self.seed, device=self.device, desc=desc)
-        conv = uses_conv(tuple(input_shape), self.nets)
+        conv = uses_conv(tuple(input_shape), nets)
         cfg = attack_training(cfg, n, conv=conv, min_steps=self.min_steps)
         torch.manual_seed(cfg.seed)
-        return attack_network(kind, tuple(input_shape), nets=self.nets, **kwargs), cfg
+        return attack_network(kind, tuple(input_shape), nets=nets, **kwargs), cfg
+
+    def trained_network(
+        self,
+        kind: str,
+        input_shape: tuple[int, ...],
+        n: int,
+        config: TrainConfig,
+        desc: str,
+        train: Callable[[torch.nn.Module, TrainConfig], Any],
+        **kwargs: Any,
+    ) -> tuple[torch.nn.Module, dict]:
+        """The ``kind`` network trained by ``train(net, config)`` (which returns a
+        :class:`~obfaudit.train.FitResult`), and its fit statistics.
+
+        Under ``auto``, where both an MLP and a convolutional network fit the tensor (a spatial one of
+        at most :data:`~obfaudit.models.attack_nets.DENSE_LIMIT` values), both are trained and the
+        stronger on the hold-out is kept (higher accuracy, then lower loss): no guess by size that
+        could leave the weaker attack to speak for the transform. The fit lists both (``candidates``).
+        """
+        from obfaudit.models.attack_nets import both_fit, describe
+
+        kinds = ("mlp", "conv") if both_fit(tuple(input_shape), self.nets) else (self.nets,)
+        trained = []
+        for nets in kinds:
+            label = desc if len(kinds) == 1 else f"{desc} ({nets})"
+            net, cfg = self.network(kind, input_shape, n, config, label, nets=nets, **kwargs)
+            trained.append((net, train(net, cfg)))
+        net, result = min(trained, key=lambda t: _hold_out_rank(t[1]))
+        fit = {"network": describe(net), **result.to_dict()}
+        if len(trained) > 1:
+            fit["candidates"] = [
+                {
+                    "network": describe(m),
+                    "val_loss": r.val_loss,
+                    "val_metric": r.val_metric,
+                    "seconds": r.seconds,
+                    "kept": m is net,
+                }
+                for m, r in trained
+            ]
+        return net, fit
+
+
+def _hold_out_rank(result: Any) -> tuple[float, float]:
+    """Sorts fits strongest first: the higher hold-out accuracy (classifiers), then the lower hold-out
+    loss (the training loss where nothing was held out)."""
+    import math
+
+    metric = result.val_metric if result.val_metric is not None else 0.0
+    loss = result.val_loss if math.isfinite(result.val_loss) else result.train_loss
+    return (-metric, loss if math.isfinite(loss) else math.inf)
 
 
 class Attack(ABC):

@@ -51,16 +51,16 @@ class Reconstructor(Attack):
         if all_alike(z):  # the same tensor for every image: the mean image is all any network can learn
             self.net = ConstantNetwork(as_float(x).mean(0))
             return {**fit, "network": describe(self.net), "alike": True}
-        self.net, cfg = self.config.network(
+        self.net, trained = self.config.trained_network(
             "recnet",
             tuple(z.shape[1:]),
             len(x),
             config,
             f"{self.config.label}{self.name}",
+            lambda net, cfg: train_reconstructor(net, z, x, cfg),
             output_shape=tuple(x.shape[1:]),
         )
-        result = train_reconstructor(self.net, z, x, cfg)
-        return {**fit, "network": describe(self.net), **result.to_dict()}
+        return {**fit, **trained}
 
     def infer(self, traffic: torch.Tensor) -> torch.Tensor:
         if self.net is None:

@@ -836,6 +836,20 @@ def audit(job: AuditJob, *, on_progress: OnProgress = quiet) -> AuditReport:
     return result
 
 
+def _sweep_progress(on_progress: OnProgress, after: int, pace: float | None) -> OnProgress:
+    """A cut's progress lines, each saying what the sweep has left after this cut: ``after`` more cuts, at
+    ``pace`` seconds each (the last cut's; deeper cuts usually cost more, so it is a floor)."""
+    if not after:
+        return on_progress
+    more = f"{after} more cut{'s' if after > 1 else ''}"
+    tail = f"; then {more}" + (f", at least {_duration(after * pace)} at the last cut's pace" if pace else "")
+
+    def report(progress: Progress) -> None:
+        on_progress(replace(progress, message=progress.message + tail))
+
+    return report
+
+
 def audit_split(job: AuditJob, *, on_progress: OnProgress = quiet) -> SplitReport:
     """Cut the model of ``job.transform`` at each of ``job.split``, audit each cut into ``OUT/<node>``,
     and write the sweep's results, figure and report into ``job.out``."""
@@ -865,6 +879,7 @@ def audit_split(job: AuditJob, *, on_progress: OnProgress = quiet) -> SplitRepor
     train, test, attribute, task = _task_data(job, job.data or "colored-mnist", job.seed)
     cuts, audits = [], {}
     folders: dict[str, str] = {}
+    last_cut: float | None = None  # seconds the last cut took: the pace of the cuts still to come
     for i, node in enumerate(nodes, 1):
         folder = safe_node(node)
         if folder in folders.values() or folder.strip(".") == "":  # two names made one, or a parent
@@ -876,7 +891,8 @@ def audit_split(job: AuditJob, *, on_progress: OnProgress = quiet) -> SplitRepor
         else:
             transform = cut_module(model, node, what=name)
         cut = replace(job, transform=transform, name=f"{name}@{node}", out=out / folder, split=None)
-        rep = audit(cut, on_progress=on_progress)
+        rep = audit(cut, on_progress=_sweep_progress(on_progress, len(nodes) - i, last_cut))
+        last_cut = rep.seconds
         runnable = (
             resolve_source(transform, device=device, seed=job.seed).transform
             if isinstance(transform, str)

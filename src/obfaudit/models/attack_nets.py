@@ -183,6 +183,12 @@ def uses_conv(shape: tuple[int, ...], nets: str = "auto") -> bool:
     return nets == "conv" or math.prod(shape) > DENSE_LIMIT
 
 
+def both_fit(shape: tuple[int, ...], nets: str = "auto") -> bool:
+    """Whether, under ``--attack-nets nets``, an MLP and a convolutional network are both tried on tensors
+    of ``shape`` (``auto`` and a spatial tensor small enough for an MLP): the stronger is kept."""
+    return nets == "auto" and is_spatial(shape) and math.prod(shape) <= DENSE_LIMIT
+
+
 def attack_network(kind: str, input_shape: tuple[int, ...], *, nets: str = "auto", **kwargs) -> nn.Module:
     """The ``kind`` ("recnet" or "colornet") network for inputs of ``input_shape``: convolutional
     or the study's MLP, as :func:`uses_conv` decides; ``kwargs``: ``output_shape`` or ``classes``."""
