@@ -97,8 +97,8 @@ def test_a_sweeps_progress_says_how_many_cuts_follow_and_at_what_pace():
     _sweep_progress(seen.append, 1, None)(Progress("[1/9] started", 1, 9))
     _sweep_progress(seen.append, 0, 300.0)(Progress("[9/9] done", 9, 9))
     assert [p.message for p in seen] == [
-        "[3/9] recnet: done in 4.0 s; about 1 min left; then 2 more cuts, at least 10 min 00 s at the last cut's "
-        "pace",
+        "[3/9] recnet: done in 4.0 s; about 1 min left; then 2 more cuts, at least 10 min 00 s at the last "
+        "cut's pace",
         "[1/9] started; then 1 more cut",
         "[9/9] done",
     ]
