@@ -48,7 +48,7 @@ def export_pool(path: Path) -> str:
 
 def run_case(name: str, transform: str, work: Path, size: int) -> dict:
     out = work / name
-    cmd = [sys.executable, "-m", "obfaudit", "audit", "--transform", transform, "--data", "shapes",
+    cmd = [sys.executable, "-m", "obfaudit.cli", "audit", "--transform", transform, "--data", "shapes",
            "--size", str(size), "--attribute", "background", "--no-controls", "--attack", *ATTACKS,
            "--out", str(out), "--cache", str(work / "cache"), "--json"]  # fmt: skip
     start = time.perf_counter()
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for name in args.cases:
-            transform = export_pool(work / "pool4.onnx") if CASES[name] == "ONNX" else CASES[name]
+            transform = export_pool(work / "graph.onnx") if CASES[name] == "ONNX" else CASES[name]
             results[name] = run_case(name, transform, work, args.size)
             r = results[name]
             print(

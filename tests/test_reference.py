@@ -131,12 +131,10 @@ def test_an_onnx_pooling_gets_the_upsampling_and_the_inversions_through_its_conv
 
 
 def test_an_attack_not_checked_on_the_identity_says_so_on_its_line(tmp_path):
-    # a pooled 48x48 image is a small tensor (an MLP attacks it); the identity's is large (a CNN does)
-    (tmp_path / "pooling.py").write_text(
-        "import torch.nn.functional as F\n\ndef pool(x):\n    return F.avg_pool2d(x, 4)\n"
-    )
+    # a flat vector is attacked by an MLP; the identity's 48x48 image (6,912 values) by a CNN
+    (tmp_path / "flatten.py").write_text("def flat(x):\n    return x.flatten(1)\n")
     r = run_cli(
-        "audit", "--transform", "pooling:pool", "--data", "shapes", "--size", "48", "--n-train", "200",
+        "audit", "--transform", "flatten:flat", "--data", "shapes", "--size", "48", "--n-train", "200",
         "--n-test", "60", "--attribute", "background", "--attack", "colornet", "--epochs", "2", "--min-steps",
         "0", "--out", tmp_path / "o", "--cache", tmp_path / "c", cwd=tmp_path,
     )  # fmt: skip
