@@ -111,6 +111,13 @@ def _split(n: int, val_fraction: float, g: torch.Generator) -> tuple[torch.Tenso
     return perm[n_val:], perm[:n_val]
 
 
+def hold_out(n: int, config: TrainConfig) -> torch.Tensor:
+    """The indices :func:`fit` holds out of ``n`` training examples under ``config`` (empty: none)."""
+    return _split(
+        n, config.val_fraction if config.patience else 0.0, torch.Generator().manual_seed(config.seed)
+    )[1]
+
+
 def fit(
     model: nn.Module,
     x: torch.Tensor,

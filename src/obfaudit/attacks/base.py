@@ -101,6 +101,9 @@ class AttackSettings:
         config: TrainConfig,
         desc: str,
         train: Callable[[torch.nn.Module, TrainConfig], Any],
+        *,
+        both: bool = True,
+        score: Callable[[torch.nn.Module, TrainConfig], float | None] | None = None,
         **kwargs: Any,
     ) -> tuple[torch.nn.Module, dict]:
         """The ``kind`` network trained by ``train(net, config)`` (which returns a
@@ -110,16 +113,25 @@ class AttackSettings:
         at most :data:`~obfaudit.models.attack_nets.DENSE_LIMIT` values), both are trained and the
         stronger on the hold-out is kept (higher accuracy, then lower loss): no guess by size that
         could leave the weaker attack to speak for the transform. The fit lists both (``candidates``).
+        ``both=False`` keeps the guess by size (networks trained on tens of thousands of proxy images).
+        ``score(net, config)``: the trained network's hold-out score in what the audit reports (higher is
+        stronger; a reconstructor's SSIM, which its training loss, MSE, can rank the other way), used
+        instead of the hold-out loss when it gives one.
         """
         from obfaudit.models.attack_nets import both_fit, describe
 
-        kinds = ("mlp", "conv") if both_fit(tuple(input_shape), self.nets) else (self.nets,)
+        kinds = ("mlp", "conv") if both and both_fit(tuple(input_shape), self.nets) else (self.nets,)
         trained = []
         for nets in kinds:
             label = desc if len(kinds) == 1 else f"{desc} ({nets})"
             net, cfg = self.network(kind, input_shape, n, config, label, nets=nets, **kwargs)
-            trained.append((net, train(net, cfg)))
-        net, result = min(trained, key=lambda t: _hold_out_rank(t[1]))
+            result = train(net, cfg)
+            held = score(net, cfg) if score is not None and len(kinds) > 1 else None
+            trained.append((net, result, held))
+        if all(t[2] is not None for t in trained):
+            net, result, _ = max(trained, key=lambda t: t[2])
+        else:
+            net, result, _ = min(trained, key=lambda t: _hold_out_rank(t[1]))
         fit = {"network": describe(net), **result.to_dict()}
         if len(trained) > 1:
             fit["candidates"] = [
@@ -127,10 +139,11 @@ class AttackSettings:
                     "network": describe(m),
                     "val_loss": r.val_loss,
                     "val_metric": r.val_metric,
+                    **({"val_score": held} if held is not None else {}),
                     "seconds": r.seconds,
                     "kept": m is net,
                 }
-                for m, r in trained
+                for m, r, held in trained
             ]
         return net, fit
 

@@ -6,6 +6,8 @@ network on its own proxy images (``decoder``, :mod:`.decoder`).
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 
@@ -13,7 +15,7 @@ from obfaudit.attacks.base import Attack, Output, Party
 from obfaudit.attacks.knowledge import ServerKnowledge, expect
 from obfaudit.attacks.registry import register_attack
 from obfaudit.models.attack_nets import ConstantNetwork, all_alike, describe
-from obfaudit.train import TrainConfig, as_float, predict, train_reconstructor
+from obfaudit.train import TrainConfig, as_float, hold_out, predict, train_reconstructor
 
 
 def low_resolution(x: torch.Tensor, side: int | None) -> torch.Tensor:
@@ -40,6 +42,9 @@ class Reconstructor(Attack):
     net: torch.nn.Module | None = None
     upsample_to: tuple[int, int] | None = None
     """The images' height and width, when the network reconstructs them smaller."""
+    both_kinds: ClassVar[bool] = True
+    """Where an MLP and a CNN both fit, train both and keep the stronger (see
+    :meth:`~obfaudit.attacks.base.AttackSettings.trained_network`); False for the proxy-trained ones."""
 
     def _train(self, z: torch.Tensor, x: torch.Tensor, config: TrainConfig, trained_on) -> dict:
         small = low_resolution(x, self.config.recon_side)
@@ -58,6 +63,8 @@ class Reconstructor(Attack):
             config,
             f"{self.config.label}{self.name}",
             lambda net, cfg: train_reconstructor(net, z, x, cfg),
+            both=self.both_kinds,
+            score=lambda net, cfg: _hold_out_ssim(net, z, x, cfg),
             output_shape=tuple(x.shape[1:]),
         )
         return {**fit, **trained}
@@ -69,6 +76,18 @@ class Reconstructor(Attack):
         if self.upsample_to is not None:
             out = F.interpolate(out.float(), size=self.upsample_to, mode="bilinear", align_corners=False)
         return out
+
+
+def _hold_out_ssim(
+    net: torch.nn.Module, z: torch.Tensor, x: torch.Tensor, config: TrainConfig
+) -> float | None:
+    """The mean SSIM of ``net``'s reconstructions of the examples its training held out (None: none)."""
+    from obfaudit.attacks.metrics import image_quality
+
+    held = hold_out(len(x), config)
+    if not len(held):
+        return None
+    return float(image_quality(predict(net, z[held], device=config.device).cpu(), as_float(x[held]))["ssim"])
 
 
 @register_attack("recnet")
