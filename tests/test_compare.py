@@ -31,13 +31,15 @@ def test_two_seeds_of_one_transform_are_close_and_the_null_leaks_less_than_the_i
         ("colornet", "feature_accuracy"), ("recnet", "feature_accuracy"), ("recnet", "ssim")
     }  # fmt: skip
     # two seeds of one transform are close (their intervals cover the test images, not training's randomness)
-    assert all(abs(x["difference"]) < 0.05 for x in rows), rows
+    assert all(abs(x["difference"]) < 0.15 for x in rows), rows
     assert {x["method"] for x in rows} == {"unpaired"}  # another seed draws another split
 
     r = run_cli("compare", audits / "id0", audits / "null", "--embed")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "B leaks less on 3, the same on 0, more on 0 of 3 scores" in r.stdout
-    assert "recnet    SSIM" in r.stdout and "different budgets" not in r.stdout
+    assert "different budgets" not in r.stdout
+    rows = json.loads(run_cli("compare", audits / "id0", audits / "null", "--json").stdout)["rows"]
+    assert {(x["attack"], x["metric"], x["says"]) for x in rows} >= {("recnet", "ssim", "less")}
     assert "identity -> null  server  colornet" in r.stdout and "paired" in r.stdout
     page = (audits / "null" / "report.html").read_text()
     assert page.count('id="compare"') == 1

@@ -7,6 +7,7 @@ scoring is the scorer's job (:mod:`.scoring`), chosen by the attack's output kin
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -115,8 +116,10 @@ class AttackSettings:
         could leave the weaker attack to speak for the transform. The fit lists both (``candidates``).
         ``both=False`` keeps the guess by size (networks trained on tens of thousands of proxy images).
         ``score(net, config)``: the trained network's hold-out score in what the audit reports (higher is
-        stronger; a reconstructor's SSIM, which its training loss, MSE, can rank the other way), used
-        instead of the hold-out loss when it gives one.
+        stronger; a reconstructor's SSIM, which its training loss, MSE, can rank the other way, at the
+        resolution it reconstructs), used instead of the hold-out loss when both candidates give one.
+        Without a hold-out (``val_fraction`` 0 or no patience) the training loss decides, which favours
+        the network that fits its training data best.
         """
         from obfaudit.models.attack_nets import both_fit, describe
 
@@ -127,6 +130,8 @@ class AttackSettings:
             net, cfg = self.network(kind, input_shape, n, config, label, nets=nets, **kwargs)
             result = train(net, cfg)
             held = score(net, cfg) if score is not None and len(kinds) > 1 else None
+            if held is not None and not math.isfinite(held):  # e.g. SSIM of images too small to score
+                held = None
             trained.append((net, result, held))
         if all(t[2] is not None for t in trained):
             net, result, _ = max(trained, key=lambda t: t[2])
@@ -151,8 +156,6 @@ class AttackSettings:
 def _hold_out_rank(result: Any) -> tuple[float, float]:
     """Sorts fits strongest first: the higher hold-out accuracy (classifiers), then the lower hold-out
     loss (the training loss where nothing was held out)."""
-    import math
-
     metric = result.val_metric if result.val_metric is not None else 0.0
     loss = result.val_loss if math.isfinite(result.val_loss) else result.train_loss
     return (-metric, loss if math.isfinite(loss) else math.inf)

@@ -136,6 +136,8 @@ def network_settings(config: AttackSettings) -> dict:
     out: dict = {}
     if config.nets != "mlp":
         out["nets"] = config.nets
+    if config.nets == "auto":  # both kinds where both fit, the stronger kept: other networks than before
+        out["where_both_fit"] = "stronger of both"
     if config.min_steps:
         out["min_steps"] = config.min_steps
     if config.recon_side:

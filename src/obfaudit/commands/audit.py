@@ -900,7 +900,7 @@ def audit_split(job: AuditJob, *, on_progress: OnProgress = quiet) -> SplitRepor
         )
         shape, utility = task_utility(runnable, train, test, task, seed=job.seed, device=device)
         audits[node] = rep
-        cuts.append(cut_row(node, rep, shape, utility))
+        cuts.append(cut_row(node, rep, shape, utility, folder=folder))
     baselines = next(iter(audits.values())).baselines.to_dict()
     screen = job.spent.about if job.spent.screen else None
     result = SplitReport(name, cuts, baselines, task, audits=audits, screen=screen)

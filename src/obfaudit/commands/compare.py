@@ -274,20 +274,22 @@ def _sweep(path: Path) -> dict | None:
         raise ObfauditError(f"{file}: not readable JSON ({e})") from None
 
 
-def _cut_runs(path: Path, sweep: dict) -> dict[str, Run]:
-    """A sweep's cuts, each as the run of its own audit (OUT/<node>/)."""
+def _cut_folders(path: Path, sweep: dict) -> dict[str, Path]:
+    """A sweep's cuts, each with the folder of its own audit (OUT/<folder>/)."""
     from obfaudit.commands.split import safe_node
 
     root = path if path.is_dir() else path.parent
-    return {c["node"]: load_run(root / safe_node(c["node"])) for c in sweep.get("cuts", [])}
+    return {c["node"]: root / (c.get("folder") or safe_node(c["node"])) for c in sweep.get("cuts", [])}
 
 
 def compare_sweeps(path_a: Path, path_b: Path, sweep_a: dict, sweep_b: dict) -> Comparison:
     """Two split sweeps cut by cut: each shared cut's subject rows, and the shared controls once."""
-    cuts_a, cuts_b = _cut_runs(path_a, sweep_a), _cut_runs(path_b, sweep_b)
-    shared = [n for n in cuts_b if n in cuts_a]
+    folders_a, folders_b = _cut_folders(path_a, sweep_a), _cut_folders(path_b, sweep_b)
+    shared = [n for n in folders_b if n in folders_a]
     if not shared:
         raise ObfauditError(f"{path_a} and {path_b} share no cut: compare sweeps of the same model's nodes")
+    cuts_a = {n: load_run(folders_a[n]) for n in shared}
+    cuts_b = {n: load_run(folders_b[n]) for n in shared}
     rows, controls = [], {}
     for node in shared:
         for r in _rows(cuts_a[node], cuts_b[node], cut=node):
@@ -295,12 +297,14 @@ def compare_sweeps(path_a: Path, path_b: Path, sweep_a: dict, sweep_b: dict) -> 
                 controls.setdefault((r["subject"], r["attack"], r["metric"]), r)
             else:
                 rows.append(r)
+    if not rows:
+        raise ObfauditError(f"{path_a} and {path_b} share cuts but no (attack, score) in them")
     return Comparison(
         str(path_a),
         str(path_b),
         rows + list(controls.values()),
-        only_in_a=[f"cut {n}" for n in cuts_a if n not in cuts_b],
-        only_in_b=[f"cut {n}" for n in cuts_b if n not in cuts_a],
+        only_in_a=[f"cut {n}" for n in folders_a if n not in folders_b],
+        only_in_b=[f"cut {n}" for n in folders_b if n not in folders_a],
         budgets=budget_differences(cuts_a[shared[0]], cuts_b[shared[0]]),
     )
 

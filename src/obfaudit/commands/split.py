@@ -100,7 +100,9 @@ class SplitReport(Result):
         return "\n".join(lines)
 
 
-def cut_row(node: str, rep: Any, shape: tuple[int, ...], utility: dict | None) -> dict:
+def cut_row(
+    node: str, rep: Any, shape: tuple[int, ...], utility: dict | None, *, folder: str | None = None
+) -> dict:
     import math
 
     scored = [r for r in rep.records if r.metrics.feature_accuracy is not None]
@@ -109,6 +111,7 @@ def cut_row(node: str, rep: Any, shape: tuple[int, ...], utility: dict | None) -
     best = max(images, key=lambda r: r.metrics.ssim, default=None)
     return {
         "node": node,
+        "folder": folder or safe_node(node),
         "subject": rep.subject,
         "shape": list(shape),
         "bytes_per_image": 4 * math.prod(shape),  # float32 on the wire
