@@ -70,6 +70,10 @@ def test_resnet18_cut_at_four_blocks_in_one_command(tmp_path):
     assert [c["bytes_per_image"] for c in cuts] == [16384, 8192, 4096, 2048]
     assert all(c["verdict"] and c["worst_fa_ci"] and c["best_ssim"] is not None for c in cuts)
     assert all(0 <= c["utility"] <= 1 and c["utility_ci"] for c in cuts)
+    # beside each cut's best reconstruction: its PSNR with an interval, the same attack through the identity
+    assert all(c["best_psnr"] > 0 and c["best_psnr_ci"] and not c["best_exact"] for c in cuts)
+    assert all(c["best_ssim"] <= c["identity_ssim"] <= 1 for c in cuts)
+    assert all(c["folder"] == c["node"] for c in cuts)
     for c in cuts:
         assert (out / c["node"] / "report.html").is_file()
     page = (out / "report.html").read_text()
@@ -103,3 +107,14 @@ def test_a_sweeps_progress_says_how_many_cuts_follow_and_at_what_pace():
         "[9/9] done",
     ]
     assert (seen[0].done, seen[0].total) == (3, 9)
+
+
+def test_an_exact_reconstruction_reads_exact_not_missing():
+    from obfaudit.commands.split import SplitReport
+
+    cut = {"node": "layer1", "verdict": "compromised", "worst_fa": 1.0, "worst_fa_ci": [1.0, 1.0],
+           "worst_attack": "recnet", "best_ssim": 1.0, "identity_ssim": 1.0, "best_psnr": None,
+           "best_exact": True, "bytes_per_image": 4, "utility": None}  # fmt: skip
+    baselines = {"attribute": "background", "threshold": 0.75, "chance": 0.5}
+    line = SplitReport("m", [cut], baselines, "shape").summary().splitlines()[2]
+    assert "1.000 (1.000)" in line and "exact" in line

@@ -82,6 +82,7 @@ class SplitReport(Result):
                 ceiling = f" ({c['identity_ssim']:.3f})" if c.get("identity_ssim") is not None else ""
                 ssim = f"{c['best_ssim']:.3f}{ceiling}"
             psnr = f"{c['best_psnr']:.1f}" if c.get("best_psnr") is not None else "-"
+            psnr = "exact" if c.get("best_exact") else psnr
             util = f"{c['utility']:.1%}" if c.get("utility") is not None else "-"
             lines.append(
                 f"  {c['node']:<16} {c['verdict'] or 'no verdict':<16} {fa:<26} {ssim:<21} {psnr:<8} "
@@ -122,7 +123,9 @@ def cut_row(
         "best_ssim_attack": best.attack if best else None,
         "best_ssim": best.metrics.ssim if best else None,
         "best_ssim_ci": best.metrics.interval("ssim") if best else None,
-        "best_psnr": best.metrics.psnr_db if best else None,
+        # an exact reconstruction's PSNR is infinite, which strict JSON cannot hold: say it in words
+        "best_psnr": best.metrics.psnr_db if best and math.isfinite(best.metrics.psnr_db or 0.0) else None,
+        "best_exact": bool(best and best.metrics.psnr_db is not None and math.isinf(best.metrics.psnr_db)),
         "best_psnr_ci": best.metrics.interval("psnr_db") if best else None,
         "identity_ssim": _identity_ssim(rep.document, best.attack) if best else None,
         "utility": utility["accuracy"] if utility else None,

@@ -37,7 +37,9 @@ def write_split_report(
             "ssim": f"{num_ci(c['best_ssim'], c['best_ssim_ci'])} ({c['best_ssim_attack']})"
             if c["best_ssim"] is not None
             else "-",
-            "psnr": num_ci(c["best_psnr"], c["best_psnr_ci"], ".1f")
+            "psnr": "exact (infinite)"
+            if c.get("best_exact")
+            else num_ci(c["best_psnr"], c["best_psnr_ci"], ".1f")
             if c.get("best_psnr") is not None
             else "-",
             "ceiling": f"{c['identity_ssim']:.3f}" if c.get("identity_ssim") is not None else "-",
