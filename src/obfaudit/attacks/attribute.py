@@ -6,8 +6,6 @@ NoisyNet and PathNet train on transformed proxy data it generated (Noisy, Path).
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 
 from obfaudit.attacks.base import Attack, Output, Party
@@ -27,9 +25,6 @@ class AttributeClassifier(Attack):
     screening = True
     cost = 2.0
     net: torch.nn.Module | None = None
-    both_kinds: ClassVar[bool] = True
-    """Where an MLP and a CNN both fit, train both and keep the stronger (see
-    :meth:`~obfaudit.attacks.base.AttackSettings.trained_network`); False for the proxy-trained ones."""
 
     def _train(self, z: torch.Tensor, data: ImageSet, config: TrainConfig) -> dict:
         attribute = self.config.attribute
@@ -46,15 +41,8 @@ class AttributeClassifier(Attack):
                 "alike": True,
             }
         y = data.labels[attribute]
-        self.net, trained = self.config.trained_network(
-            "colornet",
-            tuple(z.shape[1:]),
-            len(z),
-            config,
-            f"{self.config.label}{self.name}",
-            lambda net, cfg: train_classifier(net, z, y, cfg),
-            both=self.both_kinds,
-            classes=classes,
+        self.net, trained = self.trained_network(
+            "colornet", z, config, lambda net, cfg: train_classifier(net, z, y, cfg), classes=classes
         )
         return {"trained_on": data.name, "n_train": len(data), **trained}
 

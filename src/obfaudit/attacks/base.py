@@ -182,6 +182,9 @@ class Attack(ABC):
         starts_from: another attack of the same party whose trained network it starts from (its
             ``fit`` asks the party's knowledge for it, see ``derived``); an audit runs this one after
             it, on the same worker, so the network is trained once.
+        both_kinds: where an MLP and a convolutional network both fit what it trains on, train both
+            and keep the stronger (:meth:`AttackSettings.trained_network`); False keeps the guess by
+            size (the networks trained on tens of thousands of proxy images, where both cost minutes).
     """
 
     name: ClassVar[str] = ""
@@ -193,9 +196,26 @@ class Attack(ABC):
     screening: ClassVar[bool] = False
     cost: ClassVar[float] = 1.0
     starts_from: ClassVar[str | None] = None
+    both_kinds: ClassVar[bool] = True
 
     def __init__(self, config: AttackSettings) -> None:
         self.config = config
+
+    def trained_network(
+        self, kind: str, z: torch.Tensor, config: TrainConfig, train: Callable, **kwargs: Any
+    ) -> tuple[torch.nn.Module, dict]:
+        """This attack's ``kind`` network for the tensors ``z``, trained by ``train(net, config)``
+        (:meth:`AttackSettings.trained_network` with this attack's shape, size, label and kinds)."""
+        return self.config.trained_network(
+            kind,
+            tuple(z.shape[1:]),
+            len(z),
+            config,
+            f"{self.config.label}{self.name}",
+            train,
+            both=self.both_kinds,
+            **kwargs,
+        )
 
     @abstractmethod
     def fit(self, knowledge: Any) -> dict:

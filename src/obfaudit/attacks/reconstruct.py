@@ -6,8 +6,6 @@ network on its own proxy images (``decoder``, :mod:`.decoder`).
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 import torch.nn.functional as F
 
@@ -42,9 +40,6 @@ class Reconstructor(Attack):
     net: torch.nn.Module | None = None
     upsample_to: tuple[int, int] | None = None
     """The images' height and width, when the network reconstructs them smaller."""
-    both_kinds: ClassVar[bool] = True
-    """Where an MLP and a CNN both fit, train both and keep the stronger (see
-    :meth:`~obfaudit.attacks.base.AttackSettings.trained_network`); False for the proxy-trained ones."""
 
     def _train(self, z: torch.Tensor, x: torch.Tensor, config: TrainConfig, trained_on) -> dict:
         small = low_resolution(x, self.config.recon_side)
@@ -56,14 +51,11 @@ class Reconstructor(Attack):
         if all_alike(z):  # the same tensor for every image: the mean image is all any network can learn
             self.net = ConstantNetwork(as_float(x).mean(0))
             return {**fit, "network": describe(self.net), "alike": True}
-        self.net, trained = self.config.trained_network(
+        self.net, trained = self.trained_network(
             "recnet",
-            tuple(z.shape[1:]),
-            len(x),
+            z,
             config,
-            f"{self.config.label}{self.name}",
             lambda net, cfg: train_reconstructor(net, z, x, cfg),
-            both=self.both_kinds,
             score=lambda net, cfg: _hold_out_ssim(net, z, x, cfg),
             output_shape=tuple(x.shape[1:]),
         )
