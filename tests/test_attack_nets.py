@@ -94,6 +94,31 @@ def test_not_compromised_needs_a_calibrated_attack_behind_it():
     )  # unchecked: as the attack says
 
 
+def test_the_attacks_that_learn_from_what_is_sent_are_checked_at_the_subjects_shape():
+    """Through the identity the attack reads the attribute; through a tensor of the subject's shape that
+    hides as little as that shape can, it does not: it is not calibrated, and the verdict is inconclusive.
+    An attack that did not run on the same-shape control (an inversion) keeps the identity's check."""
+    mine = [_rec("colornet", "not compromised")]
+    identity = [_rec("colornet", "compromised", "identity"), _rec("inversion", "compromised", "identity")]
+    shaped = [_rec("colornet", "not compromised", "same-shape")]
+    cal = calibrate(mine, identity, shaped)["colornet"]
+    assert (cal.calibrated, cal.control) == (False, "same-shape")
+    assert "through the same-shape control" in cal.why and cal.to_dict()["control"] == "same-shape"
+    assert calibrated_verdict(mine, {"colornet": cal}) == "inconclusive"
+    both = [*mine, _rec("inversion", "not compromised")]
+    cal = calibrate(both, identity, shaped)
+    assert cal["inversion"].control == "identity" and cal["inversion"].calibrated is True
+    # trained both network kinds on each and kept the stronger: the same procedure, checked
+    kinds = {"network": {"arch": "colornet", "params": 1}, "candidates": [
+        {"network": {"arch": a}} for a in ("colornet", "colornet_conv")]}  # fmt: skip
+    kept_conv = {**kinds, "network": {"arch": "colornet_conv", "params": 1}}
+    subject = [AttackRecord("t", "colornet", "server", "attribute", {}, "not compromised", fit=kinds)]
+    control = [
+        AttackRecord("same-shape", "colornet", "server", "attribute", {}, "compromised", fit=kept_conv)
+    ]
+    assert calibrate(subject, None, control)["colornet"].calibrated is True
+
+
 @pytest.mark.slow
 def test_an_audit_whose_attacks_are_blind_through_the_identity_is_inconclusive(tmp_path):
     """Nothing reads the random attribute, through the null transform or through the identity: the null

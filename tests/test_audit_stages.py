@@ -40,11 +40,12 @@ def test_the_python_api_gives_typed_results_progress_and_reports(tmp_path):
     assert report.verdict is Verdict.COMPROMISED  # blurring keeps the colour
     colornet = next(r for r in report.records if r.attack == "colornet")
     assert colornet.party is Party.SERVER and colornet.metrics.lower() > colornet.metrics.threshold
-    assert set(report.verdicts) == {"blur", "identity", "null"}
+    # pooling sends another shape: the same-shape control checks the attacks on a 3x8x8 tensor too
+    assert set(report.verdicts) == {"blur", "identity", "null", "same-shape"}
     assert report.verdicts["identity"] is Verdict.COMPROMISED
     assert report.verdicts["null"] is Verdict.NOT_COMPROMISED
-    # one event per stage: the judge (recnet reads reconstructions with it) and 2 attacks x 3 subjects
-    assert [p.done for p in seen] == list(range(1, 8)) and seen[-1].total == 7
+    # one event per stage: the judge (recnet reads reconstructions with it) and 2 attacks x 4 subjects
+    assert [p.done for p in seen] == list(range(1, 10)) and seen[-1].total == 9
     assert (tmp_path / "a" / "report.html").exists() and (
         tmp_path / "a" / "figures" / "reconstructions.png"
     ).exists()
@@ -66,12 +67,16 @@ def test_a_second_audit_on_the_same_data_reuses_the_controls_and_the_judge(tmp_p
     kept = [p.message for p in second if "kept from an earlier run" in p.message]
     assert len(kept) == 5, [p.message for p in second]  # the judge and identity, null x 2 attacks
     assert not any("darken" in m for m in kept)
-    assert sum("done in" in p.message for p in first) == 7
-    # the reused controls are the same records
+    # the judge, the two attacks on blur and on each control (blur pools: a same-shape control too)
+    assert sum("done in" in p.message for p in first) == 9
+    # the reused controls are the same records (darken keeps the image's shape: no same-shape control)
     a = json.loads((tmp_path / "a" / "results.json").read_text())["experiments"]
     b = json.loads((tmp_path / "b" / "results.json").read_text())["experiments"]
-    controls = lambda exps: {e["id"]: e["metrics"] for e in exps if e["kind"] == "control"}  # noqa: E731
+    controls = lambda exps: {  # noqa: E731
+        e["id"]: e["metrics"] for e in exps if e["kind"] == "control" and e["subject"] != "same-shape"
+    }
     assert controls(a) == controls(b) and len(controls(a)) == 4
+    assert {e["subject"] for e in b if e["kind"] == "control"} == {"identity", "null"}
     assert report.subject == "darken"
     # another seed is another audit: nothing is reused
     third = []

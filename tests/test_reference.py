@@ -130,8 +130,11 @@ def test_an_onnx_pooling_gets_the_upsampling_and_the_inversions_through_its_conv
     assert records["reference"]["fit"]["least_squares"] and records["reference"]["fit"]["upsampling"]
 
 
-def test_an_attack_not_checked_on_the_identity_says_so_on_its_line(tmp_path):
-    # a flat vector is attacked by an MLP; the identity's 48x48 image (6,912 values) by a CNN
+def test_an_attack_is_checked_on_a_tensor_of_the_subjects_shape_and_says_so_on_its_line(tmp_path):
+    # a flat vector is attacked by an MLP, the identity's 48x48 image (6,912 values) by a CNN: the identity
+    # says nothing of the MLP. The same-shape control sends the image's values flat too: two epochs of the
+    # MLP read nothing there, so its "not compromised" on the subject is no evidence (before this control
+    # the line said "not checked" and the verdict was "not compromised")
     (tmp_path / "flatten.py").write_text("def flat(x):\n    return x.flatten(1)\n")
     r = run_cli(
         "audit", "--transform", "flatten:flat", "--data", "shapes", "--size", "48", "--n-train", "200",
@@ -140,7 +143,13 @@ def test_an_attack_not_checked_on_the_identity_says_so_on_its_line(tmp_path):
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     line = next(x for x in r.stdout.splitlines() if x.strip().startswith("colornet"))
-    assert "(not checked: on the identity it was colornet_conv, on the subject colornet)" in line
+    assert line.endswith("not compromised  (not calibrated: blind through the same-shape control)"), line
+    assert r.stdout.startswith("flat: inconclusive")
+    assert "control same-shape (6912, lossless: the image's values in order): not compromised" in r.stdout
+    results = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert results["calibration"]["colornet"]["control"] == "same-shape"
+    nets = {e["subject"]: e["fit"]["network"]["arch"] for e in results["experiments"]}
+    assert (nets["flat"], nets["same-shape"], nets["identity"]) == ("colornet", "colornet", "colornet_conv")
 
 
 def test_an_inversion_that_does_not_apply_is_no_weaker_verdict(tmp_path):

@@ -73,6 +73,8 @@ def test_resnet18_cut_at_four_blocks_in_one_command(tmp_path):
     # beside each cut's best reconstruction: its PSNR with an interval, the same attack through the identity
     assert all(c["best_psnr"] > 0 and c["best_psnr_ci"] and not c["best_exact"] for c in cuts)
     assert all(c["best_ssim"] <= c["identity_ssim"] <= 1 for c in cuts)
+    # and through a tensor of the cut's own shape (recnet is the best: it ran on the same-shape control)
+    assert all(c["best_ssim_attack"] == "recnet" and 0 < c["shape_ssim"] <= 1 for c in cuts)
     assert all(c["folder"] == c["node"] for c in cuts)
     for c in cuts:
         assert (out / c["node"] / "report.html").is_file()
@@ -88,8 +90,8 @@ def test_resnet18_cut_at_four_blocks_in_one_command(tmp_path):
     again = run_cli(*args, subprocess_=True, timeout=600)
     assert again.returncode == 0 and "done in" not in again.stderr, again.stderr[-2000:]
     assert again.stderr.count("kept from an earlier run") == sum(
-        len(list((out / c["node"] / "stages").glob("*.json"))) + 2 * 2 + 1 for c in cuts
-    )  # each cut's own stages, the two controls' two attacks and the judge
+        len(list((out / c["node"] / "stages").glob("*.json"))) + 2 + 2 * 2 + 1 for c in cuts
+    )  # each cut's own stages, its same-shape control's two attacks, the two controls' two attacks, the judge
 
 
 def test_a_sweeps_progress_says_how_many_cuts_follow_and_at_what_pace():
@@ -117,4 +119,4 @@ def test_an_exact_reconstruction_reads_exact_not_missing():
            "best_exact": True, "bytes_per_image": 4, "utility": None}  # fmt: skip
     baselines = {"attribute": "background", "threshold": 0.75, "chance": 0.5}
     line = SplitReport("m", [cut], baselines, "shape").summary().splitlines()[2]
-    assert "1.000 (1.000)" in line and "exact" in line
+    assert "1.000 (1.000/-)" in line and "exact" in line

@@ -255,8 +255,9 @@ def _subject(job: AuditJob, device: str):
         raise ObfauditError(f"transform {job.transform!r}: give a callable or a source string")
     if job.name:
         from obfaudit.transforms import CONTROLS
+        from obfaudit.transforms.shaped import SAME_SHAPE
 
-        if job.name in CONTROLS and loaded.source != job.name:
+        if job.name in (*CONTROLS, SAME_SHAPE) and loaded.source != job.name:
             raise ObfauditError(f"--name {job.name}: the name of a control; give the transform another name")
         loaded.name = job.name
     return loaded
@@ -391,6 +392,9 @@ def prepare(job: AuditJob) -> PreparedJob:
                 f"control:{name}" if name in ("identity", "null") else f"random:{random[name]}:{job.seed}"
             )
             subjects.append(AuditSubject(name, make, recipe, shared=True))
+        shaped = _same_shape_control(subject, train if train is not None else test, test, device)
+        if shaped is not None:
+            subjects.append(shaped)
     return PreparedJob(
         AuditPieces(prepared, subjects),
         subject,
@@ -399,6 +403,37 @@ def prepare(job: AuditJob) -> PreparedJob:
         view.about if view is not None else None,
         not_run,
         weaker,
+    )
+
+
+def _same_shape_control(subject, images, test, device: str):
+    """The same-shape control (:mod:`obfaudit.transforms.shaped`) of a subject that sends another shape
+    than the image's, built from ``images`` (the training split); None where the shapes match (the
+    identity is that control)."""
+    import torch
+
+    from obfaudit.attacks.prepare import data_fingerprint
+    from obfaudit.experiments.audit_plan import AuditSubject
+    from obfaudit.transforms import CheckedTransform, to_device
+    from obfaudit.transforms.shaped import SAME_SHAPE, SameShapeControl, layout
+
+    with torch.no_grad():
+        sent = CheckedTransform(to_device(subject.transform, device), subject.name)(test.x[:2].to(device))
+    image, out = tuple(test.shape), tuple(sent.shape[1:])
+    if out == image:
+        return None
+    kind = layout(image, out)
+    recipe = f"control:{SAME_SHAPE}:{list(out)}:{kind.kind}:{kind.patch}:{kind.kept}"
+    if not kind.lossless:  # principal components of these images
+        recipe += f":{data_fingerprint(images)}"
+    about = {"shape": list(out), "layout": kind.kind, "lossless": kind.lossless, "keeps": kind.describe()}
+    return AuditSubject(
+        SAME_SHAPE,
+        lambda: SameShapeControl(image, out, images.x),
+        recipe,
+        shared=True,
+        about=about,
+        learned_only=True,
     )
 
 
@@ -426,8 +461,9 @@ class AuditReport(Result):
     records: list[AttackRecord]
     """The subject's attack records (the controls' are in :attr:`experiments`)."""
     calibration: dict[str, Calibration] = field(default_factory=dict)
-    """Whether each attack reads the attribute through the identity control (see
-    :mod:`obfaudit.attacks.calibration`); the verdict counts a "not compromised" only from those that do."""
+    """Whether each attack reads the attribute through the control that checks it, the identity or the
+    same-shape control (see :mod:`obfaudit.attacks.calibration`); the verdict counts a "not compromised"
+    only from those that do."""
     report: str | None = None
     results: str | None = None
     experiments: list[Experiment] = field(default_factory=list, repr=False)
@@ -484,8 +520,8 @@ class AuditReport(Result):
         before = self.document.get("verdict_of_the_attacks")
         if before and before != self.verdict:
             lines.append(
-                f"  ({before} by the attacks, but none of them reads {b.attribute} through the identity: "
-                "no evidence of privacy)"
+                f"  ({before} by the attacks, but none of them reads {b.attribute} through a control that "
+                "hides nothing: no evidence of privacy)"
             )
         weaker = self.document.get("weaker_attacks_only")
         if weaker:
@@ -526,7 +562,7 @@ class AuditReport(Result):
             cal = self.calibration.get(rec.attack)
             mark = ""
             if cal and cal.calibrated is False:
-                mark = "  (not calibrated: blind through the identity)"
+                mark = f"  (not calibrated: blind through the {cal.control} control)"
             elif cal and cal.calibrated is None and cal.why.startswith("not checked"):
                 mark = f"  ({cal.why})"  # another network kind ran on the identity, or it did not run there
             rows.append((rec.attack, str(rec.party), score, f"{rec.verdict or '-'}{mark}"))
@@ -540,7 +576,9 @@ class AuditReport(Result):
                 lines.append(f"  {subject}: {attack} did not run ({why})")
         for subject, verdict in self.verdicts.items():
             if subject != self.subject:
-                lines.append(f"  control {subject}: {verdict or 'no verdict'}")
+                about = (self.document.get("controls") or {}).get(subject)
+                what = f" ({'x'.join(map(str, about['shape']))}, {about['keeps']})" if about else ""
+                lines.append(f"  control {subject}{what}: {verdict or 'no verdict'}")
         if self.report:
             lines.append(f"report: {self.report}")
         if self.document.get("knowledge"):
@@ -585,9 +623,13 @@ def _assemble(
         why = "; ".join(f"{a}: {w}" for a, w in main.skipped.items())
         raise ObfauditError(f"no attack could run on {subject.name}, so there is no verdict ({why})")
     from obfaudit.attacks.calibration import CALIBRATION_CONTROL, calibrate, calibrated_verdict
+    from obfaudit.transforms.shaped import SAME_SHAPE
 
     control = results.get(CALIBRATION_CONTROL)  # the subject itself when it is the identity (see _subject)
-    calibration = calibrate(main.records, control.records if control else None)  # before the screen
+    shaped = results.get(SAME_SHAPE)
+    calibration = calibrate(  # before the screen
+        main.records, control.records if control else None, shaped.records if shaped else None
+    )
     screened = _screen(job, main) if job.spent.screen else None
     exps = prepared.rows(results, subject=subject.name, dataset=ready.dataset)
     test, train = prepared.test, prepared.train
@@ -655,6 +697,9 @@ def _assemble(
             "attribute": prepared.attribute,
             **{k: judge.get(k) for k in ("clean_test_acc", "clean_test_acc_ci", "verdict", "network")},
         }
+    for control in pieces.subjects[1:]:
+        if control.about is not None and control.name in results:
+            document.setdefault("controls", {})[control.name] = control.about
     if ready.weaker:
         document["weaker_attacks_only"] = ready.weaker
     if ready.traffic is not None:

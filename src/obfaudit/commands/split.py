@@ -71,7 +71,7 @@ class SplitReport(Result):
             f"{self.model}: {len(self.cuts)} cuts audited on {b['attribute']} "
             f"(line {b['threshold']:.0%}, chance {b['chance']:.1%}); "
             f"task: {self.task}, read by a linear probe",
-            f"  {'cut':<16} {'verdict':<16} {'worst F_a [95%]':<26} {'best SSIM (identity)':<21} "
+            f"  {'cut':<16} {'verdict':<16} {'worst F_a [95%]':<26} {'best SSIM (identity/shape)':<27} "
             f"{'PSNR dB':<8} {'bytes/img':>10} {'task at the cut':>16}",
         ]
         for c in self.cuts:
@@ -79,13 +79,15 @@ class SplitReport(Result):
             fa = f"{fa:.1%} [{ci[0]:.1%}, {ci[1]:.1%}] {c['worst_attack']}" if fa is not None and ci else "-"
             ssim = "-"
             if c.get("best_ssim") is not None:
-                ceiling = f" ({c['identity_ssim']:.3f})" if c.get("identity_ssim") is not None else ""
-                ssim = f"{c['best_ssim']:.3f}{ceiling}"
+                ceilings = [
+                    f"{c[k]:.3f}" if c.get(k) is not None else "-" for k in ("identity_ssim", "shape_ssim")
+                ]
+                ssim = f"{c['best_ssim']:.3f} ({'/'.join(ceilings)})"
             psnr = f"{c['best_psnr']:.1f}" if c.get("best_psnr") is not None else "-"
             psnr = "exact" if c.get("best_exact") else psnr
             util = f"{c['utility']:.1%}" if c.get("utility") is not None else "-"
             lines.append(
-                f"  {c['node']:<16} {c['verdict'] or 'no verdict':<16} {fa:<26} {ssim:<21} {psnr:<8} "
+                f"  {c['node']:<16} {c['verdict'] or 'no verdict':<16} {fa:<26} {ssim:<27} {psnr:<8} "
                 f"{c['bytes_per_image']:>10,} {util:>16}"
             )
         weaker = {c["node"]: c["weaker_attacks_only"] for c in self.cuts if c.get("weaker_attacks_only")}
@@ -105,6 +107,8 @@ def cut_row(
     node: str, rep: Any, shape: tuple[int, ...], utility: dict | None, *, folder: str | None = None
 ) -> dict:
     import math
+
+    from obfaudit.transforms.shaped import SAME_SHAPE
 
     scored = [r for r in rep.records if r.metrics.feature_accuracy is not None]
     worst = max(scored, key=lambda r: r.metrics.feature_accuracy, default=None)
@@ -127,7 +131,9 @@ def cut_row(
         "best_psnr": best.metrics.psnr_db if best and math.isfinite(best.metrics.psnr_db or 0.0) else None,
         "best_exact": bool(best and best.metrics.psnr_db is not None and math.isinf(best.metrics.psnr_db)),
         "best_psnr_ci": best.metrics.interval("psnr_db") if best else None,
-        "identity_ssim": _identity_ssim(rep.document, best.attack) if best else None,
+        "identity_ssim": _control_ssim(rep.document, best.attack, "identity") if best else None,
+        # what it rebuilds of a tensor of this cut's shape that hides as little as the shape can
+        "shape_ssim": _control_ssim(rep.document, best.attack, SAME_SHAPE) if best else None,
         "utility": utility["accuracy"] if utility else None,
         "utility_ci": utility["ci"] if utility else None,
         "utility_chance": utility["chance"] if utility else None,
@@ -136,11 +142,12 @@ def cut_row(
     }
 
 
-def _identity_ssim(document: dict, attack: str) -> float | None:
-    """The SSIM ``attack`` reaches through the identity control: the most it can rebuild at all (the
-    ceiling beside a cut's best)."""
+def _control_ssim(document: dict, attack: str, control: str) -> float | None:
+    """The SSIM ``attack`` reaches through ``control``: through the identity, the most it can rebuild at
+    all; through the same-shape control, the most it rebuilds of the cut's kind of tensor (the ceilings
+    beside a cut's best)."""
     for e in document.get("experiments", []):
-        if e.get("kind") == "control" and e.get("subject") == "identity" and e.get("attack") == attack:
+        if e.get("kind") == "control" and e.get("subject") == control and e.get("attack") == attack:
             return (e.get("metrics") or {}).get("ssim")
     return None
 

@@ -54,6 +54,12 @@ class AuditSubject:
     """A control: its stages live in the shared cache, for other audits of the same data."""
     traffic: bool = False
     """Attack the captured traffic instead of transforming the test images."""
+    about: dict | None = None
+    """What a control is, for the results (the same-shape control's shape and layout)."""
+    learned_only: bool = False
+    """Run only the attacks that learn from what is sent, not those that use the transform itself
+    (the same-shape control checks the attack networks on the subject's kind of tensor; an inversion
+    of the control says nothing of an inversion of the subject)."""
 
 
 @dataclass
@@ -246,6 +252,8 @@ def plan_audit(pieces: AuditPieces, *, cache: Path, gpu: bool = False) -> list[S
         named: dict[str, str] = {}  # this subject's stages by attack
         for attack in config.attacks:
             cls = attack_class(attack)
+            if subject.learned_only and any(n.kind is NeedKind.TRANSFORM for n in cls.needs):
+                continue
             image = cls.output is Output.IMAGE
             own = {**test, **common, "subject": subject.fingerprint, "attack": attack}
             if cls.output is Output.EMBEDDING:

@@ -43,6 +43,7 @@ def write_split_report(
             if c.get("best_psnr") is not None
             else "-",
             "ceiling": f"{c['identity_ssim']:.3f}" if c.get("identity_ssim") is not None else "-",
+            "shape_ceiling": f"{c['shape_ssim']:.3f}" if c.get("shape_ssim") is not None else "-",
             "utility": pct_ci(c["utility"], c["utility_ci"]) if c["utility"] is not None else "-",
             "link": os.path.relpath(c["report"], out) if c.get("report") else None,
             "weaker": ", ".join(c.get("weaker_attacks_only") or {}),
