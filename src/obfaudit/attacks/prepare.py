@@ -220,8 +220,8 @@ def screen_adds(budget: AuditBudget, left_out: Iterable[str], *, generated_proxi
     if budget.recon_side:
         adds.append(f"reconstructions at full resolution (the screen: {budget.recon_side} pixels a side)")
     adds.append(
-        "a verdict of not compromised, when every attack's interval lies below the line and the identity "
-        "calibrates at least one of them"
+        "a verdict of not compromised, when every attack's interval lies below the line and a control that "
+        "hides nothing calibrates at least one of them"
     )
     return adds
 
