@@ -255,7 +255,7 @@ def test_awkward_transforms_flat_random_and_seeded(tmp_path):
     assert runs[0].records[0].metrics == runs[1].records[0].metrics
     (tmp_path / "flat.py").write_text("def flat(x):\n    return x.flatten(1)[:, ::7]\n")
     r = run_cli(
-        "attack",
+        "audit",
         "--attack",
         "recnet",
         "--transform",
@@ -275,7 +275,7 @@ def test_awkward_transforms_flat_random_and_seeded(tmp_path):
         cwd=tmp_path,
     )
     assert r.returncode == 0, r.stderr[-2000:]
-    assert (tmp_path / "o" / "reconstructions.png").exists()
+    assert (tmp_path / "o" / "figures" / "reconstructions.png").exists()
 
 
 def test_a_saved_model_is_audited_on_its_own_split(tmp_path):
@@ -287,10 +287,10 @@ def test_a_saved_model_is_audited_on_its_own_split(tmp_path):
         seed=3,
     )
     r = run_cli(
-        "attack",
+        "audit",
         "--attack",
         "colornet",
-        "--obfnet",
+        "--transform",
         tmp_path / "m",
         "--n-train",
         "200",
@@ -306,7 +306,7 @@ def test_a_saved_model_is_audited_on_its_own_split(tmp_path):
         "--json",
     )
     assert r.returncode == 0, r.stderr[-2000:]
-    assert json.loads(r.stdout)["settings"]["split_seed"] == 3
+    assert json.loads((tmp_path / "o" / "results.json").read_text())["settings"]["split_seed"] == 3
 
 
 def test_apply_transform_fills_one_float_tensor_batch_by_batch():

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from obfaudit.commands.audit import AuditJob, AuditReport, audit
+from obfaudit.audit import AuditJob, AuditReport, audit
 from obfaudit.threat import Party, Verdict
 from tests.conftest import SUBPROCESS_ENV
 

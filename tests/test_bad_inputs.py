@@ -132,8 +132,8 @@ CASES = [
     ),
     ("reproduce-out-is-a-file", ["reproduce", "--preset", "smoke", "--out", "{w}/a-file"], 1, "is a file"),
     (
-        "attack-out-is-a-file",
-        ["attack", "--attack", "colornet", "--control", "identity", "--out", "{w}/a-file", *TINY],
+        "audit-attack-out-is-a-file",
+        ["audit", "--attack", "colornet", "--transform", "identity", "--out", "{w}/a-file", *TINY],
         1,
         "is a file",
     ),
@@ -155,7 +155,7 @@ CASES = [
     ),
     (
         "three-tsne-points",
-        ["attack", "--attack", "tsne", "--control", "identity", "--n-tsne", "3", "--out", "{w}/o"],
+        ["audit", "--attack", "tsne", "--transform", "identity", "--n-tsne", "3", "--out", "{w}/o"],
         2,
         "at least 50",
     ),
@@ -164,10 +164,10 @@ CASES = [
     (
         "billion-proxy-images",
         [
-            "attack",
+            "audit",
             "--attack",
             "noisynet",
-            "--control",
+            "--transform",
             "identity",
             "--n-proxy",
             "1000000000",
@@ -179,14 +179,14 @@ CASES = [
     ),
     (
         "unknown-attack",
-        ["attack", "--attack", "magic", "--control", "identity", "--out", "{w}/o"],
+        ["audit", "--attack", "magic", "--transform", "identity", "--out", "{w}/o"],
         2,
         "invalid choice",
     ),
     # the wrong kind of model file
     (
         "infnet-as-obfnet",
-        ["attack", "--attack", "colornet", "--obfnet", "{w}/infnet", "--out", "{w}/o", *TINY],
+        ["audit", "--attack", "colornet", "--transform", "{w}/infnet", "--out", "{w}/o", *TINY],
         1,
         "is an InfNet",
     ),
@@ -274,9 +274,10 @@ def test_nothing_is_written_when_the_output_is_refused(world):
 def test_awkward_but_valid_transforms_work(world, name):
     """A numpy array is accepted; a print goes to stderr, so --json stays parseable."""
     r = run_cli(
-        "attack",
+        "audit",
         "--attack",
         "colornet",
+        "--no-controls",
         "--transform",
         f"usertf:{name}",
         "--out",
@@ -294,7 +295,7 @@ def test_awkward_but_valid_transforms_work(world, name):
 def test_debug_shows_the_traceback(world):
     r = run_cli(
         "--debug",
-        "attack",
+        "audit",
         "--attack",
         "colornet",
         "--transform",

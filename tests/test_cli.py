@@ -111,13 +111,14 @@ def test_corrupt_model_is_one_line(trained, cli, tmp_path):
         (["tsne"], ["--n-tsne", "120"], "tsne.png"),
     ],
 )
-def test_attack_command(trained, cli, tmp_path, attacks, extra, figure):
+def test_audit_with_chosen_attacks(trained, cli, tmp_path, attacks, extra, figure):
+    """``audit --attack NAME``: those attacks only, on the saved ObfNet and its three controls."""
     _, _, obf = trained
     r = cli(
-        "attack",
+        "audit",
         "--attack",
         *attacks,
-        "--obfnet",
+        "--transform",
         obf["model"],
         "--out",
         tmp_path,
@@ -134,17 +135,16 @@ def test_attack_command(trained, cli, tmp_path, attacks, extra, figure):
     )
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
-    subjects = {rec["subject"] for rec in out["records"]}
-    assert subjects == {"obfnet-mlp-b8-colored-mnist", "identity", "null", "random-weights"}
-    saved = json.loads((tmp_path / "attack.json").read_text())
-    assert len(saved["records"]) == 4 and {r["attack"] for r in saved["records"]} == set(attacks)
-    assert len((tmp_path / "attack.csv").read_text().splitlines()) == 5
-    assert "now 'obfaudit audit --attack" in r.stderr or "--json" in r.args  # the alias says so
-    assert (tmp_path / figure).read_bytes()[:4] == b"\x89PNG"
+    assert {rec["subject"] for rec in out["records"]} == {"obfnet-mlp-b8-colored-mnist"}
+    assert set(out["verdicts"]) == {"obfnet-mlp-b8-colored-mnist", "identity", "null", "random-weights"}
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert {e["attack"] for e in saved["experiments"]} == set(attacks) and len(saved["experiments"]) == 4
+    assert len((tmp_path / "results.csv").read_text().splitlines()) == 5
+    assert (tmp_path / "figures" / figure).read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.slow
-def test_attack_your_own_transform(cli, tmp_path):
+def test_audit_your_own_transform(cli, tmp_path):
     (tmp_path / "mytransform.py").write_text(
         textwrap.dedent("""
         import torch
@@ -155,7 +155,7 @@ def test_attack_your_own_transform(cli, tmp_path):
     )
     # run from the folder that holds the module, with nothing on PYTHONPATH: it is found
     r = cli(
-        "attack",
+        "audit",
         "--attack",
         "colornet",
         "--transform",
@@ -179,7 +179,7 @@ def test_attack_your_own_transform(cli, tmp_path):
     rec = json.loads(r.stdout)["records"][0]
     assert rec["subject"] == "blur" and rec["metrics"]["feature_accuracy"] > 0.5  # blurring keeps colour
     r = cli(
-        "attack",
+        "audit",
         "--attack",
         "colornet",
         "--transform",
@@ -191,9 +191,9 @@ def test_attack_your_own_transform(cli, tmp_path):
     assert r.returncode == 1 and "cannot import" in r.stderr
 
 
-def test_attack_without_the_attribute_has_no_verdict(cli, tmp_path):
+def test_an_audit_without_the_attribute_has_no_verdict(cli, tmp_path):
     """MNIST has no colour: an attribute attack cannot run, and the command says so."""
-    r = cli("attack", "--attack", "colornet", "--control", "identity", "--data", "mnist", "--out", tmp_path)
+    r = cli("audit", "--attack", "colornet", "--transform", "identity", "--data", "mnist", "--out", tmp_path)
     assert r.returncode == 1 and "no verdict" in r.stderr and "attribute" in r.stderr
 
 
@@ -219,8 +219,7 @@ def test_every_setting_is_documented_once():
 
     from obfaudit._settings import field_docs
     from obfaudit.attacks import AuditConfig
-    from obfaudit.commands.attack import AttackJob
-    from obfaudit.commands.audit import AuditJob
+    from obfaudit.audit import AuditJob
     from obfaudit.commands.cost import CostQuery
     from obfaudit.commands.data import DataQuery
     from obfaudit.commands.obfuscate import ObfuscateJob
@@ -229,7 +228,7 @@ def test_every_setting_is_documented_once():
     from obfaudit.serve.jobs import EdgeJob, ExportJob, ServeJob, TapJob
     from obfaudit.train import TrainConfig
 
-    for cls in (AuditConfig, AttackJob, AuditJob, CostQuery, DataQuery, ObfuscateJob, TrainJob, RunSettings,
+    for cls in (AuditConfig, AuditJob, CostQuery, DataQuery, ObfuscateJob, TrainJob, RunSettings,
                 TrainConfig, EdgeJob, ExportJob, ServeJob, TapJob):  # fmt: skip
         undocumented = [f.name for f in fields(cls) if f.name not in field_docs(cls) and f.name != "train"]
         assert not undocumented, (cls.__name__, undocumented)
@@ -237,7 +236,7 @@ def test_every_setting_is_documented_once():
 
 @pytest.mark.parametrize(
     "command",
-    [["data", "stats"], ["train", "infnet"], ["train", "obfnet"], ["obfuscate"], ["attack"], ["reproduce"]],
+    [["data", "stats"], ["train", "infnet"], ["train", "obfnet"], ["obfuscate"], ["audit"], ["reproduce"]],
 )
 def test_help_of_every_command(cli, command):
     r = cli(*command, "--help")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from obfaudit.attacks.audit import known_pairs
-from obfaudit.commands.knowledge import known_pairs_list
+from obfaudit.audit.known_pairs import known_pairs_list
 from obfaudit.data import load_colored_mnist
 from obfaudit.errors import ObfauditError
 from tests.conftest import run_cli
@@ -49,7 +49,7 @@ def test_the_curve_rises_within_its_intervals_on_the_identity_and_stays_at_chanc
 def test_the_adversary_with_pairs_keeps_what_it_held_without_them():
     from types import SimpleNamespace
 
-    from obfaudit.commands.knowledge import knowledge_rows
+    from obfaudit.audit.known_pairs import knowledge_rows
     from obfaudit.records import AttackRecord
 
     def rec(attack, party, fa):

@@ -15,7 +15,7 @@ ROOT = Path(obfaudit.__file__).parent
 
 #: Bottom to top. A module may import from its own layer and any below.
 LAYERS = [
-    {"errors", "_version", "threat", "train_config", "_settings", "_io", "records"},
+    {"errors", "_version", "threat", "train_config", "_settings", "_io", "records", "results"},
     {"data"},
     {"models"},
     {"train"},
@@ -25,6 +25,7 @@ LAYERS = [
     {"report", "gate"},  # reads records, draws figures and pages; the runs below write it at their end
     {"experiments"},
     {"serve"},
+    {"audit"},  # the audit engine: one audit and its sweeps, planned on experiments' stage engine
     {"commands"},
     {"cli", "__init__", "__main__"},
 ]

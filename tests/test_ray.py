@@ -106,7 +106,7 @@ def test_cli_refuses_an_address_without_ray_and_a_missing_ray_is_one_line(tmp_pa
 
 @pytest.mark.slow
 def test_audit_repeats_on_ray_equal_the_serial_audit(local_ray, tmp_path):
-    from obfaudit.commands.audit import AuditJob, audit
+    from obfaudit.audit import AuditJob, audit
 
     job = AuditJob(
         transform="identity",

@@ -96,15 +96,15 @@ def test_toy_attack_flows_through_results_and_report(toy, tmp_path):
 @pytest.mark.slow
 def test_toy_attack_in_the_cli(toy, tmp_path, cli):
     env = {"OBFAUDIT_PLUGINS": "toy_plugin", "PYTHONPATH": str(toy)}
-    r = cli("attack", "--help", env=env, subprocess_=True)
+    r = cli("audit", "--help", env=env, subprocess_=True)
     assert r.returncode == 0 and "toy" in r.stdout
     r = cli("reproduce", "--help")  # in this process the fixture registered it
     assert "toy" in r.stdout
     r = cli(
-        "attack",
+        "audit",
         "--attack",
         "toy",
-        "--control",
+        "--transform",
         "identity",
         "--n-test",
         "70",
@@ -114,9 +114,10 @@ def test_toy_attack_in_the_cli(toy, tmp_path, cli):
         env=env,
     )
     assert r.returncode == 0, r.stderr
-    records = json.loads(r.stdout)["records"]
-    assert {(x["subject"], x["attack"]) for x in records} == {("identity", "toy"), ("null", "toy")}
-    r = cli("attack", "--help", env={"OBFAUDIT_PLUGINS": "no_such_plugin"}, subprocess_=True)
+    out = json.loads(r.stdout)
+    assert [(x["subject"], x["attack"]) for x in out["records"]] == [("identity", "toy")]
+    assert set(out["verdicts"]) == {"identity", "null"}
+    r = cli("audit", "--help", env={"OBFAUDIT_PLUGINS": "no_such_plugin"}, subprocess_=True)
     assert r.returncode == 1 and "no_such_plugin" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -180,7 +181,7 @@ class CountingExecutor:
 
 
 def test_a_new_executor_is_one_registration(tmp_path):
-    from obfaudit.commands.audit import AuditJob, audit
+    from obfaudit.audit import AuditJob, audit
     from obfaudit.experiments.executors import executor_names, register_executor, unregister_executor
 
     register_executor("counting", "tests.test_registry:CountingExecutor", description="serial, counted")

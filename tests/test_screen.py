@@ -11,7 +11,8 @@ from obfaudit.attacks import attack_class, attack_names
 from obfaudit.attacks.base import AttackSettings
 from obfaudit.attacks.prepare import BUDGETS
 from obfaudit.attacks.reconstruct import RecNet, low_resolution
-from obfaudit.commands.audit import BUDGET_NAMES, SCREEN_LEAVES_OUT, AuditJob
+from obfaudit.audit.job import BUDGET_NAMES, AuditJob
+from obfaudit.audit.preparation import SCREEN_LEAVES_OUT
 from obfaudit.errors import ObfauditError
 from obfaudit.models import create_model
 from obfaudit.models.attack_nets import describe

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from obfaudit.commands.split import split_nodes
+from obfaudit.audit.split import split_nodes
 from obfaudit.errors import ObfauditError
 from obfaudit.transforms.split import cut_module, cut_onnx
 from tests.conftest import run_cli
@@ -95,8 +95,8 @@ def test_resnet18_cut_at_four_blocks_in_one_command(tmp_path):
 
 
 def test_a_sweeps_progress_says_how_many_cuts_follow_and_at_what_pace():
+    from obfaudit.audit.sweeps import _sweep_progress
     from obfaudit.commands._base import Progress
-    from obfaudit.commands.audit import _sweep_progress
 
     seen = []
     _sweep_progress(seen.append, 2, 300.0)(Progress("[3/9] recnet: done in 4.0 s; about 1 min left", 3, 9))
@@ -112,7 +112,7 @@ def test_a_sweeps_progress_says_how_many_cuts_follow_and_at_what_pace():
 
 
 def test_an_exact_reconstruction_reads_exact_not_missing():
-    from obfaudit.commands.split import SplitReport
+    from obfaudit.audit.split import SplitReport
 
     cut = {"node": "layer1", "verdict": "compromised", "worst_fa": 1.0, "worst_fa_ci": [1.0, 1.0],
            "worst_attack": "recnet", "best_ssim": 1.0, "identity_ssim": 1.0, "best_psnr": None,

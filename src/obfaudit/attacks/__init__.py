@@ -27,7 +27,6 @@ from obfaudit.attacks.registry import (
     register_attack,
     unregister_attack,
 )
-from obfaudit.attacks.prepare import audit  # deprecated: obfaudit.commands.audit.audit
 from obfaudit.attacks.scoring import Score, Scorer
 
 __all__ = [
@@ -49,7 +48,6 @@ __all__ = [
     "attack_names",
     "attacks_table",
     "attribute_summary",
-    "audit",
     "audit_transform",
     "chance_level",
     "compromise_threshold",

@@ -21,7 +21,6 @@ from obfaudit.attacks.audit import (
     AuditConfig,
     AuditResult,
     SubjectAudit,
-    audit_transform,
     available_needs,
     differentiable,
 )
@@ -474,29 +473,6 @@ class PreparedAudit:
             for res in results.values()
             for r in res.records
         ]
-
-
-def audit(
-    transform: Transform, *, subject: str = "subject", controls: bool = True, **kwargs
-) -> dict[str, AuditResult]:
-    """Deprecated, kept for one release: use :func:`obfaudit.commands.audit.audit` (an
-    ``AuditJob`` in, a typed report out; it resumes, reuses the controls and writes the report).
-
-    Audits ``transform`` and, with ``controls``, the identity and null transforms beside it
-    (``kwargs``: those of :func:`~obfaudit.attacks.audit.audit_transform`)."""
-    import warnings
-
-    warnings.warn(
-        "obfaudit.attacks.audit is deprecated: use obfaudit.commands.audit.audit(AuditJob(...))",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    results = {subject: audit_transform(subject, transform, **kwargs)}
-    if controls:
-        seed = (kwargs.get("config") or AuditConfig()).seed
-        for name, make in control_transforms(seed=seed, skip={subject}).items():
-            results[name] = audit_transform(name, make(), **kwargs)
-    return results
 
 
 def needs_gradients(attacks: Iterable[str]) -> bool:

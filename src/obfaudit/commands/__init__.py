@@ -2,7 +2,7 @@
 
 The CLI (:mod:`obfaudit.cli`) loops over :data:`COMMANDS`: each module's ``COMMAND`` adds its
 options and runs its job. From Python, call a command's own function with its job, e.g.
-:func:`obfaudit.commands.audit.audit`. Importing this package loads no torch.
+:func:`obfaudit.audit.audit`. Importing this package loads no torch.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ COMMANDS = (
     "obfuscate",
     "audit",
     "compare",
-    "attack",
     "reproduce",
     "cost",
     "report",

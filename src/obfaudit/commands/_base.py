@@ -11,46 +11,12 @@ the CLI builds every parser, and answers ``--help`` and bad arguments, without i
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from obfaudit._io import OutputPath, check_outputs  # noqa: F401  (every command's one output check)
-
-
-class Result:
-    """A command's typed result: ``to_dict()`` is what ``--json`` prints, ``summary()`` the text."""
-
-    def to_dict(self) -> dict:
-        from obfaudit._io import to_jsonable
-
-        return to_jsonable({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})  # type: ignore[arg-type]
-
-    def summary(self) -> str:
-        raise NotImplementedError
-
-    @property
-    def exit_code(self) -> int:
-        """The command's exit status when it ran to the end (the audit's gate sets 3)."""
-        return 0
-
-
-@dataclass(frozen=True)
-class Progress:
-    """One step of a long command: a stage started, finished or was found done."""
-
-    message: str
-    done: int | None = None
-    total: int | None = None
-
-
-#: Receives each :class:`Progress` of a long command (the CLI prints them on stderr).
-OnProgress = Callable[[Progress], None]
-
-
-def quiet(progress: Progress) -> None:
-    """The default progress callback: nothing."""
+from obfaudit.results import OnProgress, Progress, Result, quiet  # noqa: F401  (what every command returns)
 
 
 @dataclass

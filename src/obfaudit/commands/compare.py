@@ -276,7 +276,7 @@ def _sweep(path: Path) -> dict | None:
 
 def _cut_folders(path: Path, sweep: dict) -> dict[str, Path]:
     """A sweep's cuts, each with the folder of its own audit (OUT/<folder>/)."""
-    from obfaudit.commands.split import safe_node
+    from obfaudit.audit.split import safe_node
 
     root = path if path.is_dir() else path.parent
     return {c["node"]: root / (c.get("folder") or safe_node(c["node"])) for c in sweep.get("cuts", [])}

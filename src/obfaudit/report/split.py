@@ -16,7 +16,7 @@ def write_split_report(
     out: Path, model: str, cuts: list[dict], baselines: dict, task: str, *, screen: str | None = None
 ) -> Path:
     """Write ``out/figures/split.png`` and ``out/report.html`` for the sweep of ``model``'s ``cuts``
-    (the rows of :class:`obfaudit.commands.split.SplitReport`); returns the page."""
+    (the rows of :class:`obfaudit.audit.split.SplitReport`); returns the page."""
     b = baselines
     figure = F.split_sweep(
         cuts,

@@ -1,4 +1,5 @@
-"""``obfaudit audit ... --known-pairs 0,10,100,1000``: how much must the attacker know?
+"""``obfaudit audit ... --known-pairs 0,10,100,1000``: how much must the attacker know? (The sweep
+runs in :func:`obfaudit.audit.sweeps.audit_known_pairs`; its rows and reading are made here.)
 
 The audit runs as usual (k = 0: the eavesdropper with its generated proxies, the server with
 every training pair), then once more per k > 0 with only the known-pairs attacks
@@ -12,17 +13,13 @@ whose worst case is *compromised* (its interval above the line).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import replace
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from obfaudit.commands._base import Progress
 from obfaudit.errors import ObfauditError
 from obfaudit.threat import Party
 
-#: An AuditJob and an AuditReport (obfaudit.commands.audit, which calls this module's sweep).
-AuditJob = AuditReport = Any
+if TYPE_CHECKING:
+    from obfaudit.audit.document import AuditReport
 
 KNOWN_PAIRS_ATTACKS = ("knownpairs", "knownpairs-decoder")
 
@@ -121,41 +118,4 @@ def knowledge_reading(rows: list[dict], threshold: float) -> str:
     return first[0].upper() + first[1:] + end + "."
 
 
-def audit_knowledge(job: AuditJob, *, audit: Callable[..., AuditReport], on_progress) -> AuditReport:
-    """The audit of ``job`` (by ``audit``, :func:`obfaudit.commands.audit.audit`) and one audit per k > 0
-    of its known pairs; the main report gets the curve."""
-    from obfaudit._io import write_json
-
-    ks = known_pairs_list(job.known_pairs or ())
-    out = Path(job.out)
-    held = dict.fromkeys(KNOWN_PAIRS_ATTACKS, "run once per K of --known-pairs, into OUT/known-pairs-K")
-    main = audit(
-        replace(job, known_pairs=None, left_out={**(job.left_out or {}), **held}), on_progress=on_progress
-    )
-    by_k = {}
-    for i, k in enumerate(k for k in ks if k > 0):
-        on_progress(Progress(f"known pairs: k = {k} ({i + 1} of {sum(k > 0 for k in ks)})"))
-        sub = replace(
-            job,
-            known_pairs=None,
-            pairs_held=k,
-            attacks=KNOWN_PAIRS_ATTACKS,
-            name=main.subject,
-            out=out / f"known-pairs-{k}",
-            no_controls=True,
-            fail_on=None,
-            junit=None,
-        )
-        by_k[k] = audit(sub, on_progress=on_progress)
-    n_train = main.document["dataset"]["train"]
-    rows = knowledge_rows(main, by_k, n_train)
-    b = main.baselines
-    reading = knowledge_reading(rows, b.threshold)
-    from obfaudit.report.figures import knowledge_curve
-
-    figure = knowledge_curve(rows, out / "figures" / "knowledge.png", chance=b.chance, threshold=b.threshold)
-    knowledge = {"rows": rows, "reading": reading, "figure": str(figure.relative_to(out))}
-    write_json(out / "knowledge.json", {"obfaudit_knowledge": 1, "subject": main.subject, **knowledge})
-    main.document["knowledge"] = knowledge
-    main.write_report(out)  # again, with the curve
-    return main
+__all__ = ["KNOWN_PAIRS_ATTACKS", "knowledge_reading", "knowledge_rows", "known_pairs_list"]

@@ -84,7 +84,8 @@ class AuditContext:
     run: str = field(default_factory=lambda: uuid.uuid4().hex)
     """This audit (a Ray worker keeps one context per audit: another audit into the same folder,
     in the same Ray session, must not find this one's transform and data)."""
-    _pieces: AuditPieces | None = field(default=None, repr=False)
+    loaded: AuditPieces | None = field(default=None, repr=False)
+    """The pieces once made (the caller passes its own; dropped when pickled: a worker makes them)."""
     _auditor: tuple[str, SubjectAudit] | None = field(default=None, repr=False)
     _judge: str | None = field(default=None, repr=False)
     """The SHA-256 of the judge the auditor reads reconstructions with."""
@@ -93,13 +94,13 @@ class AuditContext:
         return f"audit:{self.run}"
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_pieces": None, "_auditor": None, "_judge": None}
+        return {**self.__dict__, "loaded": None, "_auditor": None, "_judge": None}
 
     @property
     def pieces(self) -> AuditPieces:
-        if self._pieces is None:
-            self._pieces = self.prepare()
-        return self._pieces
+        if self.loaded is None:
+            self.loaded = self.prepare()
+        return self.loaded
 
     def subject(self, name: str) -> AuditSubject:
         return next(s for s in self.pieces.subjects if s.name == name)
@@ -215,90 +216,137 @@ def plan_audit(pieces: AuditPieces, *, cache: Path, gpu: bool = False) -> list[S
     so an upgrade never reuses what an older release computed.
     """
     prepared = pieces.prepared
-    config = prepared.config
-    test = {"test": data_fingerprint(prepared.test), "attribute": prepared.attribute, "task": prepared.task}
-    train = data_fingerprint(prepared.train)
-    proxies = {n: data_fingerprint(p) for n, p in sorted(prepared.proxies.items())}
-    budget = config_settings(config)
-    common = {"seed": config.seed, "repeats": config.repeats, "samples": config.samples}
-    infnet = fingerprint(*prepared.infnet.state_dict().values()) if prepared.infnet is not None else None
+    keys = _Keys.of(prepared)
     resources = Resources(cpus=1, gpus=1 if gpu else 0)
     stages: list[Stage] = []
     judge: dict[str, str] = {}
     if prepared.needs_judge and prepared.train is not None:
-        judge_settings = {
-            "train": train,
-            "test": test["test"],  # its clean-test accuracy and interval are part of its record
-            "attribute": prepared.attribute,
-            "config": config.train.to_dict(),
-            **network_settings(config),
-            "obfaudit": __version__,
-        }
-        name = f"judge-{settings_hash(judge_settings)[:12]}"
-        stages.append(
-            Stage(
-                name,
-                run_audit_judge,
-                settings=judge_settings,
-                about={"kind": "judge", "attribute": prepared.attribute},
-                outputs=("model", "sha256"),
-                valid=_judge_ok,
-                resources=resources,
-                store=cache,
-            )
-        )
-        judge = {"judge": name}
+        stages.append(_judge_stage(prepared, keys, resources, cache))
+        judge = {"judge": stages[-1].name}
     for i, subject in enumerate(pieces.subjects):
         named: dict[str, str] = {}  # this subject's stages by attack
-        for attack in config.attacks:
+        for attack in prepared.config.attacks:
             cls = attack_class(attack)
             if subject.learned_only and any(n.kind is NeedKind.TRANSFORM for n in cls.needs):
                 continue
-            image = cls.output is Output.IMAGE
-            own = {**test, **common, "subject": subject.fingerprint, "attack": attack}
-            if cls.output is Output.EMBEDDING:
-                own["tsne"] = [budget["tsne_points"], budget["perplexity"], config.tsne_backend]
-            else:
-                own["train_config"] = budget["train"]
-                own.update(network_settings(config))
-            if cls.party is Party.SERVER:
-                own["train"] = train
-            if any(n.kind is NeedKind.PROXY for n in cls.needs):
-                own["proxies"] = proxies
-                own["proxy_config"] = budget["proxy_train"]
-            if image:
-                own["infnet"] = infnet
-            shared = subject.shared
-            own["obfaudit" if shared else "name"] = __version__ if shared else subject.name
-            name = (
-                f"{_safe(subject.name)}-{_safe(attack)}-{settings_hash(own)[:12]}"
-                if shared
-                else f"attack-{_safe(attack)}"
-            )
-            inputs = dict(judge) if image else {}
+            inputs = dict(judge) if cls.output is Output.IMAGE else {}
             if cls.starts_from in named:  # after the attack whose network it starts from (see Attack)
                 inputs["start"] = named[cls.starts_from]
-            named[attack] = name
-            stages.append(
-                Stage(
-                    name,
-                    run_audit_attack,
-                    settings=own,
-                    inputs=inputs,
-                    about={
-                        "kind": "attack" if i == 0 else "control",
-                        "subject": subject.name,
-                        "attack": attack,
-                        "main": i == 0,
-                    },
-                    outputs=("subject", "attack"),
-                    valid=_artifacts_ok,
-                    resources=resources,
-                    cost=cls.cost,
-                    store=cache if shared else None,
-                )
-            )
+            stage = _attack_stage(subject, attack, keys, inputs, resources, main=i == 0, cache=cache)
+            named[attack] = stage.name
+            stages.append(stage)
     return stages
+
+
+@dataclass(frozen=True)
+class _Keys:
+    """What the stages' keys hold of the data and the settings (fingerprints, budgets, seeds)."""
+
+    test: dict
+    train: str | None
+    proxies: dict
+    budget: dict
+    common: dict
+    nets: dict
+    infnet: str | None
+    train_config: dict
+    tsne_backend: str
+
+    @classmethod
+    def of(cls, prepared: PreparedAudit) -> _Keys:
+        config = prepared.config
+        return cls(
+            test={
+                "test": data_fingerprint(prepared.test),
+                "attribute": prepared.attribute,
+                "task": prepared.task,
+            },
+            train=data_fingerprint(prepared.train),
+            proxies={n: data_fingerprint(p) for n, p in sorted(prepared.proxies.items())},
+            budget=config_settings(config),
+            common={"seed": config.seed, "repeats": config.repeats, "samples": config.samples},
+            nets=network_settings(config),
+            infnet=fingerprint(*prepared.infnet.state_dict().values())
+            if prepared.infnet is not None
+            else None,
+            train_config=config.train.to_dict(),
+            tsne_backend=config.tsne_backend,
+        )
+
+
+def _judge_stage(prepared: PreparedAudit, keys: _Keys, resources: Resources, cache: Path) -> Stage:
+    """The attribute judge of reconstructions, trained on the clean training split, kept in the cache."""
+    settings = {
+        "train": keys.train,
+        "test": keys.test["test"],  # its clean-test accuracy and interval are part of its record
+        "attribute": prepared.attribute,
+        "config": keys.train_config,
+        **keys.nets,
+        "obfaudit": __version__,
+    }
+    return Stage(
+        f"judge-{settings_hash(settings)[:12]}",
+        run_audit_judge,
+        settings=settings,
+        about={"kind": "judge", "attribute": prepared.attribute},
+        outputs=("model", "sha256"),
+        valid=_judge_ok,
+        resources=resources,
+        store=cache,
+    )
+
+
+def _attack_stage(
+    subject: AuditSubject,
+    attack: str,
+    keys: _Keys,
+    inputs: dict[str, str],
+    resources: Resources,
+    *,
+    main: bool,
+    cache: Path,
+) -> Stage:
+    """One attack on one subject; a control's stage lives in the shared cache under a key of what its
+    scores depend on (so another audit of the same data reuses it)."""
+    cls = attack_class(attack)
+    budget = keys.budget
+    own = {**keys.test, **keys.common, "subject": subject.fingerprint, "attack": attack}
+    if cls.output is Output.EMBEDDING:
+        own["tsne"] = [budget["tsne_points"], budget["perplexity"], keys.tsne_backend]
+    else:
+        own["train_config"] = budget["train"]
+        own.update(keys.nets)
+    if cls.party is Party.SERVER:
+        own["train"] = keys.train
+    if any(n.kind is NeedKind.PROXY for n in cls.needs):
+        own["proxies"] = keys.proxies
+        own["proxy_config"] = budget["proxy_train"]
+    if cls.output is Output.IMAGE:
+        own["infnet"] = keys.infnet
+    shared = subject.shared
+    own["obfaudit" if shared else "name"] = __version__ if shared else subject.name
+    name = (
+        f"{_safe(subject.name)}-{_safe(attack)}-{settings_hash(own)[:12]}"
+        if shared
+        else f"attack-{_safe(attack)}"
+    )
+    return Stage(
+        name,
+        run_audit_attack,
+        settings=own,
+        inputs=inputs,
+        about={
+            "kind": "attack" if main else "control",
+            "subject": subject.name,
+            "attack": attack,
+            "main": main,
+        },
+        outputs=("subject", "attack"),
+        valid=_artifacts_ok,
+        resources=resources,
+        cost=cls.cost,
+        store=cache if shared else None,
+    )
 
 
 def collect_audit(

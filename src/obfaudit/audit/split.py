@@ -1,5 +1,5 @@
 """``obfaudit audit --transform MODEL --split NODE[,NODE...]``: where to cut a model (the sweep runs in
-:func:`obfaudit.commands.audit.audit_split`; its rows and report are made here).
+:func:`obfaudit.audit.sweeps.audit_split`; its rows and report are made here).
 
 A user brings a whole model and asks where to split it between the device and the server.
 Each cut (:mod:`obfaudit.transforms.split`) is audited as a transform of its own, into
@@ -17,8 +17,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from obfaudit.commands._base import Result
 from obfaudit.errors import ObfauditError
+from obfaudit.results import Result
 
 
 def split_nodes(split: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
@@ -46,7 +46,7 @@ class SplitReport(Result):
     report: str | None = None
     results: str | None = None
     audits: dict[str, Any] = field(default_factory=dict, repr=False)
-    """Each cut's :class:`~obfaudit.commands.audit.AuditReport`."""
+    """Each cut's :class:`~obfaudit.audit.document.AuditReport`."""
     screen: str | None = None
     """What the screening budget ran, when the sweep is a screen (``--budget quick``)."""
 

@@ -1,0 +1,86 @@
+"""One audit run: prepare the job, plan its stages, run them on an executor (resumable, the controls
+and the judge in the shared cache), assemble the document and write the report."""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from obfaudit._io import OutputPath, check_outputs
+from obfaudit.audit.document import AuditReport, assemble
+from obfaudit.audit.job import AuditJob
+from obfaudit.audit.preparation import pieces_of, prepare
+from obfaudit.results import OnProgress, Progress, duration, quiet
+
+if TYPE_CHECKING:
+    from obfaudit.experiments.stages import Stage, StageEvent
+
+
+def run_audit(job: AuditJob, *, on_progress: OnProgress = quiet) -> AuditReport:
+    """Audit one transform on one dataset and sensitive attribute: every applicable attack (or those
+    asked for) under its party, the baselines and the controls; resumable into ``job.out``, whose
+    results.json, results.csv, figures and report.html it writes.
+
+    Args:
+        job: the audit's settings (one audit: the sweeps of :mod:`obfaudit.audit.sweeps` loop over this).
+        on_progress: receives a :class:`Progress` as each stage starts and ends.
+    """
+    from obfaudit._io import RunLock
+    from obfaudit.audit.plan import AuditContext, collect_audit, plan_audit
+    from obfaudit.experiments.executors import closing_executor, make_executor
+
+    out = Path(job.out)
+    check_outputs([OutputPath(out, "--out")])
+    t0 = time.perf_counter()
+    # (an executor may start its workers now, to load while this process prepares: stopped whatever happens)
+    with closing_executor(make_executor(job.executor, address=job.address)) as executor, RunLock(out):
+        ready = prepare(job)
+        device = ready.pieces.prepared.config.device
+        cache = Path(job.cache_dir()).resolve()
+        stages = plan_audit(ready.pieces, cache=cache, gpu=str(device).startswith("cuda"))
+        if any(s.store is not None for s in stages):  # only the controls and the judge live there
+            check_outputs([OutputPath(cache, "--cache")])
+        ctx = AuditContext(
+            prepare=partial(pieces_of, job), out=out, cache=cache, progress=job.progress, loaded=ready.pieces
+        )
+        names = [s.name for s in ready.pieces.subjects]
+        records = executor.run(stages, ctx, on_event=partial(_stage_progress, on_progress, stages, names))
+        results = collect_audit(stages, records, out, names)
+        judge = next((records[s.name]["result"] for s in stages if s.about.get("kind") == "judge"), None)
+        result = assemble(job, ready, results, out, judge)
+        result.seconds = round(time.perf_counter() - t0, 1)
+        result.write_report(out)
+        if job.junit:
+            from obfaudit.gate import write_junit
+
+            result.junit = str(
+                write_junit(job.junit, result.subject, result.parties, job.fail_on, report=result.report)
+            )
+    return result
+
+
+def _stage_progress(
+    on_progress: OnProgress, stages: list[Stage], subjects: list[str], event: StageEvent
+) -> None:
+    """One line per stage started, done or kept: which subject and attack, and the time left."""
+    a = next(s.about for s in stages if s.name == event.stage)
+    if "attack" in a:
+        i = subjects.index(a["subject"]) + 1 if a["subject"] in subjects else 0
+        what = f"subject {i} of {len(subjects)} ({a['subject']}), attack {a['attack']}"
+    else:
+        what = f"the {a['kind']} of {a.get('attribute')}"
+    state = {
+        "running": "started",
+        "done": f"done in {event.seconds:.1f} s",
+        "skipped": "kept from an earlier run",
+    }[event.state]
+    left = ""
+    if event.left and event.done < event.total:  # the stages that will run, at the rate measured
+        left = f"; about {duration(event.left)} left"
+    if event.state != "running" or event.running:
+        on_progress(Progress(f"[{event.done}/{event.total}] {what}: {state}{left}", event.done, event.total))
+
+
+__all__ = ["run_audit"]
