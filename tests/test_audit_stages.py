@@ -40,7 +40,7 @@ def test_the_python_api_gives_typed_results_progress_and_reports(tmp_path):
     assert report.verdict is Verdict.COMPROMISED  # blurring keeps the colour
     colornet = next(r for r in report.records if r.attack == "colornet")
     assert colornet.party is Party.SERVER and colornet.metrics.lower() > colornet.metrics.threshold
-    # pooling sends another shape: the same-shape control checks the attacks on a 3x8x8 tensor too
+    # pooling sends another shape: the same-shape control checks the attacks on a 3x7x7 tensor too
     assert set(report.verdicts) == {"blur", "identity", "null", "same-shape"}
     assert report.verdicts["identity"] is Verdict.COMPROMISED
     assert report.verdicts["null"] is Verdict.NOT_COMPROMISED
@@ -53,6 +53,16 @@ def test_the_python_api_gives_typed_results_progress_and_reports(tmp_path):
     assert page.read_text() == (tmp_path / "a" / "report.html").read_text()
     saved = json.loads((tmp_path / "elsewhere" / "results.json").read_text())
     assert saved["settings"]["transform"].endswith(":blur") and saved["verdict"] == "compromised"
+    # the document is typed, and reads back from results.json as it was written
+    from obfaudit.records import AuditDocument, Kind, PartyVerdict
+
+    again = AuditDocument.read(tmp_path / "elsewhere" / "results.json")
+    assert again.to_dict() == saved == report.document.to_dict()
+    assert again.verdict is Verdict.COMPROMISED and all(isinstance(p, PartyVerdict) for p in again.parties)
+    assert {e.kind for e in again.experiments} == {Kind.ATTACK, Kind.CONTROL}
+    assert again.controls["same-shape"]["shape"] == [3, 7, 7]  # 28x28 pooled 4x4
+    with pytest.raises(ValueError, match="not an audit's results"):
+        AuditDocument.from_dict({"obfaudit_results": 1})
 
 
 def test_a_second_audit_on_the_same_data_reuses_the_controls_and_the_judge(tmp_path):

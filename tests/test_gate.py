@@ -6,6 +6,7 @@ import pytest
 from junitparser import Failure, JUnitXml
 
 from obfaudit.gate import EXIT_GATE, failing, party_table, reaches
+from obfaudit.records import PartyVerdict
 from tests.conftest import run_cli
 
 QUICK = [
@@ -50,13 +51,8 @@ def test_the_gate_fails_the_identity_and_passes_the_null(tmp_path, cache):
 
 def test_the_summary_leads_with_an_aligned_party_table():
     parties = [
-        {
-            "party": "server",
-            "verdict": "compromised",
-            "strongest": "colornet",
-            "score": "F_a 99.0% [98, 100]",
-        },
-        {"party": "adversary", "verdict": None, "strongest": "noisynet", "score": "F_a 20.0% [15, 25]"},
+        PartyVerdict("server", "compromised", "colornet", "F_a 99.0% [98, 100]"),
+        PartyVerdict("adversary", None, "noisynet", "F_a 20.0% [15, 25]"),
     ]
     header, *rows = party_table(parties)
     assert header.index("verdict") == rows[0].index("compromised") == rows[1].index("no verdict")
@@ -67,7 +63,7 @@ def test_levels_are_ordered():
     assert reaches("compromised", "inconclusive") and reaches("inconclusive", "inconclusive")
     assert not reaches("not compromised", "inconclusive") and not reaches("inconclusive", "compromised")
     assert reaches(None, "inconclusive")  # no verdict is not a pass
-    parties = [{"party": "server", "verdict": "inconclusive"}]
+    parties = [PartyVerdict("server", "inconclusive")]
     assert failing(parties, None) == [] and failing(parties, "inconclusive") == parties
 
 

@@ -14,35 +14,39 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from obfaudit.records import COMPROMISED, INCONCLUSIVE, NOT_COMPROMISED
+from obfaudit.records import COMPROMISED, INCONCLUSIVE, PartyVerdict
+from obfaudit.threat import Verdict
 
 EXIT_GATE = 3
 """The exit status of an audit whose verdict reached ``--fail-on`` (1 is an error, 2 bad arguments)."""
 FAIL_ON = (COMPROMISED, INCONCLUSIVE)
-SEVERITY = {NOT_COMPROMISED: 0, INCONCLUSIVE: 1, COMPROMISED: 2}
 
 
-def reaches(verdict: str | None, level: str) -> bool:
-    """Whether ``verdict`` is at or beyond ``level`` (no verdict counts as inconclusive)."""
-    return SEVERITY.get(verdict or INCONCLUSIVE, 1) >= SEVERITY[level]
+#: Whether a verdict is at or beyond a level (no verdict counts as inconclusive).
+reaches = Verdict.reaches
 
 
-def failing(parties: Sequence[dict], level: str | None) -> list[dict]:
+def failing(parties: Sequence[PartyVerdict], level: str | None) -> list[PartyVerdict]:
     """The parties whose verdict reaches ``level`` (none when no level is set)."""
-    return [p for p in parties if level and reaches(p["verdict"], level)]
+    return [p for p in parties if level and reaches(p.verdict, level)]
 
 
-def party_table(parties: Sequence[dict]) -> list[str]:
+def party_table(parties: Sequence[PartyVerdict]) -> list[str]:
     """The parties as aligned lines: party, verdict, strongest attack and its score with interval."""
     rows = [("party", "verdict", "strongest attack", "score [95% interval]")] + [
-        (str(p["party"]), str(p["verdict"] or "no verdict"), p["strongest"], p["score"]) for p in parties
+        (str(p.party), str(p.verdict or "no verdict"), p.strongest, p.score) for p in parties
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     return ["  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3] for r in rows]
 
 
 def write_junit(
-    path: str | Path, subject: str, parties: Sequence[dict], level: str | None, *, report: str | None = None
+    path: str | Path,
+    subject: str,
+    parties: Sequence[PartyVerdict],
+    level: str | None,
+    *,
+    report: str | None = None,
 ) -> Path:
     """One JUnit test suite for the audit of ``subject``, one test case per party; a case fails when its
     party's verdict reaches ``level`` (``compromised`` when None)."""
@@ -54,16 +58,16 @@ def write_junit(
     if report:
         suite.add_property("report", str(report))
     for p in parties:
-        case = TestCase(f"{p['party']} learns nothing of the attribute", classname=f"obfaudit.{subject}")
+        case = TestCase(f"{p.party} learns nothing of the attribute", classname=f"obfaudit.{subject}")
         case.system_out = (
-            f"verdict: {p['verdict'] or 'no verdict'}; strongest attack: {p['strongest']}, {p['score']}; "
-            f"{p['attacks']} attack(s)"
+            f"verdict: {p.verdict or 'no verdict'}; strongest attack: {p.strongest}, {p.score}; "
+            f"{p.attacks} attack(s)"
         )
-        if reaches(p["verdict"], level):
+        if reaches(p.verdict, level):
             case.result = [
                 Failure(
-                    f"{p['party']}: {p['verdict'] or 'no verdict'} ({p['strongest']}: {p['score']})",
-                    type_=str(p["verdict"] or "none"),
+                    f"{p.party}: {p.verdict or 'no verdict'} ({p.strongest}: {p.score})",
+                    type_=str(p.verdict or "none"),
                 )
             ]
         suite.add_testcase(case)

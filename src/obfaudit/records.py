@@ -12,6 +12,7 @@ import csv
 import io
 import json
 from dataclasses import dataclass, field, fields
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,23 @@ COMPROMISED = Verdict.COMPROMISED
 NOT_COMPROMISED = Verdict.NOT_COMPROMISED
 INCONCLUSIVE = Verdict.INCONCLUSIVE
 
+
+class Kind(StrEnum):
+    """What an experiment row is."""
+
+    INFNET = "infnet"
+    OBFNET = "obfnet"
+    JUDGE = "judge"
+    ATTACK = "attack"
+    """An attack on the subject under audit."""
+    CONTROL = "control"
+    """An attack on a control beside it (identity, null, same-shape, random weights)."""
+    COST = "cost"
+    SCALING = "scaling"
+
+
 #: Kinds of experiment rows.
-KINDS = ("infnet", "obfnet", "judge", "attack", "control", "cost", "scaling")
+KINDS = tuple(Kind)
 
 
 class Scores(dict):
@@ -151,6 +167,7 @@ class Experiment:
     def __post_init__(self) -> None:
         self.party, self.output = _enum(Party, self.party), _enum(Output, self.output)
         self.verdict = _enum(Verdict, self.verdict)
+        self.kind = _enum(Kind, self.kind)
         self.metrics = Scores(self.metrics)
 
     @classmethod
@@ -179,6 +196,117 @@ class Experiment:
 
     def metric(self, name: str) -> Any:
         return self.metrics.get(name)
+
+
+@dataclass
+class PartyVerdict:
+    """One party's verdict on an audit's subject: the strongest of its attacks, a *not compromised*
+    counted only from calibrated attacks; what the summary's table, the gate and JUnit read."""
+
+    party: Party
+    verdict: Verdict | None
+    strongest: str = "-"
+    """Its strongest attack."""
+    score: str = "-"
+    """That attack's score with its interval, as text."""
+    attacks: int = 0
+    """How many of its attacks ran."""
+
+    def __post_init__(self) -> None:
+        self.party, self.verdict = Party(self.party), _enum(Verdict, self.verdict)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PartyVerdict:
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
+
+    def to_dict(self) -> dict:
+        return to_jsonable(self)
+
+
+#: An audit document's optional parts, in the order results.json writes them.
+_OPTIONAL = (
+    "defence",
+    "utility",
+    "judge",
+    "controls",
+    "weaker_attacks_only",
+    "traffic",
+    "screen",
+    "knowledge",
+)
+
+
+@dataclass
+class AuditDocument:
+    """What one audit found, as results.json holds it: the subject and where it came from, the data,
+    the baselines, each subject's verdict (the subject's calibrated), each attack's calibration, what did
+    not run, the settings, every row (the controls' too) and the parties' verdicts; the report,
+    ``compare``, the gate and the JUnit writer read it. ``to_dict``/``from_dict`` round-trip the JSON."""
+
+    subject: str
+    source: str
+    dataset: dict
+    baselines: dict
+    verdicts: dict[str, Verdict | None]
+    verdict: Verdict | None
+    verdict_of_the_attacks: Verdict | None
+    calibration: dict[str, dict]
+    skipped: dict[str, dict[str, str]]
+    settings: dict
+    experiments: list[Experiment] = field(default_factory=list)
+    parties: list[PartyVerdict] = field(default_factory=list)
+    gradients: str | None = None
+    """How gradients reach the white-box attacks (an ONNX graph's conversion), where it says."""
+    defence: dict | None = None
+    utility: dict | None = None
+    judge: dict | None = None
+    controls: dict[str, dict] | None = None
+    """What the controls with a description are (the same-shape control's shape and layout)."""
+    weaker_attacks_only: dict[str, str] | None = None
+    traffic: dict | None = None
+    screen: dict | None = None
+    knowledge: dict | None = None
+
+    FORMAT = "obfaudit_audit"
+    VERSION = 1
+
+    def __post_init__(self) -> None:
+        self.verdict = _enum(Verdict, self.verdict)
+        self.verdict_of_the_attacks = _enum(Verdict, self.verdict_of_the_attacks)
+        self.verdicts = {k: _enum(Verdict, v) for k, v in self.verdicts.items()}
+        self.experiments = [
+            e if isinstance(e, Experiment) else Experiment.from_dict(e) for e in self.experiments
+        ]
+        self.parties = [p if isinstance(p, PartyVerdict) else PartyVerdict.from_dict(p) for p in self.parties]
+
+    def to_dict(self) -> dict:
+        head = {self.FORMAT: self.VERSION, "subject": self.subject, "source": self.source}
+        if self.gradients is not None:
+            head["gradients"] = self.gradients
+        body = {
+            k: getattr(self, k)
+            for k in (
+                "dataset", "baselines", "verdicts", "verdict", "verdict_of_the_attacks", "calibration",
+                "skipped", "settings", "experiments", "parties",
+            )
+        }  # fmt: skip
+        extra = {k: getattr(self, k) for k in _OPTIONAL if getattr(self, k) is not None}
+        return to_jsonable({**head, **body, **extra})
+
+    @classmethod
+    def from_dict(cls, d: dict) -> AuditDocument:
+        if d.get(cls.FORMAT) != cls.VERSION:
+            raise ValueError(f"not an audit's results ({cls.FORMAT}: {cls.VERSION} missing)")
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
+
+    @classmethod
+    def read(cls, path: str | Path) -> AuditDocument:
+        """An audit's results.json."""
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+    def rows(self, subject: str | None = None) -> list[Experiment]:
+        """The rows of ``subject`` (every row when None)."""
+        return [e for e in self.experiments if subject is None or e.subject == subject]
 
 
 #: Typed columns of results.csv, then the metrics that readers compare most.
@@ -244,4 +372,14 @@ def read_records(run_dir: str | Path) -> dict[str, dict]:
     return out
 
 
-__all__ = ["AttackRecord", "Experiment", "Scores", "overall_verdict", "read_records", "write_csv"]
+__all__ = [
+    "AttackRecord",
+    "AuditDocument",
+    "Experiment",
+    "Kind",
+    "PartyVerdict",
+    "Scores",
+    "overall_verdict",
+    "read_records",
+    "write_csv",
+]

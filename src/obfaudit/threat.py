@@ -50,17 +50,26 @@ class Verdict(StrEnum):
     NOT_COMPROMISED = "not compromised"
     """The interval lies below the line."""
 
+    @property
+    def severity(self) -> int:
+        """The verdicts in order: not compromised 0, inconclusive 1, compromised 2."""
+        return _SEVERITY[self]
+
+    @staticmethod
+    def reaches(verdict: Verdict | str | None, level: Verdict | str) -> bool:
+        """Whether ``verdict`` is at or beyond ``level`` (no verdict counts as inconclusive: a leak not
+        ruled out)."""
+        return Verdict(verdict or Verdict.INCONCLUSIVE).severity >= Verdict(level).severity
+
+
+_SEVERITY = {Verdict.NOT_COMPROMISED: 0, Verdict.INCONCLUSIVE: 1, Verdict.COMPROMISED: 2}
+
 
 def overall_verdict(verdicts: list[Verdict | str | None]) -> Verdict | None:
     """compromised if any attack says so; else inconclusive if any is; not compromised if every
     scored attack says so; None (no verdict) when no attack gave one."""
-    given = {Verdict(v) for v in verdicts if v}
-    if not given:
-        return None
-    for v in (Verdict.COMPROMISED, Verdict.INCONCLUSIVE):
-        if v in given:
-            return v
-    return Verdict.NOT_COMPROMISED
+    given = [Verdict(v) for v in verdicts if v]
+    return max(given, key=lambda v: v.severity) if given else None
 
 
 class NeedKind(StrEnum):

@@ -13,6 +13,7 @@ from obfaudit._io import OutputPath, check_outputs
 from obfaudit.audit.job import AuditJob
 from obfaudit.audit.preparation import SCREEN_LEAVES_OUT, PreparedJob
 from obfaudit.errors import ObfauditError
+from obfaudit.records import AuditDocument, PartyVerdict
 from obfaudit.results import Result, duration
 
 if TYPE_CHECKING:
@@ -25,24 +26,20 @@ if TYPE_CHECKING:
 
 @dataclass
 class AuditReport(Result):
-    """An audit's verdicts and scores; :meth:`write_report` writes its files."""
+    """An audit's result: its document (:class:`~obfaudit.records.AuditDocument`, what results.json
+    holds), the subject's records, calibration and baselines as objects, and where it wrote;
+    :meth:`write_report` writes its files."""
 
-    subject: str
-    verdict: Verdict | None
-    verdicts: dict[str, Verdict | None]
-    baselines: Baselines
-    skipped: dict[str, dict[str, str]]
+    document: AuditDocument = field(repr=False)
     records: list[AttackRecord]
-    """The subject's attack records (the controls' are in :attr:`experiments`)."""
+    """The subject's attack records (the controls' are rows of the document)."""
+    baselines: Baselines
     calibration: dict[str, Calibration] = field(default_factory=dict)
     """Whether each attack reads the attribute through the control that checks it, the identity or the
     same-shape control (see :mod:`obfaudit.attacks.calibration`); the verdict counts a "not compromised"
     only from those that do."""
     report: str | None = None
     results: str | None = None
-    experiments: list[Experiment] = field(default_factory=list, repr=False)
-    document: dict = field(default_factory=dict, repr=False)
-    """results.json's content."""
     main: AuditResult | None = field(default=None, repr=False)
     """The subject's result with its figure arrays."""
     fail_on: str | None = field(default=None, repr=False)
@@ -52,8 +49,30 @@ class AuditReport(Result):
     """How long the audit took, end to end (stages kept from an earlier run cost nothing)."""
 
     @property
-    def parties(self) -> list[dict]:
-        return self.document.get("parties", [])
+    def subject(self) -> str:
+        return self.document.subject
+
+    @property
+    def verdict(self) -> Verdict | None:
+        """The subject's verdict, calibrated."""
+        return self.document.verdict
+
+    @property
+    def verdicts(self) -> dict[str, Verdict | None]:
+        """Each subject's verdict (the controls' too)."""
+        return self.document.verdicts
+
+    @property
+    def skipped(self) -> dict[str, dict[str, str]]:
+        return self.document.skipped
+
+    @property
+    def experiments(self) -> list[Experiment]:
+        return self.document.experiments
+
+    @property
+    def parties(self) -> list[PartyVerdict]:
+        return self.document.parties
 
     @property
     def exit_code(self) -> int:
@@ -76,8 +95,8 @@ class AuditReport(Result):
                 "report": self.report,
                 "results": self.results,
                 "parties": self.parties,
-                "defence": self.document.get("defence"),
-                "utility": self.document.get("utility"),
+                "defence": self.document.defence,
+                "utility": self.document.utility,
                 "fail_on": self.fail_on,
                 "gate_failed": bool(self.exit_code),
                 "junit": self.junit,
@@ -102,10 +121,10 @@ class AuditReport(Result):
                 lines.append(f"  {subject}: {attack} did not run ({why})")
         for subject, verdict in self.verdicts.items():
             if subject != self.subject:
-                about = (self.document.get("controls") or {}).get(subject)
+                about = (self.document.controls or {}).get(subject)
                 what = f" ({'x'.join(map(str, about['shape']))}, {about['keeps']})" if about else ""
                 lines.append(f"  control {subject}{what}: {verdict or 'no verdict'}")
-        for name, about in (self.document.get("controls") or {}).items():
+        for name, about in (self.document.controls or {}).items():
             if about.get("the_subject"):
                 shape = "x".join(map(str, about["shape"]))
                 lines.append(
@@ -113,15 +132,15 @@ class AuditReport(Result):
                 )
         if self.report:
             lines.append(f"report: {self.report}")
-        if self.document.get("knowledge"):
-            lines.append(f"attacker knowledge: {self.document['knowledge']['reading']}")
+        if self.document.knowledge:
+            lines.append(f"attacker knowledge: {self.document.knowledge['reading']}")
         if self.junit:
             lines.append(f"junit: {self.junit}")
         if self.seconds is not None:
             lines.append(f"done in {duration(self.seconds)}")
         if self.fail_on:
             bad = ", ".join(
-                f"{p['party']} {p['verdict'] or 'no verdict'}" for p in failing(self.parties, self.fail_on)
+                f"{p.party} {p.verdict or 'no verdict'}" for p in failing(self.parties, self.fail_on)
             )
             outcome = f"FAILED, {bad} (exit 3)" if bad else "passed"
             lines.append(f"gate (--fail-on {self.fail_on}): {outcome}")
@@ -132,25 +151,25 @@ class AuditReport(Result):
         the utility."""
         b = self.baselines
         lines = []
-        before = self.document.get("verdict_of_the_attacks")
+        before = self.document.verdict_of_the_attacks
         if before and before != self.verdict:
             lines.append(
                 f"  ({before} by the attacks, but none of them reads {b.attribute} through a control that "
                 "hides nothing: no evidence of privacy)"
             )
-        weaker = self.document.get("weaker_attacks_only")
+        weaker = self.document.weaker_attacks_only
         if weaker:
             lines.append(
                 f"  the verdict rests on weaker attacks: {', '.join(weaker)} did not run (see below); an "
                 "attacker who knows the transform can run them"
             )
-        screen = self.document.get("screen")
+        screen = self.document.screen
         if screen:
             lines.append(
                 f"  a screen (--budget {screen['budget']}): it can find a leak, not rule one out; "
                 "--budget standard adds: " + "; ".join(screen["standard_adds"])
             )
-        d, u = self.document.get("defence"), self.document.get("utility")
+        d, u = self.document.defence, self.document.utility
         if d:
             lines.append(f"  defence: {d['name']} ({d.get('strength_name', 'strength')} = {d['strength']:g})")
         if u and "obfuscated" in u:
@@ -196,7 +215,7 @@ class AuditReport(Result):
 
         out = Path(out)
         check_outputs([OutputPath(out, "report directory")])
-        write_json(out / "results.json", self.document)
+        write_json(out / "results.json", self.document.to_dict())
         write_csv(out / "results.csv", self.experiments)
         page = write_audit_report(out, self.document, self.experiments, self.main)
         self.report, self.results = str(page), str(out / "results.json")
@@ -225,7 +244,7 @@ def assemble(
     main.skipped = {**main.skipped, **ready.not_run}  # unable to run in it, or left out of the audit (why)
     skipped = {n: r.skipped for n, r in results.items() if r.skipped}
     document = {
-        "obfaudit_audit": 1,
+        AuditDocument.FORMAT: AuditDocument.VERSION,
         "subject": subject.name,
         "source": subject.source,
         **({"gradients": subject.transform.gradients} if hasattr(subject.transform, "gradients") else {}),
@@ -239,18 +258,13 @@ def assemble(
         "settings": _settings(job, ready, out),
     }
     _defence(document, subject, exps)
-    document["experiments"] = [e.to_dict() for e in exps]
+    document["experiments"] = exps
     _add_findings(document, job, ready, results, exps, judge, screened)
     return AuditReport(
-        subject=subject.name,
-        verdict=document["verdict"],
-        verdicts=verdicts,
-        baselines=prepared.baselines,
-        skipped=skipped,
+        document=AuditDocument.from_dict(document),
         records=main.records,
+        baselines=prepared.baselines,
         calibration=calibration,
-        experiments=exps,
-        document=document,
         main=main,
         fail_on=job.fail_on,
     )

@@ -12,6 +12,7 @@ from obfaudit._io import OutputPath, check_outputs
 from obfaudit.audit.document import AuditReport, assemble
 from obfaudit.audit.job import AuditJob
 from obfaudit.audit.preparation import pieces_of, prepare
+from obfaudit.experiments.stages import StageState
 from obfaudit.results import OnProgress, Progress, duration, quiet
 
 if TYPE_CHECKING:
@@ -72,14 +73,14 @@ def _stage_progress(
     else:
         what = f"the {a['kind']} of {a.get('attribute')}"
     state = {
-        "running": "started",
-        "done": f"done in {event.seconds:.1f} s",
-        "skipped": "kept from an earlier run",
+        StageState.RUNNING: "started",
+        StageState.DONE: f"done in {event.seconds:.1f} s",
+        StageState.SKIPPED: "kept from an earlier run",
     }[event.state]
     left = ""
     if event.left and event.done < event.total:  # the stages that will run, at the rate measured
         left = f"; about {duration(event.left)} left"
-    if event.state != "running" or event.running:
+    if event.state is not StageState.RUNNING or event.running:
         on_progress(Progress(f"[{event.done}/{event.total}] {what}: {state}{left}", event.done, event.total))
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from obfaudit.errors import ObfauditError
+from obfaudit.records import AuditDocument, Kind
 from obfaudit.results import Result
 
 
@@ -137,18 +138,18 @@ def cut_row(
         "utility": utility["accuracy"] if utility else None,
         "utility_ci": utility["ci"] if utility else None,
         "utility_chance": utility["chance"] if utility else None,
-        "weaker_attacks_only": rep.document.get("weaker_attacks_only", {}),
+        "weaker_attacks_only": rep.document.weaker_attacks_only or {},
         "report": rep.report,
     }
 
 
-def _control_ssim(document: dict, attack: str, control: str) -> float | None:
+def _control_ssim(document: AuditDocument, attack: str, control: str) -> float | None:
     """The SSIM ``attack`` reaches through ``control``: through the identity, the most it can rebuild at
     all; through the same-shape control, the most it rebuilds of the cut's kind of tensor (the ceilings
     beside a cut's best)."""
-    for e in document.get("experiments", []):
-        if e.get("kind") == "control" and e.get("subject") == control and e.get("attack") == attack:
-            return (e.get("metrics") or {}).get("ssim")
+    for e in document.rows(control):
+        if e.kind == Kind.CONTROL and e.attack == attack:
+            return e.metrics.ssim
     return None
 
 

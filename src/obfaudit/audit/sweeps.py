@@ -124,7 +124,7 @@ def audit_known_pairs(job: AuditJob, *, on_progress: OnProgress = quiet) -> Audi
             junit=None,
         )
         by_k[k] = run_audit(sub, on_progress=on_progress)
-    n_train = main.document["dataset"]["train"]
+    n_train = main.document.dataset["train"]
     rows = knowledge_rows(main, by_k, n_train)
     b = main.baselines
     reading = knowledge_reading(rows, b.threshold)
@@ -133,7 +133,7 @@ def audit_known_pairs(job: AuditJob, *, on_progress: OnProgress = quiet) -> Audi
     figure = knowledge_curve(rows, out / "figures" / "knowledge.png", chance=b.chance, threshold=b.threshold)
     knowledge = {"rows": rows, "reading": reading, "figure": str(figure.relative_to(out))}
     write_json(out / "knowledge.json", {"obfaudit_knowledge": 1, "subject": main.subject, **knowledge})
-    main.document["knowledge"] = knowledge
+    main.document.knowledge = knowledge
     main.write_report(out)  # again, with the curve
     return main
 

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 
 from obfaudit.commands._base import Command, Interface, Result, json_option
 from obfaudit.errors import ObfauditError
+from obfaudit.records import AuditDocument
 
 if TYPE_CHECKING:
     import numpy as np
@@ -53,11 +54,13 @@ class Run:
     path: Path
     doc: dict
     rows: dict[tuple, dict]
+    audit: AuditDocument | None = None
+    """An audit's document, typed (None for a reproduction's results)."""
 
     def test_images(self, dataset: str | None) -> str | None:
         """What identifies the test images a row of ``dataset`` was scored on (None: unknown)."""
-        if "obfaudit_audit" in self.doc:
-            return (self.doc.get("dataset") or {}).get("test_fingerprint")
+        if self.audit is not None:
+            return self.audit.dataset.get("test_fingerprint")
         cfg = self.doc.get("config") or {}
         preset = cfg.get("preset") or {}
         keys = ("full_mnist", "n_test", "size")
@@ -76,7 +79,13 @@ def load_run(path: str | Path) -> Run:
         raise ObfauditError(f"{file}: not readable JSON ({e})") from None
     if not isinstance(doc, dict) or not ({"obfaudit_audit", "obfaudit_results"} & set(doc)):
         raise ObfauditError(f"{file}: not the results of an obfaudit audit or reproduction")
-    main = doc.get("subject") if "obfaudit_audit" in doc else None
+    audit = None
+    if AuditDocument.FORMAT in doc:
+        try:
+            audit = AuditDocument.from_dict(doc)
+        except (TypeError, ValueError, KeyError) as e:
+            raise ObfauditError(f"{file}: not the results of an obfaudit audit ({e})") from None
+    main = audit.subject if audit is not None else None
     rows = {
         # an audit's subject is matched with the other audit's, whatever their names (null against identity)
         (
@@ -87,7 +96,7 @@ def load_run(path: str | Path) -> Run:
         for e in doc.get("experiments", [])
         if e.get("kind") in ("attack", "control") and e.get("attack")
     }
-    return Run(file.parent, doc, rows)
+    return Run(file.parent, doc, rows, audit)
 
 
 def _per_image(metrics: dict, metric: str) -> np.ndarray | None:
@@ -211,8 +220,8 @@ class Comparison(Result):
 
 
 def _budget(run: Run) -> dict:
-    if "obfaudit_audit" in run.doc:
-        settings = run.doc.get("settings") or {}
+    if run.audit is not None:
+        settings = run.audit.settings
         return {k: settings.get(k) for k in BUDGET if k in settings}
     preset = dict((run.doc.get("config") or {}).get("preset") or {})
     preset.pop("name", None)
@@ -234,7 +243,9 @@ def _rows(a: Run, b: Run, *, cut: str | None = None) -> list[dict]:
         same_images = a.test_images(key[0]) is not None and a.test_images(key[0]) == b.test_images(key[0])
         subject = key[1]
         if subject == SUBJECT:
-            names = dict.fromkeys((a.doc.get("subject"), b.doc.get("subject")))
+            names = dict.fromkeys(
+                (a.audit.subject if a.audit else None, b.audit.subject if b.audit else None)
+            )
             subject = cut or " -> ".join(str(n) for n in names)
         elif "obfaudit_results" in b.doc and key[0]:  # a reproduction audits ObfNets on several datasets
             subject = f"{key[0]}: {subject}"

@@ -47,6 +47,7 @@ from obfaudit.experiments.stages import (
     Stage,
     StageCache,
     StageEvent,
+    StageState,
     chain_costs,
     check_plan,
     kept_records,
@@ -233,7 +234,7 @@ class _Pool:
         for stage in plan:
             if stage.name in records:
                 estimate.finished.add(stage.name)
-                self.emit(StageEvent(stage.name, "skipped", 0.0, len(estimate.finished), total))
+                self.emit(StageEvent(stage.name, StageState.SKIPPED, 0.0, len(estimate.finished), total))
         waiting = {s.name: s for s in plan if s.name not in records}
         chain = chain_costs(plan)
         ok = False
@@ -271,7 +272,7 @@ class _Pool:
                     del waiting[stage.name]
                     records[stage.name] = record
                     estimate.finished.add(stage.name)
-                    self.emit(StageEvent(stage.name, "skipped", 0.0, len(estimate.finished), total))
+                    self.emit(StageEvent(stage.name, StageState.SKIPPED, 0.0, len(estimate.finished), total))
                     kept = True
             if kept:
                 continue
@@ -300,7 +301,7 @@ class _Pool:
                 self.emit(
                     StageEvent(
                         stage.name,
-                        "running",
+                        StageState.RUNNING,
                         0.0,
                         len(estimate.finished),
                         total,
@@ -347,7 +348,7 @@ class _Pool:
         self.emit(
             StageEvent(
                 name,
-                "done",
+                StageState.DONE,
                 record["seconds"],
                 len(estimate.finished),
                 total,

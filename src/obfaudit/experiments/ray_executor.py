@@ -24,7 +24,15 @@ from typing import Any
 
 from obfaudit._io import release_freed_memory
 from obfaudit.errors import ObfauditError
-from obfaudit.experiments.stages import Stage, StageCache, StageEvent, chain_costs, check_plan, stage_key
+from obfaudit.experiments.stages import (
+    Stage,
+    StageCache,
+    StageEvent,
+    StageState,
+    chain_costs,
+    check_plan,
+    stage_key,
+)
 
 log = logging.getLogger("obfaudit.ray")
 
@@ -140,7 +148,7 @@ class RayExecutor:
         failed: tuple[str, BaseException] | None = None
         total = len(plan)
 
-        def event(name: str, state: str, seconds: float = 0.0) -> None:
+        def event(name: str, state: StageState, seconds: float = 0.0) -> None:
             emit(StageEvent(name, state, seconds, len(records), total, len(running), len(waiting)))
 
         todo: dict[str, tuple[str, dict]] = {}  # ready stages with no stored record: (key, inputs)
@@ -169,7 +177,7 @@ class RayExecutor:
                     if record is not None and (stage.valid is None or stage.valid(ctx, record)):
                         del waiting[name]
                         records[name] = record
-                        event(name, "skipped")
+                        event(name, StageState.SKIPPED)
                         kept = True
                         continue
                     todo[name] = (key, inputs)
@@ -184,7 +192,7 @@ class RayExecutor:
                 running[ref] = (stage, time.perf_counter())
                 used["CPU"] += r.cpus
                 used["GPU"] += r.gpus
-                event(name, "running")
+                event(name, StageState.RUNNING)
             return kept
 
         try:
@@ -203,7 +211,7 @@ class RayExecutor:
                     except ray.exceptions.RayError as e:  # the first failure stops new submissions
                         failed = failed or (stage.name, e)
                         continue
-                    event(stage.name, "done", time.perf_counter() - t0)
+                    event(stage.name, StageState.DONE, time.perf_counter() - t0)
         except BaseException:  # Ctrl-C: what finished is stored; stop what runs
             for ref in running:
                 ray.cancel(ref, force=True)

@@ -21,7 +21,7 @@ from obfaudit.experiments.context import RunContext, RunSettings, data_descripti
 from obfaudit.experiments.executors import closing_executor, make_executor
 from obfaudit.experiments.plan import plan
 from obfaudit.experiments.presets import Preset, get_preset
-from obfaudit.experiments.stages import StageEvent
+from obfaudit.experiments.stages import StageEvent, StageState
 
 Log = Callable[[str], None]
 
@@ -94,13 +94,13 @@ def _run(settings, preset, out, stages, not_run, executor, *, progress: bool, lo
 
     def on_event(event: StageEvent) -> None:
         flow = f"; {event.running} running, {event.waiting} waiting" if event.running or event.waiting else ""
-        if event.state == "running":
+        if event.state is StageState.RUNNING:
             if event.running:  # an executor running several stages at once says when each starts
                 log(f"[{event.done}/{event.total}{flow}] {event.stage}: started")
             return
-        (ran if event.state == "done" else skipped).append(event.stage)
+        (ran if event.state is StageState.DONE else skipped).append(event.stage)
         timings[event.stage] = round(event.seconds, 2)
-        state = "done" if event.state == "done" else "skipped (finished earlier)"
+        state = "done" if event.state is StageState.DONE else "skipped (finished earlier)"
         log(f"[{event.done}/{event.total}{flow}] {event.stage}: {state} in {event.seconds:.1f} s")
 
     executor.run(stages, ctx, on_event=on_event)

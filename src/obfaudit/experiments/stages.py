@@ -19,6 +19,7 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -164,13 +165,21 @@ class StageCache:
         return record
 
 
+class StageState(StrEnum):
+    """Where a stage is, as an executor reports it."""
+
+    RUNNING = "running"
+    DONE = "done"
+    SKIPPED = "skipped"
+    """Found done by an earlier run: its record is kept."""
+
+
 @dataclass
 class StageEvent:
     """What an executor reports as it goes: a stage started, finished or was found done."""
 
     stage: str
-    state: str
-    """running, done or skipped."""
+    state: StageState
     seconds: float = 0.0
     done: int = 0
     total: int = 0
@@ -259,13 +268,13 @@ class SerialExecutor:
             if record is not None and (stage.valid is None or stage.valid(ctx, record)):
                 records[stage.name] = record
                 estimate.finished.add(stage.name)
-                emit(StageEvent(stage.name, "skipped", 0.0, i + 1, len(plan), left=estimate.left()))
+                emit(StageEvent(stage.name, StageState.SKIPPED, 0.0, i + 1, len(plan), left=estimate.left()))
                 continue
-            emit(StageEvent(stage.name, "running", 0.0, i, len(plan), left=estimate.left()))
+            emit(StageEvent(stage.name, StageState.RUNNING, 0.0, i, len(plan), left=estimate.left()))
             result = stage.fn(ctx, stage, stage.by_role(records))
             release_freed_memory()
             seconds = time.perf_counter() - t0
             records[stage.name] = cache.store(stage, key, result, seconds)
             estimate.ran(stage.name, seconds)
-            emit(StageEvent(stage.name, "done", seconds, i + 1, len(plan), left=estimate.left()))
+            emit(StageEvent(stage.name, StageState.DONE, seconds, i + 1, len(plan), left=estimate.left()))
         return records

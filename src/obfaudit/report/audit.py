@@ -9,7 +9,7 @@ from pathlib import Path
 
 from obfaudit._io import atomic_write_text
 from obfaudit.attacks.calibration import verdict_with_calibration
-from obfaudit.records import Experiment
+from obfaudit.records import AuditDocument, Experiment, Kind, PartyVerdict
 from obfaudit.report import figures as F
 from obfaudit.report.collect import strongest
 from obfaudit.report.html import _environment, num_ci, pct_ci
@@ -131,7 +131,7 @@ def _knowledge(out: Path, knowledge: dict | None) -> dict | None:
     return {"rows": rows, "reading": knowledge["reading"], "src": src}
 
 
-def party_verdicts(subject: str, exps: list[Experiment], calibration: dict) -> list[dict]:
+def party_verdicts(subject: str, exps: list[Experiment], calibration: dict) -> list[PartyVerdict]:
     """Per party that attacked ``subject``: its verdict (a "not compromised" counted only from attacks
     the identity calibrated), its strongest attack and that attack's score with its interval."""
     mine = [e for e in exps if e.subject == subject]
@@ -140,29 +140,23 @@ def party_verdicts(subject: str, exps: list[Experiment], calibration: dict) -> l
         ran = [e for e in mine if e.party == party]
         if ran:
             top = strongest(ran)
-            parties.append(
-                {
-                    "party": party,
-                    "verdict": verdict_with_calibration(
-                        [(e.attack, e.verdict) for e in ran],
-                        {a: c["calibrated"] for a, c in calibration.items()},
-                    ),
-                    "strongest": top.attack if top else "-",
-                    "score": score_text(top) if top else "-",
-                    "attacks": len(ran),
-                }
+            verdict = verdict_with_calibration(
+                [(e.attack, e.verdict) for e in ran], {a: c["calibrated"] for a, c in calibration.items()}
             )
+            attack, score = (top.attack, score_text(top)) if top else ("-", "-")
+            parties.append(PartyVerdict(party, verdict, attack, score, len(ran)))
     return parties
 
 
-def write_audit_report(out: Path, results: dict, exps: list[Experiment], main) -> Path:
+def write_audit_report(out: Path, document: AuditDocument, exps: list[Experiment], main) -> Path:
     """Write ``out/report.html`` for one audit."""
     from obfaudit.attacks import attacks_table
 
-    mine = [e for e in exps if e.subject == results["subject"]]
-    calibration = results.get("calibration") or {}
-    parties = party_verdicts(results["subject"], exps, calibration)
-    controls = sorted({e.subject for e in exps if e.kind == "control"})
+    results = document.to_dict()  # what the page shows, as results.json holds it
+    mine = document.rows(document.subject)
+    calibration = document.calibration
+    parties = document.parties
+    controls = sorted({e.subject for e in exps if e.kind is Kind.CONTROL})
     attacks = [a for a in dict.fromkeys(e.attack for e in exps)]
     table = [
         {
@@ -190,7 +184,7 @@ def write_audit_report(out: Path, results: dict, exps: list[Experiment], main) -
             table=table,
             controls=controls,
             figures=_figures(out, results, exps, main),
-            knowledge=_knowledge(out, results.get("knowledge")),
+            knowledge=_knowledge(out, document.knowledge),
         )
     )
     path = out / "report.html"

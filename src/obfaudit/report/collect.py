@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from obfaudit.records import AttackRecord, Experiment
+from obfaudit.records import AttackRecord, Experiment, Kind
 from obfaudit.threat import PARTIES
 
 MODEL_KINDS = ("infnet", "obfnet", "judge")
@@ -63,7 +63,7 @@ def _rows(name: str, rec: dict) -> list[Experiment]:
                 Experiment.from_attack(
                     ar,
                     id=f"{name}/{ar.subject}/{ar.attack}" if control else f"{name}/{ar.attack}",
-                    kind="control" if control else "attack",
+                    kind=Kind.CONTROL if control else Kind.ATTACK,
                     **typed,
                     settings=settings,
                     artifacts=None if control else res.get("artifacts"),
@@ -105,7 +105,7 @@ def attacks_by_subject(exps: list[Experiment], dataset: str) -> dict[tuple[str, 
     """{(arch, N): {attack: experiment}} for the attacks on the ObfNets of ``dataset``."""
     out: dict[tuple[str, int], dict[str, Experiment]] = defaultdict(dict)
     for e in exps:
-        if e.kind == "attack" and e.dataset == dataset:
+        if e.kind is Kind.ATTACK and e.dataset == dataset:
             out[(e.arch, e.bottleneck)][e.attack] = e
     return out
 
@@ -118,7 +118,7 @@ def attack_series(
     pts = sorted(
         (e.arch, e.bottleneck, e.metrics.get(metric))
         for e in exps
-        if e.kind == "attack"
+        if e.kind is Kind.ATTACK
         and e.dataset == dataset
         and e.attack == attack
         and e.metrics.get(metric) is not None
@@ -135,7 +135,9 @@ def attacks_present(exps: list[Experiment], *, output: str | None = None) -> lis
     from obfaudit.attacks import attack_names
 
     seen = {
-        e.attack for e in exps if e.kind in ("attack", "control") and (output is None or e.output == output)
+        e.attack
+        for e in exps
+        if e.kind in (Kind.ATTACK, Kind.CONTROL) and (output is None or e.output == output)
     }
     known = [a for a in attack_names() if a in seen]
     return known + sorted(seen - set(known))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from obfaudit.records import NOT_COMPROMISED, Experiment, overall_verdict
+from obfaudit.records import NOT_COMPROMISED, Experiment, Kind, overall_verdict
 from obfaudit.report.collect import strongest_by
 
 DATASET = "colored-mnist"
@@ -23,11 +23,11 @@ def defence_rows(exps: list[Experiment], dataset: str = DATASET) -> list[dict]:
     """One row per defended ObfNet: utility, worst case, best reconstruction, Pareto flag."""
     attacks: dict[str, list[Experiment]] = {}
     for e in exps:
-        if e.kind == "attack" and e.dataset == dataset and e.defence:
+        if e.kind is Kind.ATTACK and e.dataset == dataset and e.defence:
             attacks.setdefault(f"{e.arch}-{e.bottleneck}-{e.defence}", []).append(e)
     rows = []
     for o in exps:
-        if o.kind != "obfnet" or o.dataset != dataset or not o.defence:
+        if o.kind is not Kind.OBFNET or o.dataset != dataset or not o.defence:
             continue
         on = attacks.get(f"{o.arch}-{o.bottleneck}-{o.defence}", [])
         worst = strongest_by(on, "feature_accuracy")

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 
 from obfaudit.attacks.audit import STUDY_ATTACKS
-from obfaudit.records import Experiment
+from obfaudit.records import Experiment, Kind
 from obfaudit.report.collect import attack_series, attacks_by_subject, compare, strongest_by
 from obfaudit.threat import Output, Party
 
@@ -122,7 +122,7 @@ def findings(
             )
         )
     for e in exps:
-        if e.kind == "attack" and e.output is Output.EMBEDDING and e.dataset == dataset:
+        if e.kind is Kind.ATTACK and e.output is Output.EMBEDDING and e.dataset == dataset:
             emb = e.metrics["embedding"]
             within = emb["knn_attribute_acc_within_class"]
             sil = emb["silhouette_attribute_within_class"]

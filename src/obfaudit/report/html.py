@@ -9,7 +9,7 @@ from pathlib import Path
 
 from obfaudit._io import atomic_write_text
 from obfaudit.cost import format_size, human
-from obfaudit.records import Experiment, overall_verdict
+from obfaudit.records import Experiment, Kind, overall_verdict
 from obfaudit.report.collect import attacks_by_subject, attacks_present, compare, worst_case
 from obfaudit.report.findings import Finding, beyond_study, beyond_summary
 from obfaudit.threat import Output
@@ -99,20 +99,21 @@ def verdict_tables(exps: list[Experiment]) -> list[dict]:
     """Per dataset, a row per ObfNet: utility, then the strongest attack of each party (the
     worst case, first), then every attack's score."""
     tables = []
-    present = dict.fromkeys(e.dataset for e in exps if e.kind == "obfnet")
+    present = dict.fromkeys(e.dataset for e in exps if e.kind is Kind.OBFNET)
     for ds in sorted(present, key=lambda d: (d != "colored-mnist", d != "mnist", d)):
         obfs = sorted(
-            (e for e in exps if e.kind == "obfnet" and e.dataset == ds), key=lambda e: (e.arch, e.bottleneck)
+            (e for e in exps if e.kind is Kind.OBFNET and e.dataset == ds),
+            key=lambda e: (e.arch, e.bottleneck),
         )
         if not obfs:
             continue
         by_subject = attacks_by_subject(exps, ds)
-        outputs = {e.attack: e.output for e in exps if e.kind == "attack" and e.dataset == ds}
+        outputs = {e.attack: e.output for e in exps if e.kind is Kind.ATTACK and e.dataset == ds}
         attacks = [a for a in attacks_present(exps) if a in outputs]
         has_attr = next(
-            (e.attribute for e in exps if e.kind == "attack" and e.dataset == ds and e.attribute), None
+            (e.attribute for e in exps if e.kind is Kind.ATTACK and e.dataset == ds and e.attribute), None
         )
-        ran = [e for e in exps if e.kind == "attack" and e.dataset == ds]
+        ran = [e for e in exps if e.kind is Kind.ATTACK and e.dataset == ds]
         worst = [
             (party, metric)
             for party, best in worst_case(ran).items()
@@ -212,7 +213,7 @@ def defence_table(exps: list[Experiment], dataset: str, line: float) -> dict:
 def control_rows(exps: list[Experiment]) -> list[dict]:
     rows = []
     for e in exps:
-        if e.kind != "control":
+        if e.kind is not Kind.CONTROL:
             continue
         m = e.metrics
         score = (
@@ -271,7 +272,7 @@ def write_report(
     cfg = results.get("config", {})
     preset = cfg.get("preset", {})
     scaling = records.get("scaling", {}).get("result")
-    cost = [e.metrics for e in exps if e.kind == "cost" and "params" in e.metrics]
+    cost = [e.metrics for e in exps if e.kind is Kind.COST and "params" in e.metrics]
     stages = set(cfg.get("stages") or records)
     timing = sorted(
         ((n, r.get("seconds", 0)) for n, r in records.items() if n in stages), key=lambda t: -t[1]
@@ -297,7 +298,7 @@ def write_report(
         "defences": defence_table(exps, dataset, results["threshold"]),
         "controls": control_rows(exps),
         "random_controls": any(
-            str(e.subject).startswith("random-weights") for e in exps if e.kind == "control"
+            str(e.subject).startswith("random-weights") for e in exps if e.kind is Kind.CONTROL
         ),
         "figures": _figures(run_dir, results.get("figures", {})),
         "cost": cost,
@@ -305,7 +306,9 @@ def write_report(
         "not_run": not_run(results, {n: r for n, r in records.items() if n in stages}),
         "timing": timing[:8],
         "judges": [
-            {"dataset": e.dataset, "acc": e.metrics.get("clean_test_acc")} for e in exps if e.kind == "judge"
+            {"dataset": e.dataset, "acc": e.metrics.get("clean_test_acc")}
+            for e in exps
+            if e.kind is Kind.JUDGE
         ],
         "baselines": {
             rec["about"].get("dataset"): rec["result"]["baselines"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
-from obfaudit.records import Experiment
+from obfaudit.records import Experiment, Kind
 from obfaudit.report import figures as F
 from obfaudit.report.collect import attack_series, attacks_by_subject, attacks_present, compare, strongest_by
 from obfaudit.report.defences import defence_rows, frontier_figure, target_reading
@@ -40,7 +40,7 @@ def _reconstructions(run_dir: Path, exps: list[Experiment], figs: dict, fdir: Pa
             (
                 e
                 for e in exps
-                if e.kind == "attack" and e.dataset == ds and e.arch == arch and e.attack in image_attacks
+                if e.kind is Kind.ATTACK and e.dataset == ds and e.arch == arch and e.attack in image_attacks
             ),
             key=lambda e: (e.bottleneck, image_attacks.index(e.attack)),
         )
@@ -95,7 +95,7 @@ def _attribute_curves(
     attack of the same party that reads the attribute (probes, the attribute read from
     reconstructions, the decoder, inversion); an attribute attack of a party the study never
     plotted gets a figure of its own."""
-    party_of = {e.attack: e.party for e in exps if e.kind == "attack" and e.dataset == dataset}
+    party_of = {e.attack: e.party for e in exps if e.kind is Kind.ATTACK and e.dataset == dataset}
     plotted = {party_of[a] for a in STUDY_FIGURE_IDS if a in party_of}
     extras = [
         a
@@ -171,7 +171,7 @@ def _embeddings(
     dataset: str = DATASET,
 ) -> None:
     embedded = [
-        e for e in exps if e.kind == "attack" and e.output is Output.EMBEDDING and e.dataset == dataset
+        e for e in exps if e.kind is Kind.ATTACK and e.output is Output.EMBEDDING and e.dataset == dataset
     ]
     for i, e in enumerate(sorted(embedded, key=lambda e: (e.arch, e.bottleneck))):
         a = _load(run_dir, e.artifacts)
@@ -203,7 +203,7 @@ def privacy_utility_points(exps: list[Experiment], dataset: str = DATASET) -> li
     points = []
     by_subject = attacks_by_subject(exps, dataset)
     for o in exps:
-        if o.kind != "obfnet" or o.dataset != dataset:
+        if o.kind is not Kind.OBFNET or o.dataset != dataset:
             continue
         worst = strongest_by(by_subject.get((o.arch, o.bottleneck), {}).values(), "feature_accuracy")
         if worst is not None:
