@@ -233,3 +233,23 @@ def test_where_both_kinds_fit_both_are_trained_and_the_stronger_on_the_hold_out_
     result = audit_transform("pool", lambda x: F.avg_pool2d(x, 4), train=train, test=test, config=config)
     (record,) = result.records
     assert "candidates" not in record.fit and record.fit["network"]["arch"] == "colornet"
+
+
+def test_the_reproductions_verdicts_count_only_calibrated_attacks_as_an_audit_does():
+    """An ObfNet of the reproduction whose attacks say "not compromised" while they are blind through the
+    identity control is inconclusive in its tables (report.collect.calibrated_verdict), as in an audit."""
+    from obfaudit.records import Experiment, Kind
+    from obfaudit.report.collect import calibrated_verdict
+
+    def row(subject, verdict, kind=Kind.ATTACK, dataset="colored-mnist"):
+        return Experiment(id=f"{subject}/colornet", kind=kind, dataset=dataset, subject=subject,
+                          attack="colornet", party="server", output="attribute", verdict=verdict)  # fmt: skip
+
+    on = [row("obfnet-mlp-b64-noise", "not compromised")]
+    blind = [row("identity", "not compromised", Kind.CONTROL)]
+    sees = [row("identity", "compromised", Kind.CONTROL)]
+    assert calibrated_verdict(on, on + blind, "colored-mnist") == "inconclusive"
+    assert calibrated_verdict(on, on + sees, "colored-mnist") == "not compromised"
+    assert calibrated_verdict(on, on, "colored-mnist") == "not compromised"  # no identity control: as given
+    other = [row("identity", "compromised", Kind.CONTROL, dataset="mnist")]
+    assert calibrated_verdict(on, on + blind + other, "colored-mnist") == "inconclusive"  # its own dataset's

@@ -78,6 +78,14 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
+def safe_name(name: str, fallback: str) -> str:
+    """``name`` as a file name: letters, digits, ``_.-`` kept, every other run of characters one ``-``
+    (``fallback`` when nothing is left)."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or fallback
+
+
 def dumps(obj: Any, *, indent: int | None = 2) -> str:
     """Strict JSON text of ``obj`` (see :func:`to_jsonable`); never NaN or Infinity."""
     return json.dumps(to_jsonable(obj), indent=indent, allow_nan=False)

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from obfaudit.data import COLOUR
 from obfaudit.threat import Need, Output, Party, unmet
 from obfaudit.train_config import TrainConfig
 
@@ -36,7 +37,7 @@ NEEDS = ("train", "attribute", "traffic", "transform", "gradients", "proxy", "pr
 class AttackSettings:
     """What every attack reads: its training budgets, the labels it works on, seeds and device."""
 
-    attribute: str = "colour"
+    attribute: str = COLOUR
     """The sensitive attribute: the label name the attribute attacks learn and are scored on."""
     task: str = "digit"
     """The task label (what the InfNet classifies), used to read reconstructions and embeddings."""

@@ -19,11 +19,11 @@ from obfaudit.attacks.base import Output
 from obfaudit.attacks.embedding import knn_correct, leakage_scores
 from obfaudit.attacks.metrics import chance_level, compromise_threshold, image_quality, read_colour
 from obfaudit.attacks.uncertainty import Bootstrap, interval_verdict, pack_correct
-from obfaudit.data import COLOUR_NAMES, ImageSet
+from obfaudit.data import COLOUR, COLOUR_NAMES, ImageSet
 from obfaudit.train import predict
 
 #: The attribute a palette reading (no training) can read from reconstructed RGB images.
-PALETTE_ATTRIBUTE = "colour"
+PALETTE_ATTRIBUTE = COLOUR
 
 
 @dataclass

@@ -11,7 +11,6 @@ reuses them.
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from pathlib import Path
 from safetensors.torch import load_file
 from safetensors.torch import save as save_safetensors
 
-from obfaudit._io import atomic_write_bytes, fingerprint
+from obfaudit._io import atomic_write_bytes, fingerprint, safe_name
 from obfaudit._version import __version__
 from obfaudit.attacks import AuditResult, SubjectAudit, attack_class
 from obfaudit.attacks.prepare import (
@@ -32,7 +31,7 @@ from obfaudit.attacks.prepare import (
 )
 from obfaudit.attacks.uncertainty import Bootstrap, interval_verdict
 from obfaudit.errors import ObfauditError
-from obfaudit.experiments.stages import Resources, Stage, settings_hash
+from obfaudit.experiments.stages import Resources, Stage, artifacts_ok, settings_hash
 from obfaudit.models import load_model, read_sidecar, save_model
 from obfaudit.models.attack_nets import describe
 from obfaudit.records import AttackRecord
@@ -132,17 +131,6 @@ def _judge_ok(ctx: AuditContext, record: dict) -> bool:
         return False
 
 
-def _artifacts_ok(ctx: AuditContext, record: dict) -> bool:
-    path = record["result"].get("artifacts")
-    if not path:
-        return True
-    try:
-        load_file(str(ctx.out / path))
-        return True
-    except Exception:  # noqa: BLE001 - unreadable arrays: recompute the stage
-        return False
-
-
 def run_audit_judge(ctx: AuditContext, stage: Stage, inputs: Mapping[str, dict]) -> dict:
     """Train the attribute judge on the clean training images; keep it in the stage's store."""
     prepared = ctx.pieces.prepared
@@ -200,7 +188,7 @@ def run_audit_attack(ctx: AuditContext, stage: Stage, inputs: Mapping[str, dict]
 
 
 def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "subject"
+    return safe_name(name, "subject")
 
 
 def plan_audit(pieces: AuditPieces, *, cache: Path, gpu: bool = False) -> list[Stage]:
@@ -342,7 +330,7 @@ def _attack_stage(
             "main": main,
         },
         outputs=("subject", "attack"),
-        valid=_artifacts_ok,
+        valid=artifacts_ok,
         resources=resources,
         cost=cls.cost,
         store=cache if shared else None,

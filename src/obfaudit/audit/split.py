@@ -13,7 +13,6 @@ figure of leakage against depth and ``OUT/report.html``.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +32,10 @@ def split_nodes(split: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
 
 
 def safe_node(node: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", node).strip("-") or "cut"
+    """A cut's folder name."""
+    from obfaudit._io import safe_name
+
+    return safe_name(node, "cut")
 
 
 @dataclass

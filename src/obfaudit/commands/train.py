@@ -128,7 +128,7 @@ def train_infnet(job: TrainJob) -> TrainedModel:
 def train_obfnet(job: TrainJob) -> TrainedModel:
     """Train an ObfNet through a frozen InfNet on the InfNet's own split, and save it."""
     from obfaudit._io import resolve_device
-    from obfaudit.data import dataset_spec
+    from obfaudit.data import COLOUR, dataset_spec
     from obfaudit.defences import get_defence
     from obfaudit.experiments.steps import check_model_fits, fit_obfnet
     from obfaudit.models import Role, load_model, model_for, model_id, read_sidecar, save_model
@@ -151,7 +151,7 @@ def train_obfnet(job: TrainJob) -> TrainedModel:
         raise ObfauditError(
             "--strength needs --defence (" + ", ".join(d for d in _defences() if d != "none") + ")"
         )
-    attribute = job.attribute or (dataset_spec(dataset).attributes or ("colour",))[0]
+    attribute = job.attribute or (dataset_spec(dataset).attributes or (COLOUR,))[0]
     if job.attribute and attribute not in train.labels:
         raise ObfauditError(
             f"--attribute {attribute}: {dataset} has {', '.join(dataset_spec(dataset).attributes) or 'none'}"

@@ -7,7 +7,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from obfaudit.data.base import COLOUR_NAMES, PALETTE, PALETTE_TENSOR, ImageSet, ProxySet, balanced_labels
+from obfaudit.data.base import (
+    COLOUR,
+    COLOUR_NAMES,
+    PALETTE,
+    PALETTE_TENSOR,
+    ImageSet,
+    ProxySet,
+    balanced_labels,
+)
 from obfaudit.data.colored_mnist import load_colored_mnist
 from obfaudit.data.imagefolder import image_folder_dataset, load_image_folder, resnet_preprocess
 from obfaudit.data.mnist import load_embedded_mnist, load_full_mnist, load_mnist
@@ -64,6 +72,7 @@ def all_dataset_names() -> tuple[str, ...]:
 
 
 __all__ = [
+    "COLOUR",
     "COLOUR_NAMES",
     "DEFAULT_PROXY_SIZE",
     "PALETTE",

@@ -17,6 +17,8 @@ PALETTE: dict[str, tuple[float, float, float]] = {
     "white": (1.0, 1.0, 1.0),
 }
 COLOUR_NAMES: tuple[str, ...] = tuple(PALETTE)
+#: The palette attribute: the study's sensitive attribute (Colored-MNIST's, and its proxies').
+COLOUR = "colour"
 PALETTE_TENSOR = torch.tensor(list(PALETTE.values()), dtype=torch.float32)  # (7, 3)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from obfaudit.data.base import COLOUR_NAMES, ImageSet
+from obfaudit.data.base import COLOUR, COLOUR_NAMES, ImageSet
 from obfaudit.data.mnist import load_mnist
 from obfaudit.data.registry import DatasetSpec, register_dataset
 from obfaudit.data.synthetic import make_colored
@@ -33,7 +33,7 @@ register_dataset(
         _load,
         f"MNIST digits in {len(COLOUR_NAMES)} palette colours (the study's sensitive attribute: colour)",
         task="digit",
-        attributes=("colour",),
+        attributes=(COLOUR,),
         trainable=True,
     )
 )

@@ -39,7 +39,7 @@ def load_task_data(
         if spec.sized:
             kw["size"] = size
         train, test = spec.load("train", **kw), spec.load("test", **kw)
-        task = spec.task
+        task, default = spec.task, spec.attributes[0]  # the dataset's own first sensitive attribute
     else:
         root = Path(data)
         if not root.is_dir():
@@ -48,13 +48,15 @@ def load_task_data(
             )
         kw = {"attributes": attributes, "size": size}
         train, test = load_attribute_folder(root, "train", **kw), load_attribute_folder(root, "test", **kw)
-        task = TASK
+        task, default = TASK, None  # the CSV's first attribute column
     if n_train:
         train = train.subset(slice(0, n_train))
     if n_test:
         test = test.subset(slice(0, n_test))
     names = [k for k in test.labels if k != task]
-    attribute = attribute or ("colour" if "colour" in names else names[0])
+    attribute = attribute or default or (names[0] if names else None)
+    if attribute is None:
+        raise ObfauditError(f"--data {data}: its attributes CSV has no attribute column beside the path")
     if attribute not in names:
         raise ObfauditError(f"--attribute {attribute!r}: the data has {', '.join(names) or 'no attributes'}")
     return train, test, attribute, task

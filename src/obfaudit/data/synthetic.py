@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
 
-from obfaudit.data.base import COLOUR_NAMES, PALETTE_TENSOR, ImageSet, ProxySet, balanced_labels
+from obfaudit.data.base import COLOUR, COLOUR_NAMES, PALETTE_TENSOR, ImageSet, ProxySet, balanced_labels
 from obfaudit.data.registry import ProxySpec, register_proxy
 
 DEFAULT_PROXY_SIZE = 30_000
@@ -23,10 +23,10 @@ def make_colored(mnist: ImageSet, *, seed: int) -> ImageSet:
     colours = balanced_labels(len(mnist), len(COLOUR_NAMES), g)
     return ImageSet(
         colorize(mnist.x, colours),
-        {"digit": mnist.labels["digit"], "colour": colours},
+        {"digit": mnist.labels["digit"], COLOUR: colours},
         "colored-mnist",
         mnist.split,
-        {**mnist.classes, "colour": COLOUR_NAMES},
+        {**mnist.classes, COLOUR: COLOUR_NAMES},
     )
 
 
@@ -40,7 +40,7 @@ def make_noisy(n: int = DEFAULT_PROXY_SIZE, *, seed: int, size: int = 28) -> Ima
     # Linear falloff: 1 at the centre, 0 at the corners.
     falloff = (1.0 - r).clamp_(min=0.0)
     gray = torch.rand(n, 1, size, size, generator=g) * falloff
-    return ProxySet(colorize(gray, colours), {"colour": colours}, "noisy", "proxy", {"colour": COLOUR_NAMES})
+    return ProxySet(colorize(gray, colours), {COLOUR: colours}, "noisy", "proxy", {COLOUR: COLOUR_NAMES})
 
 
 def random_walks(
@@ -101,14 +101,14 @@ def make_path(n: int = DEFAULT_PROXY_SIZE, *, seed: int, steps: int = 40, size: 
     g = torch.Generator().manual_seed(seed)
     colours = balanced_labels(n, len(COLOUR_NAMES), g)
     gray = draw_strokes(random_walks(n, steps, seed=seed, size=size), size=size)
-    return ProxySet(colorize(gray, colours), {"colour": colours}, "path", "proxy", {"colour": COLOUR_NAMES})
+    return ProxySet(colorize(gray, colours), {COLOUR: colours}, "path", "proxy", {COLOUR: COLOUR_NAMES})
 
 
 register_proxy(
     ProxySpec(
         "noisy",
         lambda n, *, seed: make_noisy(n, seed=seed).as_uint8(),
-        attribute="colour",
+        attribute=COLOUR,
         shape=(3, 28, 28),
         description="uniform noise brighter towards the centre, in one palette colour each",
         default_n=DEFAULT_PROXY_SIZE,
@@ -118,7 +118,7 @@ register_proxy(
     ProxySpec(
         "path",
         lambda n, *, seed: make_path(n, seed=seed).as_uint8(),
-        attribute="colour",
+        attribute=COLOUR,
         shape=(3, 28, 28),
         description="random pen strokes, in one palette colour each",
         default_n=DEFAULT_PROXY_SIZE,

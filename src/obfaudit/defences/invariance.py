@@ -27,6 +27,7 @@ from collections.abc import Callable
 
 import torch
 
+from obfaudit.data import COLOUR
 from obfaudit.data.base import PALETTE_TENSOR
 from obfaudit.defences.base import Defence, TrainingContext, register_defence
 from obfaudit.errors import ObfauditError
@@ -68,13 +69,13 @@ class Invariance(Defence):
         self,
         strength: float = 0.0,
         *,
-        attribute: str = "colour",
+        attribute: str = COLOUR,
         counterfactual: str | Counterfactual | None = None,
     ) -> None:
         super().__init__(strength)
         self.attribute = attribute
         if counterfactual is None or counterfactual == RECOLOUR:
-            if attribute != "colour":
+            if attribute != COLOUR:
                 raise ObfauditError(
                     f"the invariance defence needs --counterfactual MODULE:CALLABLE for {attribute!r}: a "
                     "function (images, target attribute) -> the same images with that attribute (only "

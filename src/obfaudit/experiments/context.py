@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from obfaudit.data import ImageSet, ProxySet, dataset_names, dataset_spec, proxy_names
+from obfaudit.data import COLOUR, ImageSet, ProxySet, dataset_names, dataset_spec, proxy_names
 from obfaudit.errors import ObfauditError
 from obfaudit.experiments.presets import Preset, RunSettings  # noqa: F401  (RunSettings re-exported)
 from obfaudit.train_config import TrainConfig
@@ -16,7 +16,7 @@ DATASET_LABELS: dict[str, tuple[str, ...]] = {
     n: dataset_spec(n).labels for n in dataset_names(trainable=True)
 }
 #: The adversary's generated proxies of the study's attribute.
-PROXIES = proxy_names("colour")
+PROXIES = proxy_names(COLOUR)
 
 
 def _quiet(message: str) -> None:

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 from safetensors.torch import save as save_safetensors
 
 from obfaudit._io import atomic_write_bytes
@@ -29,20 +28,20 @@ from obfaudit.attacks.prepare import (
     config_settings,
     control_transforms,
 )
-from obfaudit.data import dataset_spec
+from obfaudit.data import COLOUR, dataset_spec
 from obfaudit.defences import DEFENCES, defence_from_dict, get_defence
 from obfaudit.errors import ObfauditError
 from obfaudit.experiments.context import DATASET_LABELS, PROXIES, RunContext, RunSettings
 from obfaudit.experiments.presets import Preset
-from obfaudit.experiments.stages import Resources, Stage
-from obfaudit.experiments.steps import fit_infnet, fit_obfnet
+from obfaudit.experiments.stages import Resources, Stage, artifacts_ok
+from obfaudit.experiments.steps import fit_infnet, fit_obfnet, task_of
 from obfaudit.models import Role, load_model, model_for, model_id, read_sidecar, save_model
 from obfaudit.threat import ANY_PROXY, GRADIENTS, TRAFFIC, TRAIN, TRANSFORM, Need, why_unmet
 from obfaudit.threat import ATTRIBUTE as ATTRIBUTE_NEED
 from obfaudit.train import predict
 
 #: The study's sensitive attribute and task label.
-ATTRIBUTE, TASK = "colour", "digit"
+ATTRIBUTE = COLOUR  # the study's
 
 
 def attribute_of(ds: str) -> str | None:
@@ -53,11 +52,6 @@ def attribute_of(ds: str) -> str | None:
         return ATTRIBUTE
     attributes = dataset_spec(ds).attributes
     return attributes[0] if attributes else None
-
-
-def task_of(ds: str) -> str:
-    """The task label of ``ds`` (the digit on MNIST, the shape on shapes)."""
-    return dataset_spec(ds).task or TASK
 
 
 @dataclass(frozen=True)
@@ -237,14 +231,6 @@ def _audit_settings(preset: Preset, settings: RunSettings, attacks: tuple[str, .
 def _save_artifacts(path: Path, artifacts: dict[str, torch.Tensor]) -> None:
     tensors = {k: v.detach().cpu().contiguous() for k, v in sorted(artifacts.items())}
     atomic_write_bytes(path, save_safetensors(tensors))  # a unique temporary name, then a rename
-
-
-def _artifacts_ok(ctx: RunContext, record: dict) -> bool:
-    try:
-        load_file(str(ctx.out / record["result"]["artifacts"]))
-        return True
-    except Exception:  # noqa: BLE001 - any unreadable artifact means: recompute the stage
-        return False
 
 
 def _load(ctx: RunContext, record: dict | None, role: Role | None = None):
@@ -438,7 +424,7 @@ def plan(preset: Preset, settings: RunSettings) -> tuple[list[Stage], list[NotRu
                     },
                     version=3,
                     outputs=("records", "artifacts"),
-                    valid=_artifacts_ok,
+                    valid=artifacts_ok,
                     resources=gpu,
                     cost=_audit_cost(chosen),
                 )

@@ -165,6 +165,21 @@ class StageCache:
         return record
 
 
+def artifacts_ok(ctx: Any, record: dict) -> bool:
+    """Whether the arrays a stage saved (``result.artifacts``, relative to ``ctx.out``) still load: a
+    stage kept from an earlier run whose arrays are gone or torn is run again."""
+    from safetensors.torch import load_file
+
+    path = record["result"].get("artifacts")
+    if not path:
+        return True
+    try:
+        load_file(str(Path(ctx.out) / path))
+        return True
+    except Exception:  # noqa: BLE001 - unreadable arrays: recompute the stage
+        return False
+
+
 class StageState(StrEnum):
     """Where a stage is, as an executor reports it."""
 

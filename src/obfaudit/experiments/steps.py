@@ -7,17 +7,19 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from obfaudit.data import ImageSet
+from obfaudit.data import COLOUR, ImageSet
 from obfaudit.models import Role, create_model, model_for
 from obfaudit.train import TrainConfig, accuracy, predict, train_classifier, train_obfnet
 
 
-def task_of(data: ImageSet) -> str:
-    """The label an InfNet of ``data`` learns: its dataset's task (the digit on MNIST)."""
+def task_of(data: ImageSet | str) -> str:
+    """The label an InfNet of ``data`` (images, or a dataset's name) learns: its dataset's task (the digit on
+    MNIST, the shape on the generated shapes); the digit for data of no registered dataset."""
     from obfaudit.data import dataset_names, dataset_spec
 
-    if data.source in dataset_names() and dataset_spec(data.source).task:
-        return dataset_spec(data.source).task
+    name = data if isinstance(data, str) else data.source
+    if name in dataset_names() and dataset_spec(name).task:
+        return dataset_spec(name).task
     return "digit"
 
 
@@ -67,7 +69,7 @@ def fit_obfnet(
     *,
     infnet_dropout: bool = False,
     defence=None,
-    attribute: str = "colour",
+    attribute: str = COLOUR,
 ) -> tuple[nn.Module, dict]:
     """Train an ObfNet through the frozen InfNet; return it and its utility metrics.
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from obfaudit._io import atomic_write_text
 from obfaudit.attacks.calibration import verdict_with_calibration
+from obfaudit.data import COLOUR
 from obfaudit.records import AuditDocument, Experiment, Kind, PartyVerdict
 from obfaudit.report import figures as F
 from obfaudit.report.collect import strongest
@@ -91,7 +92,7 @@ def _figures(out: Path, results: dict, exps: list[Experiment], main) -> list[dic
                 title=f"{r.attack} of {main.subject}-transformed test images",
                 task_name=results["dataset"]["task"],
                 attribute_name=b["attribute"],
-                attribute_classes=None if b["attribute"] == "colour" else b["classes"],
+                attribute_classes=None if b["attribute"] == COLOUR else b["classes"],
             )
             figs.append(
                 {

@@ -8,14 +8,14 @@ from pathlib import Path
 
 from obfaudit._io import read_json, write_json
 from obfaudit.attacks.metrics import chance_level, compromise_threshold
-from obfaudit.data import COLOUR_NAMES
+from obfaudit.data import COLOUR, COLOUR_NAMES
 from obfaudit.records import read_records, write_csv
 from obfaudit.report.collect import collect_experiments
 from obfaudit.report.findings import findings
 from obfaudit.report.selection import make_figures
 
 #: The attribute of the study's Colored-MNIST and its number of values.
-ATTRIBUTE, K_ATTRIBUTE = "colour", len(COLOUR_NAMES)
+ATTRIBUTE, K_ATTRIBUTE = COLOUR, len(COLOUR_NAMES)
 DATASET = "colored-mnist"
 
 

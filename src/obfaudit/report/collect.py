@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from obfaudit.records import AttackRecord, Experiment, Kind
-from obfaudit.threat import PARTIES
+from obfaudit.threat import PARTIES, Verdict
 
 MODEL_KINDS = ("infnet", "obfnet", "judge")
 
@@ -99,6 +99,22 @@ def _rows(name: str, rec: dict) -> list[Experiment]:
                 )
             )
     return rows
+
+
+def calibrated_verdict(on: Iterable[Experiment], exps: Iterable[Experiment], dataset: str) -> Verdict | None:
+    """The verdict of the attacks ``on`` one ObfNet of ``dataset``, a *not compromised* counted only from
+    attacks that read the attribute through that dataset's identity control, as an audit counts it
+    (:mod:`obfaudit.attacks.calibration`); as the attacks give it where no identity control ran."""
+    from obfaudit.attacks.calibration import CALIBRATION_CONTROL, calibrate
+    from obfaudit.attacks.calibration import calibrated_verdict as verdict
+
+    on = list(on)
+    identity = [
+        e
+        for e in exps
+        if e.kind is Kind.CONTROL and e.dataset == dataset and e.subject == CALIBRATION_CONTROL
+    ]
+    return verdict(on, calibrate(on, identity or None))
 
 
 def attacks_by_subject(exps: list[Experiment], dataset: str) -> dict[tuple[str, int], dict[str, Experiment]]:

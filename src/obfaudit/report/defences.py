@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from obfaudit.records import NOT_COMPROMISED, Experiment, Kind, overall_verdict
-from obfaudit.report.collect import strongest_by
+from obfaudit.records import NOT_COMPROMISED, Experiment, Kind
+from obfaudit.report.collect import calibrated_verdict, strongest_by
 
 DATASET = "colored-mnist"
 UTILITY_MARGIN = 0.03
@@ -46,7 +46,7 @@ def defence_rows(exps: list[Experiment], dataset: str = DATASET) -> list[dict]:
                 "fa": worst.metrics.feature_accuracy if worst else None,
                 "fa_ci": worst.metrics.interval("feature_accuracy") if worst else None,
                 "image": image,
-                "verdict": overall_verdict([e.verdict for e in on]),
+                "verdict": calibrated_verdict(on, exps, dataset),
                 "in_training_acc": d.get("in_training_acc"),
                 "fresh_acc": (d.get("fresh_attacker") or {}).get("test_acc"),
             }

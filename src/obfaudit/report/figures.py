@@ -15,6 +15,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from obfaudit._io import atomic_write_bytes  # noqa: E402
+from obfaudit.data import COLOUR
 from obfaudit.train import as_float  # noqa: E402
 
 
@@ -127,7 +128,7 @@ def tsne_figure(
     *,
     title: str = "",
     task_name: str = "digit",
-    attribute_name: str = "colour",
+    attribute_name: str = COLOUR,
     attribute_classes: Sequence[str] | None = None,
 ) -> Path:
     """Two panels of one t-SNE: points coloured by task class (digit), and by the attribute.
@@ -141,7 +142,7 @@ def tsne_figure(
     cmap = plt.get_cmap("tab10")
     classes = np.unique(task)
     a.scatter(emb[:, 0], emb[:, 1], c=[cmap(d % 10) for d in task], s=5, linewidths=0)
-    if attribute_name == "colour" and attribute_classes is None:
+    if attribute_name == COLOUR and attribute_classes is None:
         rgb = np.array(_palette_rgb())
         names = COLOUR_NAMES
     else:

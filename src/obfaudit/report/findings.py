@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 
 from obfaudit.attacks.audit import STUDY_ATTACKS
+from obfaudit.data import COLOUR
 from obfaudit.records import Experiment, Kind
 from obfaudit.report.collect import attack_series, attacks_by_subject, compare, strongest_by
 from obfaudit.threat import Output, Party
@@ -59,7 +60,7 @@ def findings(
     *,
     threshold: float,
     chance: float,
-    attribute: str = "colour",
+    attribute: str = COLOUR,
     dataset: str = DATASET,
     task: str = "digit",
 ) -> list[Finding]:

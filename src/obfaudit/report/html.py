@@ -9,8 +9,14 @@ from pathlib import Path
 
 from obfaudit._io import atomic_write_text
 from obfaudit.cost import format_size, human
-from obfaudit.records import Experiment, Kind, overall_verdict
-from obfaudit.report.collect import attacks_by_subject, attacks_present, compare, worst_case
+from obfaudit.records import Experiment, Kind
+from obfaudit.report.collect import (
+    attacks_by_subject,
+    attacks_present,
+    calibrated_verdict,
+    compare,
+    worst_case,
+)
 from obfaudit.report.findings import Finding, beyond_study, beyond_summary
 from obfaudit.threat import Output
 
@@ -136,7 +142,7 @@ def verdict_tables(exps: list[Experiment]) -> list[dict]:
                     "clean": pct(o.metrics.get("clean_test_acc")),
                     "utility": pct(o.metrics.get("obfuscated_test_acc")),
                     "cells": cells,
-                    "verdict": overall_verdict([e.verdict for e in on.values()]),
+                    "verdict": calibrated_verdict(on.values(), exps, ds),
                 }
             )
         tables.append({"dataset": ds, "header": header, "rows": rows, "worst": len(worst)})
