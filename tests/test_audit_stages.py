@@ -231,3 +231,25 @@ def test_a_transform_that_sends_one_number_per_image(tmp_path):
     report = audit(AuditJob(transform=one_number, attacks=("recnet", "colornet"), no_controls=True,
                             out=tmp_path / "a", cache=tmp_path / "c", **TINY))  # fmt: skip
     assert {r.attack for r in report.records} == {"recnet", "colornet"}
+
+
+def test_the_same_shape_control_runs_only_where_an_attack_learns_from_what_is_sent(tmp_path):
+    """The reference inverse uses the transform itself: the identity calibrates it, and no same-shape
+    control is made (it would run nothing)."""
+    job = AuditJob(transform=blur, attacks=("reference",), out=tmp_path / "a", cache=tmp_path / "c", **TINY)
+    report = audit(job)
+    assert set(report.verdicts) == {"blur", "identity", "null"} and not report.document.controls
+    assert report.calibration["reference"].control == "identity"
+
+
+def test_an_older_audits_results_still_read():
+    """A results.json from before calibration and parties were written still loads (compare reads it)."""
+    from obfaudit.records import AuditDocument
+
+    old = {"obfaudit_audit": 1, "subject": "t", "dataset": {"name": "shapes"},
+           "verdicts": {"t": "compromised"}, "verdict": "compromised",
+           "experiments": [{"id": "a", "kind": "attack", "subject": "t"}]}  # fmt: skip
+    doc = AuditDocument.from_dict(old)
+    assert doc.verdict is Verdict.COMPROMISED and doc.calibration == {} and doc.parties == []
+    keys = list(AuditDocument.from_dict({**old, "utility": {}, "defence": {"name": "noise"}}).to_dict())
+    assert keys.index("experiments") < keys.index("defence") < keys.index("utility") < keys.index("parties")

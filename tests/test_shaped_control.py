@@ -82,3 +82,14 @@ def test_layouts_for_a_resnets_cuts_at_64():
     assert layout(image, (256, 8, 8)).kind == "unshuffle"  # layer3: 8x8 patches, 192 of 256
     assert layout(image, (512, 4, 4)) == layout(image, (512, 4, 4)) and layout(image, (512, 4, 4)).kept == 512
     assert layout(image, (1000,)).kind == "pca"
+
+
+def test_directions_past_the_rank_of_the_images_are_zero():
+    """Patches that all lie on one line have one principal direction: the others are zero, not whatever
+    vectors a linear-algebra library returns for a zero eigenvalue (two processes must build one control)."""
+    x = torch.linspace(0, 1, 40)[:, None, None, None] * torch.ones(
+        1, 3, 8, 8
+    )  # every patch a multiple of one
+    control = SameShapeControl((3, 8, 8), (3, 4, 4), x)
+    assert control.layout.kind == "patch-pca"
+    assert float(control.basis[0].norm()) == pytest.approx(1.0) and float(control.basis[1:].abs().max()) == 0

@@ -223,7 +223,13 @@ class PartyVerdict:
         return to_jsonable(self)
 
 
-#: An audit document's optional parts, in the order results.json writes them.
+#: An audit document's keys after the subject, in the order results.json has always had them; those in
+#: :data:`_OPTIONAL` are left out when empty.
+_ORDER = (
+    "dataset", "baselines", "verdicts", "verdict", "verdict_of_the_attacks", "calibration", "skipped",
+    "settings", "experiments", "defence", "utility", "parties", "judge", "controls", "weaker_attacks_only",
+    "traffic", "screen", "knowledge",
+)  # fmt: skip
 _OPTIONAL = (
     "defence",
     "utility",
@@ -244,15 +250,16 @@ class AuditDocument:
     ``compare``, the gate and the JUnit writer read it. ``to_dict``/``from_dict`` round-trip the JSON."""
 
     subject: str
-    source: str
-    dataset: dict
-    baselines: dict
-    verdicts: dict[str, Verdict | None]
-    verdict: Verdict | None
-    verdict_of_the_attacks: Verdict | None
-    calibration: dict[str, dict]
-    skipped: dict[str, dict[str, str]]
-    settings: dict
+    source: str = ""
+    dataset: dict = field(default_factory=dict)
+    baselines: dict = field(default_factory=dict)
+    verdicts: dict[str, Verdict | None] = field(default_factory=dict)
+    verdict: Verdict | None = None
+    verdict_of_the_attacks: Verdict | None = None
+    """Before calibration (older audits did not write it)."""
+    calibration: dict[str, dict] = field(default_factory=dict)
+    skipped: dict[str, dict[str, str]] = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
     experiments: list[Experiment] = field(default_factory=list)
     parties: list[PartyVerdict] = field(default_factory=list)
     gradients: str | None = None
@@ -280,18 +287,14 @@ class AuditDocument:
         self.parties = [p if isinstance(p, PartyVerdict) else PartyVerdict.from_dict(p) for p in self.parties]
 
     def to_dict(self) -> dict:
-        head = {self.FORMAT: self.VERSION, "subject": self.subject, "source": self.source}
+        """results.json, its keys in the order audits have always written them."""
+        out: dict = {self.FORMAT: self.VERSION, "subject": self.subject, "source": self.source}
         if self.gradients is not None:
-            head["gradients"] = self.gradients
-        body = {
-            k: getattr(self, k)
-            for k in (
-                "dataset", "baselines", "verdicts", "verdict", "verdict_of_the_attacks", "calibration",
-                "skipped", "settings", "experiments", "parties",
-            )
-        }  # fmt: skip
-        extra = {k: getattr(self, k) for k in _OPTIONAL if getattr(self, k) is not None}
-        return to_jsonable({**head, **body, **extra})
+            out["gradients"] = self.gradients
+        for k in _ORDER:
+            if k not in _OPTIONAL or getattr(self, k) is not None:
+                out[k] = getattr(self, k)
+        return to_jsonable(out)
 
     @classmethod
     def from_dict(cls, d: dict) -> AuditDocument:

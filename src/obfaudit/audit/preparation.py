@@ -27,11 +27,11 @@ class PreparedJob:
     not_run: dict[str, str] = field(default_factory=dict)
     """Registered attacks left out of the audit, and why."""
     weaker: dict[str, str] = field(default_factory=dict)
+    """The white-box inversions that did not run because the transform passes no gradients or the audit
+    left them out (a screen), and why: then its verdict rests on weaker attacks."""
     own_shape: dict | None = None
     """The same-shape control's description when the subject sends just what that control sends (a
     lossless subject): the control does not run and the subject's own records calibrate its attacks."""
-    """The white-box inversions that did not run because the transform passes no gradients or the audit
-    left them out (a screen), and why: then its verdict rests on weaker attacks."""
 
 
 def task_data(job: AuditJob, dataset: str, seed: int):
@@ -204,8 +204,9 @@ def _attacks(job: AuditJob, prepared: Any, subject: Any, parties: tuple):
     return attacks, not_run, weaker
 
 
-def _subjects(job: AuditJob, subject: Any, data: _Data, device: str) -> list:
-    """The transform under audit, then its controls (none for captured traffic: they were never sent)."""
+def _subjects(job: AuditJob, subject: Any, data: _Data, device: str, attacks: tuple[str, ...]) -> list:
+    """The transform under audit, then its controls (none for captured traffic: they were never sent; the
+    same-shape control only where an attack that learns from what is sent runs)."""
     from obfaudit.attacks.prepare import control_transforms
     from obfaudit.audit.plan import AuditSubject
 
@@ -226,6 +227,12 @@ def _subjects(job: AuditJob, subject: Any, data: _Data, device: str) -> list:
     for name, make in control_transforms(seed=job.seed, random=random, skip={subject.name}).items():
         recipe = f"control:{name}" if name in ("identity", "null") else f"random:{random[name]}:{job.seed}"
         subjects.append(AuditSubject(name, make, recipe, shared=True))
+    from obfaudit.attacks import attack_class
+    from obfaudit.threat import NeedKind
+
+    learned = [a for a in attacks if not any(n.kind is NeedKind.TRANSFORM for n in attack_class(a).needs)]
+    if not learned:
+        return subjects
     images = data.train if data.train is not None else data.test
     shaped = _same_shape_control(subject, images, data.test, device)
     return subjects + ([shaped] if shaped is not None else [])
@@ -254,7 +261,7 @@ def prepare(job: AuditJob) -> PreparedJob:
     unplanned = _configured(job, data, proxies, infnet, device, ())
     attacks, not_run, weaker = _attacks(job, unplanned, subject, data.parties)
     prepared = _configured(job, data, proxies, infnet, device, attacks)
-    subjects = _subjects(job, subject, data, device)
+    subjects = _subjects(job, subject, data, device, attacks)
     # a subject that sends just what its same-shape control sends calibrates itself: the control is not run
     own = next((s.about for s in subjects if s.about and s.about.get("the_subject")), None)
     return PreparedJob(

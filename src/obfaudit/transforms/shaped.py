@@ -69,9 +69,11 @@ def _components(x: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
     values, vectors = torch.linalg.eigh(x @ x.T if wide else x.T @ x)  # ascending
     keep = values.flip(0)[:m].clamp_min(0)
     vectors = vectors.flip(1)[:, :m]
+    real = keep > values.max().clamp_min(1e-30) * 1e-10  # past the rank: no direction (any would do)
     if wide:  # the Gram's eigenvectors to the columns' directions, unit length
-        real = keep > keep.max().clamp_min(1e-30) * 1e-10
         vectors = x.T @ vectors * torch.where(real, keep.rsqrt(), torch.zeros_like(keep))
+    else:
+        vectors = vectors * real
     directions = vectors.T  # (m', d)
     sign = directions.gather(1, directions.abs().argmax(1, keepdim=True)).sign()
     directions = directions * torch.where(sign == 0, torch.ones_like(sign), sign)
