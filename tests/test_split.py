@@ -59,9 +59,8 @@ def test_resnet18_cut_at_four_blocks_in_one_command(tmp_path):
     args = (
         "audit", "--transform", "torchvision.models:resnet18", "--split", "layer1,layer2,layer3,layer4",
         "--data", "shapes", "--size", "32", "--n-train", "120", "--n-test", "60", "--attribute", "background",
-        "--attack", "recnet", "linprobe", "--min-steps", "40", "--attack-nets", "conv", "--executor", "serial",
-        "--out", out,
-        "--cache", tmp_path / "cache",
+        "--attack", "recnet", "linprobe", "--min-steps", "40", "--attack-nets", "conv",
+        "--executor", "serial", "--out", out, "--cache", tmp_path / "cache",
         "--json",
     )  # fmt: skip
     r = run_cli(*args, subprocess_=True, timeout=600)
