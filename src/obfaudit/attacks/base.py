@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import torch
 
 from obfaudit.data import COLOUR
-from obfaudit.threat import Need, Output, Party, unmet
+from obfaudit.threat import Need, NeedKind, Output, Party, unmet
 from obfaudit.train_config import TrainConfig
 
 __all__ = ["Attack", "AttackSettings", "NEEDS", "Need", "NotApplicable", "Output", "Party"]
@@ -225,6 +225,12 @@ class Attack(ABC):
     @abstractmethod
     def infer(self, traffic: torch.Tensor) -> torch.Tensor:
         """The attack's output for the transformed test images ``traffic``."""
+
+    @classmethod
+    def uses_transform(cls) -> bool:
+        """Whether it needs the transform itself (an inversion, a reference inverse), not only what is
+        sent: such an attack is calibrated by the identity, the others on the same-shape control too."""
+        return any(n.kind is NeedKind.TRANSFORM for n in cls.needs)
 
     @classmethod
     def unmet(cls, available: set[Need]) -> list[Need]:

@@ -285,13 +285,8 @@ def _calibration(main: AuditResult, results: dict[str, AuditResult], *, own: boo
 def _learned(records) -> set[str]:
     """The attacks among ``records`` that learn from what is sent (not those that use the transform)."""
     from obfaudit.attacks import attack_class
-    from obfaudit.threat import NeedKind
 
-    return {
-        r.attack
-        for r in records
-        if not any(n.kind is NeedKind.TRANSFORM for n in attack_class(r.attack).needs)
-    }
+    return {r.attack for r in records if not attack_class(r.attack).uses_transform()}
 
 
 def _dataset(ready: PreparedJob) -> dict:

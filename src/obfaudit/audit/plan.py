@@ -215,7 +215,7 @@ def plan_audit(pieces: AuditPieces, *, cache: Path, gpu: bool = False) -> list[S
         named: dict[str, str] = {}  # this subject's stages by attack
         for attack in prepared.config.attacks:
             cls = attack_class(attack)
-            if subject.learned_only and any(n.kind is NeedKind.TRANSFORM for n in cls.needs):
+            if subject.learned_only and cls.uses_transform():
                 continue
             inputs = dict(judge) if cls.output is Output.IMAGE else {}
             if cls.starts_from in named:  # after the attack whose network it starts from (see Attack)

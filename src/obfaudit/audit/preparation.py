@@ -228,10 +228,8 @@ def _subjects(job: AuditJob, subject: Any, data: _Data, device: str, attacks: tu
         recipe = f"control:{name}" if name in ("identity", "null") else f"random:{random[name]}:{job.seed}"
         subjects.append(AuditSubject(name, make, recipe, shared=True))
     from obfaudit.attacks import attack_class
-    from obfaudit.threat import NeedKind
 
-    learned = [a for a in attacks if not any(n.kind is NeedKind.TRANSFORM for n in attack_class(a).needs)]
-    if not learned:
+    if all(attack_class(a).uses_transform() for a in attacks):
         return subjects
     images = data.train if data.train is not None else data.test
     shaped = _same_shape_control(subject, images, data.test, device)
@@ -284,11 +282,13 @@ def _same_shape_control(subject, images, test, device: str):
 
     from obfaudit.attacks.prepare import data_fingerprint
     from obfaudit.audit.plan import AuditSubject
+    from obfaudit.train import as_float
     from obfaudit.transforms import CheckedTransform, to_device
     from obfaudit.transforms.shaped import SAME_SHAPE, SameShapeControl, layout
 
+    probe = as_float(test.x[:8].to(device))
     with torch.no_grad():
-        sent = CheckedTransform(to_device(subject.transform, device), subject.name)(test.x[:2].to(device))
+        sent = CheckedTransform(to_device(subject.transform, device), subject.name)(probe)
     image, out = tuple(test.shape), tuple(sent.shape[1:])
     if out == image:
         return None
@@ -299,10 +299,8 @@ def _same_shape_control(subject, images, test, device: str):
     about = {"shape": list(out), "layout": kind.kind, "lossless": kind.lossless, "keeps": kind.describe()}
     if kind.lossless:  # a subject that sends just what the control sends is its own control: not run twice
         with torch.no_grad():
-            probe = test.x[:8].to(device)
-            control = to_device(SameShapeControl(image, out), device)(probe.float())
-            own = CheckedTransform(to_device(subject.transform, device), subject.name)(probe)
-        if control.shape == own.shape and torch.equal(control, own.to(control.dtype)):
+            control = to_device(SameShapeControl(image, out), device)(probe)
+        if torch.equal(control, sent.to(control.dtype)):
             about["the_subject"] = True
     return AuditSubject(
         SAME_SHAPE,
