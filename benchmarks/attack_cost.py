@@ -21,11 +21,10 @@ from pathlib import Path
 
 from obfaudit._io import keep_freed_memory, write_json
 from obfaudit.attacks import attack_names
-from obfaudit.experiments.context import RunContext, RunSettings
-from obfaudit.experiments.plan import _prepared
-from obfaudit.experiments.presets import get_preset
 from obfaudit.models import load_model
 from obfaudit.records import Experiment
+from obfaudit.study.context import RunContext, RunSettings
+from obfaudit.study.presets import get_preset
 from obfaudit.transforms import CONTROLS
 
 
@@ -47,7 +46,7 @@ def main() -> None:
     preset = get_preset(args.preset)
     ctx = RunContext(settings=RunSettings(preset=args.preset), preset=preset, out=args.run)
     infnet, _ = load_model(args.run / "models" / f"infnet-cnn-{args.dataset}.safetensors", role="infnet")
-    prepared = _prepared(ctx, args.dataset, tuple(args.attacks), infnet=infnet)  # the preset's audit
+    prepared = ctx.prepared(args.dataset, tuple(args.attacks), infnet=infnet)  # the preset's audit
     judge_path = args.run / "models" / f"judge-colour-{args.dataset}.safetensors"
     judge = load_model(judge_path)[0] if judge_path.exists() else None
     print("| ObfNet | attack | party | seconds | F_a [95% CI] | SSIM [95% CI] |")

@@ -19,7 +19,8 @@ from pathlib import Path
 
 
 def scores(run: Path) -> dict[tuple, dict[str, float]]:
-    """{(dataset, arch, N, attack): {"fa": ..., "ssim": ...}} of a run's attacks on ObfNets."""
+    """{(dataset, arch, N, attack): {"fa": ..., "ssim": ...}} of a run's attacks on ObfNets (a defended
+    ObfNet's arch carries its defence: ``mlp+dcor-2``)."""
     out = {}
     for e in json.loads((run / "results.json").read_text())["experiments"]:
         if e["kind"] != "attack":
@@ -29,6 +30,7 @@ def scores(run: Path) -> dict[tuple, dict[str, float]]:
             ds, arch, n, attack = m.group(1), m.group(2), int(m.group(3)), m.group(4)
         else:
             ds, arch, n, attack = e["dataset"], e["arch"], e["bottleneck"], e["attack"]
+            arch += f"+{e['defence']}" if e.get("defence") else ""
         m = e["metrics"]
         fa = m.get("feature_accuracy")
         out[(ds, arch, n, attack)] = {"fa": fa, "ssim": m.get("ssim")}

@@ -159,6 +159,7 @@ def count_run(run: Path) -> dict[str, float]:
     n_test = preset["n_test"] or (10_000 if preset["full_mnist"] else 1000)
     n_proxy = 2 * preset["proxy_n"]  # the Noisy and the Path proxy sets
     flops: dict[str, float] = defaultdict(float)
+    observed = set()  # what each subject's audit observed once (its transformed data)
     for path in sorted((run / "stages").glob("*.json")):
         stage = json.loads(path.read_text())
         name, result = path.stem, stage.get("result") or {}
@@ -173,11 +174,10 @@ def count_run(run: Path) -> dict[str, float]:
             m = re.search(r"-(mlp|cnn)-b(\d+)-", name + "-")
             fit = {**result["fit"], "n_train": _images_per_epoch(result["fit"])}
             flops["obfnets"] += fit_flops("obfnet", shape, fit, f"{m[1]}-{m[2]}")
-        elif name.startswith(("audit-", "controls-")):
-            observed = set()
-            for rec in result.get("records", []):
-                subject, attack, fit = rec["subject"], rec["attack"], rec.get("fit") or {}
-                per_transform = forward_flops("transform", shape, subject)
+        elif name.startswith(("audit-", "control-")):  # one attack on one subject
+            for rec in [result["record"]] if result.get("record") else []:
+                subject, attack, fit = (dataset, rec["subject"]), rec["attack"], rec.get("fit") or {}
+                per_transform = forward_flops("transform", shape, subject[1])
                 # what the audit observes once per subject: its training split and test traffic,
                 # and the proxy images when an adversary attack trains on them
                 if subject not in observed and fit.get("trained_on", "").endswith("/train"):
@@ -190,7 +190,7 @@ def count_run(run: Path) -> dict[str, float]:
                     net = ATTACK_NET[attack]
                     flops[attack] += fit_flops(net, shape, fit) + n_test * forward_flops(net, shape)
                 elif attack.startswith("inversion"):
-                    flops[attack] += inversion_steps(fit, n_test) * inversion_step_flops(subject, shape)
+                    flops[attack] += inversion_steps(fit, n_test) * inversion_step_flops(subject[1], shape)
     return dict(flops)
 
 

@@ -26,9 +26,9 @@ import torch
 from tree_memory import TreePeak
 
 from obfaudit._io import keep_freed_memory
-from obfaudit.experiments.context import RunSettings
-from obfaudit.experiments.presets import get_preset
-from obfaudit.experiments.reproduce import reproduce
+from obfaudit.study.context import RunSettings
+from obfaudit.study.presets import get_preset
+from obfaudit.study.reproduce import reproduce
 
 
 def main() -> None:

@@ -137,7 +137,7 @@ def tiny_preset():
     """The smallest plan with every kind of stage: one ObfNet per dataset, two attacks, in seconds."""
     from dataclasses import replace
 
-    from obfaudit.experiments.presets import get_preset
+    from obfaudit.study.presets import get_preset
 
     return replace(
         get_preset("smoke"),
@@ -157,8 +157,8 @@ def tiny_preset():
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """An uninterrupted serial run of the tiny plan: its folder and summary (copy it to change it)."""
-    from obfaudit.experiments.context import RunSettings
-    from obfaudit.experiments.reproduce import reproduce
+    from obfaudit.study.context import RunSettings
+    from obfaudit.study.reproduce import reproduce
 
     out = tmp_path_factory.mktemp("tiny") / "run"
     return out, reproduce(RunSettings(preset="smoke", out=out), preset=tiny_preset())

@@ -224,8 +224,8 @@ def test_every_setting_is_documented_once():
     from obfaudit.commands.data import DataQuery
     from obfaudit.commands.obfuscate import ObfuscateJob
     from obfaudit.commands.train import TrainJob
-    from obfaudit.experiments.context import RunSettings
     from obfaudit.serve.jobs import EdgeJob, ExportJob, ServeJob, TapJob
+    from obfaudit.study.context import RunSettings
     from obfaudit.train import TrainConfig
 
     for cls in (AuditConfig, AuditJob, CostQuery, DataQuery, ObfuscateJob, TrainJob, RunSettings,

@@ -256,9 +256,9 @@ def test_train_obfnet_records_the_defence_in_the_sidecar(tmp_path):
 
 @pytest.mark.slow
 def test_a_defences_sweep_reports_its_frontier(tmp_path):
-    from obfaudit.experiments.context import RunSettings
-    from obfaudit.experiments.presets import get_preset
-    from obfaudit.experiments.reproduce import reproduce
+    from obfaudit.study.context import RunSettings
+    from obfaudit.study.presets import get_preset
+    from obfaudit.study.reproduce import reproduce
 
     preset = get_preset(
         "smoke",

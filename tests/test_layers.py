@@ -26,6 +26,7 @@ LAYERS = [
     {"experiments"},
     {"serve"},
     {"audit"},  # the audit engine: one audit and its sweeps, planned on experiments' stage engine
+    {"study"},  # the reproduction of the study: its ObfNets audited through the audit engine
     {"commands"},
     {"cli", "__init__", "__main__"},
 ]

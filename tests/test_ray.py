@@ -14,10 +14,10 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from obfaudit.errors import ObfauditError  # noqa: E402
-from obfaudit.experiments.context import RunContext, RunSettings  # noqa: E402
 from obfaudit.experiments.ray_executor import RayExecutor  # noqa: E402
-from obfaudit.experiments.reproduce import reproduce  # noqa: E402
 from obfaudit.experiments.stages import Stage  # noqa: E402
+from obfaudit.study.context import RunContext, RunSettings  # noqa: E402
+from obfaudit.study.reproduce import reproduce  # noqa: E402
 from tests.conftest import run_cli, tiny_preset  # noqa: E402
 
 TINY = tiny_preset()

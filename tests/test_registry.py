@@ -7,9 +7,9 @@ import pytest
 
 from obfaudit.attacks import attack_names, register_attack, unregister_attack
 from obfaudit.attacks.base import Attack, Output, Party
-from obfaudit.experiments.context import RunSettings
-from obfaudit.experiments.presets import get_preset
-from obfaudit.experiments.reproduce import reproduce
+from obfaudit.study.context import RunSettings
+from obfaudit.study.presets import get_preset
+from obfaudit.study.reproduce import reproduce
 
 #: A third-party attack that needs no training: the palette colour of what is sent.
 TOY_PLUGIN = textwrap.dedent('''

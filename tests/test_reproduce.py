@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from obfaudit.experiments.context import RunSettings
 from obfaudit.experiments.stages import SerialExecutor, Stage, check_plan
+from obfaudit.study.context import RunSettings
 from tests.conftest import SUBPROCESS_ENV, run_cli, tiny_preset
 
 EXPECTED_FIGURES = (
@@ -107,7 +107,7 @@ def test_report_is_self_contained(smoke_run):
 def _tiny(out: Path):
     """Run (or resume) the tiny plan into ``out``, in this process."""
     from obfaudit.commands.reproduce import Reproduction
-    from obfaudit.experiments.reproduce import reproduce as run
+    from obfaudit.study.reproduce import reproduce as run
 
     return Reproduction(**run(RunSettings(preset="smoke", out=out), preset=tiny_preset()))
 
@@ -125,8 +125,8 @@ def test_killed_run_resumes_with_identical_results(tiny_run, tmp_path):
     uninterrupted run ends."""
     out = tmp_path / "killed"
     script = (
-        "import sys; from pathlib import Path; from obfaudit.experiments.context import RunSettings; "
-        "from obfaudit.experiments.reproduce import reproduce; from tests.conftest import tiny_preset; "
+        "import sys; from pathlib import Path; from obfaudit.study.context import RunSettings; "
+        "from obfaudit.study.reproduce import reproduce; from tests.conftest import tiny_preset; "
         "reproduce(RunSettings(preset='smoke', out=Path(sys.argv[1])), preset=tiny_preset())"
     )
     proc = subprocess.Popen(
@@ -182,14 +182,15 @@ def test_damaged_records_are_recomputed_and_reported_around(tiny_run, tmp_path):
     """Valid JSON of the wrong shape, or a result missing a field: no traceback anywhere."""
     out = _copy(tiny_run[0], tmp_path / "damaged")
     (out / "stages" / "cost.json").write_text("[]")
-    record = json.loads((out / "stages" / "audit-colored-mnist-mlp-b8.json").read_text())
-    del record["result"]["records"]
-    (out / "stages" / "audit-colored-mnist-mlp-b8.json").write_text(json.dumps(record))
+    stage = "audit-colored-mnist-mlp-b8-colornet"
+    record = json.loads((out / "stages" / f"{stage}.json").read_text())
+    del record["result"]["record"]
+    (out / "stages" / f"{stage}.json").write_text(json.dumps(record))
     r = run_cli("report", out)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     left = {n["part"] for n in json.loads((out / "results.json").read_text())["not_run"]}
-    assert "stage audit-colored-mnist-mlp-b8" in left  # named, not silently dropped
-    assert sorted(_tiny(out).stages_run) == ["audit-colored-mnist-mlp-b8", "cost"]
+    assert f"stage {stage}" in left  # named, not silently dropped
+    assert sorted(_tiny(out).stages_run) == [stage, "cost"]
 
 
 def test_report_command_rebuilds_without_training(tiny_run, tmp_path):
@@ -338,8 +339,8 @@ print(held, rss())
 def test_a_sweep_on_generated_shapes_reports_their_hue(tmp_path):
     """The shapes preset, shrunk: the study's sweep on another dataset and attribute, every part
     of the report drawn for it, and what cannot run there said."""
-    from obfaudit.experiments.presets import get_preset
-    from obfaudit.experiments.reproduce import reproduce
+    from obfaudit.study.presets import get_preset
+    from obfaudit.study.reproduce import reproduce
 
     preset = get_preset(
         "shapes", size=32, bottlenecks=(16,), n_train=300, n_test=100, infnet_epochs=1, obfnet_epochs=1,

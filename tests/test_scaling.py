@@ -4,10 +4,10 @@ import pytest
 from torch import nn
 
 from obfaudit.cost import cost_table, model_cost
-from obfaudit.experiments.context import RunSettings
-from obfaudit.experiments.presets import get_preset
-from obfaudit.experiments.reproduce import reproduce
 from obfaudit.models import register_model
+from obfaudit.study.context import RunSettings
+from obfaudit.study.presets import get_preset
+from obfaudit.study.reproduce import reproduce
 
 
 def n_params(m):

@@ -12,7 +12,7 @@ from obfaudit.attacks.base import AttackSettings
 from obfaudit.attacks.prepare import BUDGETS
 from obfaudit.attacks.reconstruct import RecNet, low_resolution
 from obfaudit.audit.job import BUDGET_NAMES, AuditJob
-from obfaudit.audit.preparation import SCREEN_LEAVES_OUT
+from obfaudit.audit.resolve import SCREEN_LEAVES_OUT
 from obfaudit.errors import ObfauditError
 from obfaudit.models import create_model
 from obfaudit.models.attack_nets import describe

@@ -30,7 +30,6 @@ from obfaudit.attacks.metrics import chance_level, compromise_threshold
 from obfaudit.attacks.registry import attack_class, attack_names
 from obfaudit.data import ImageSet, ProxySet, load_proxy, proxy_names, proxy_spec
 from obfaudit.errors import ObfauditError
-from obfaudit.records import Experiment
 from obfaudit.threat import GRADIENTS, PARTIES, Need, Output, Party, why_unmet
 from obfaudit.train_config import TrainConfig
 from obfaudit.transforms import CONTROLS, CheckedTransform, Transform, to_device
@@ -459,20 +458,6 @@ class PreparedAudit:
         :meth:`subject`, ``on_attack`` as for :meth:`SubjectAudit.run_all`)."""
         traffic = kwargs.pop("traffic", False)
         return self.subject(name, transform, judge=judge, traffic=traffic).run_all(**kwargs)
-
-    def rows(self, results: Mapping[str, AuditResult], *, subject: str, dataset: str) -> list[Experiment]:
-        """One result row per attack: the subject's as attacks, the others as controls."""
-        return [
-            Experiment.from_attack(
-                r,
-                id=f"{r.subject}/{r.attack}",
-                kind="attack" if r.subject == subject else "control",
-                dataset=dataset,
-                attribute=self.attribute,
-            )
-            for res in results.values()
-            for r in res.records
-        ]
 
 
 def needs_gradients(attacks: Iterable[str]) -> bool:

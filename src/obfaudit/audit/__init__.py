@@ -2,10 +2,12 @@
 
 - :mod:`~obfaudit.audit.job`: the job and its budgets (importable without torch: the command line's
   options and ``--help`` come from its field docstrings);
-- :mod:`~obfaudit.audit.preparation`: the job resolved into data, the transform, its controls and the
-  attacks that run;
-- :mod:`~obfaudit.audit.run`: the plan (:mod:`obfaudit.audit.plan`) run on an executor,
-  resumable, then assembled into the result (:mod:`~obfaudit.audit.document`) and written;
+- :mod:`~obfaudit.audit.resolve`: the job resolved into data, the transform, its controls and the
+  attacks that run (its data and settings a :class:`~obfaudit.attacks.prepare.PreparedAudit`);
+- :mod:`~obfaudit.audit.plan`: the judge and attack stages (one attack on one subject each), planned
+  for an audit and, by :mod:`obfaudit.study.plan`, for each ObfNet and control of the reproduction;
+- :mod:`~obfaudit.audit.run`: the plan run on an executor, resumable, then assembled into the
+  result (:mod:`~obfaudit.audit.document`) and written;
 - :mod:`~obfaudit.audit.sweeps`: a model cut at several nodes (rows in :mod:`~obfaudit.audit.split`)
   and an attacker given K stolen pairs (rows in :mod:`~obfaudit.audit.known_pairs`).
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from obfaudit._io import OutputPath, check_outputs
 from obfaudit.audit.job import AuditJob
-from obfaudit.audit.preparation import SCREEN_LEAVES_OUT, PreparedJob
+from obfaudit.audit.resolve import SCREEN_LEAVES_OUT, ResolvedJob
 from obfaudit.errors import ObfauditError
 from obfaudit.records import AuditDocument, PartyVerdict
 from obfaudit.results import Result, duration
@@ -223,7 +223,12 @@ class AuditReport(Result):
 
 
 def assemble(
-    job: AuditJob, ready: PreparedJob, results: dict[str, AuditResult], out: Path, judge: dict | None
+    job: AuditJob,
+    ready: ResolvedJob,
+    results: dict[str, AuditResult],
+    exps: list[Experiment],
+    out: Path,
+    judge: dict | None,
 ) -> AuditReport:
     """The audit's result from each subject's records: the subject's verdict counts a *not compromised*
     only from calibrated attacks (:mod:`obfaudit.attacks.calibration`), a screen never says it, and the
@@ -231,14 +236,13 @@ def assemble(
     from obfaudit.attacks.calibration import calibrated_verdict
     from obfaudit.threat import overall_verdict
 
-    subject, prepared = ready.subject, ready.pieces.prepared
+    subject, prepared = ready.subject, ready.prepared
     main = results[subject.name]
     if not main.records:
         why = "; ".join(f"{a}: {w}" for a, w in main.skipped.items())
         raise ObfauditError(f"no attack could run on {subject.name}, so there is no verdict ({why})")
     calibration = _calibration(main, results, own=ready.own_shape is not None)  # before the screen
     screened = _screen(job, main) if job.spent.screen else None
-    exps = prepared.rows(results, subject=subject.name, dataset=ready.dataset)
     verdicts = {n: r.verdict for n, r in results.items()}
     verdicts[subject.name] = calibrated_verdict(main.records, calibration)
     main.skipped = {**main.skipped, **ready.not_run}  # unable to run in it, or left out of the audit (why)
@@ -289,8 +293,8 @@ def _learned(records) -> set[str]:
     return {r.attack for r in records if not attack_class(r.attack).uses_transform()}
 
 
-def _dataset(ready: PreparedJob) -> dict:
-    prepared = ready.pieces.prepared
+def _dataset(ready: ResolvedJob) -> dict:
+    prepared = ready.prepared
     test, train = prepared.test, prepared.train
     return {
         "name": ready.dataset,
@@ -304,7 +308,7 @@ def _dataset(ready: PreparedJob) -> dict:
     }
 
 
-def _settings(job: AuditJob, ready: PreparedJob, out: Path) -> dict:
+def _settings(job: AuditJob, ready: ResolvedJob, out: Path) -> dict:
     """The job as it ran: its options, where it wrote, the split's seed, the attacks, the command line."""
     from obfaudit._version import __version__
 
@@ -314,7 +318,7 @@ def _settings(job: AuditJob, ready: PreparedJob, out: Path) -> dict:
         "out": str(out.resolve()),
         "cache": str(job.cache_dir().resolve()),
         "split_seed": ready.split_seed,
-        "attacks": list(ready.pieces.prepared.config.attacks),
+        "attacks": list(ready.prepared.config.attacks),
         "command": sys.argv,
         "obfaudit": __version__,
     }
@@ -334,7 +338,7 @@ def _defence(document: dict, subject, exps: list[Experiment]) -> None:
 def _add_findings(
     document: dict,
     job: AuditJob,
-    ready: PreparedJob,
+    ready: ResolvedJob,
     results: dict[str, AuditResult],
     exps: list[Experiment],
     judge: dict | None,
@@ -344,7 +348,7 @@ def _add_findings(
     verdicts, the judge, what the controls are, the inversions left out, the capture, the screen."""
     from obfaudit.report.audit import party_verdicts
 
-    subject, prepared = ready.subject, ready.pieces.prepared
+    subject, prepared = ready.subject, ready.prepared
     if prepared.infnet is not None:
         document["utility"] = subject_utility(
             subject.transform,
@@ -360,7 +364,7 @@ def _add_findings(
             "attribute": prepared.attribute,
             **{k: judge.get(k) for k in ("clean_test_acc", "clean_test_acc_ci", "verdict", "network")},
         }
-    for control in ready.pieces.subjects[1:]:
+    for control in ready.subjects[1:]:
         if control.about is not None and control.name in results:
             document.setdefault("controls", {})[control.name] = control.about
     if ready.own_shape is not None:  # not run: the subject is it

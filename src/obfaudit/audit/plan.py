@@ -7,14 +7,21 @@ the moment it finishes. A killed audit resumes with the attacks it had finished;
 controls and the judge depend only on the data and the settings, so they live in a cache
 shared by audits (``--cache``) and a second audit of another transform on the same data
 reuses them.
+
+The judge and attack stages are the same for the study's reproduction (:mod:`obfaudit.study.plan`):
+it plans each ObfNet and control with :func:`subject_stages` and :func:`attack_stage`, keyed by its
+preset's settings and the stages that trained the ObfNet and the InfNet, and its context answers
+what the stages ask (:class:`AuditHost`). So both have one judge, one attack stage, one record and
+one row collector (:mod:`obfaudit.report.collect`).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from safetensors.torch import load_file
 from safetensors.torch import save as save_safetensors
@@ -24,6 +31,7 @@ from obfaudit._version import __version__
 from obfaudit.attacks import AuditResult, SubjectAudit, attack_class
 from obfaudit.attacks.prepare import (
     PreparedAudit,
+    baselines,
     config_settings,
     data_fingerprint,
     needs_gradients,
@@ -34,7 +42,7 @@ from obfaudit.errors import ObfauditError
 from obfaudit.experiments.stages import Resources, Stage, artifacts_ok, settings_hash
 from obfaudit.models import load_model, read_sidecar, save_model
 from obfaudit.models.attack_nets import describe
-from obfaudit.records import AttackRecord
+from obfaudit.records import AttackRecord, Kind
 from obfaudit.threat import NeedKind, Output, Party
 from obfaudit.train import predict
 from obfaudit.transforms import Transform
@@ -59,71 +67,69 @@ class AuditSubject:
     """Run only the attacks that learn from what is sent, not those that use the transform itself
     (the same-shape control checks the attack networks on the subject's kind of tensor; an inversion
     of the control says nothing of an inversion of the subject)."""
+    attacks: tuple[str, ...] | None = None
+    """The attacks run on it; None: every attack of the audit (the study runs its slow and embedding
+    attacks on some ObfNets only)."""
+
+
+class AuditHost(Protocol):
+    """What the audit's stage functions ask of the run that planned them: an audit (:class:`AuditContext`)
+    or the study's reproduction (its ObfNets come from earlier stages, its data from the preset)."""
+
+    out: Path
+    """The run directory (the subject's figure arrays go to its ``artifacts/``)."""
+    cache: Path
+    """Where the judge's weights live (its record holds their path relative to this)."""
+    auditors: Auditors
+
+    def prepared_for(self, stage: Stage, inputs: Mapping[str, dict]) -> PreparedAudit:
+        """The prepared data and settings of ``stage``'s audit."""
+        ...
+
+    def subject_for(self, stage: Stage, inputs: Mapping[str, dict]) -> AuditSubject:
+        """The subject ``stage`` attacks."""
+        ...
 
 
 @dataclass
-class AuditPieces:
-    """An audit ready to plan: the prepared data and settings, and the subjects in order (the
-    one under audit first)."""
+class Auditors:
+    """The auditor of the subject a process is attacking, kept for the subject's next attack (the
+    knowledge its parties observed is shared by their attacks; one subject at a time, to bound memory)."""
 
-    prepared: PreparedAudit
-    subjects: list[AuditSubject]
-
-
-@dataclass(kw_only=True)
-class AuditContext:
-    """What the stages of one audit share. ``prepare`` makes the pieces (in a Ray worker too,
-    where the context arrives pickled without them)."""
-
-    prepare: Callable[[], AuditPieces]
-    out: Path
-    cache: Path
-    """The cache shared by audits (the controls' and the judge's stages)."""
-    progress: bool = False
-    run: str = field(default_factory=lambda: uuid.uuid4().hex)
-    """This audit (a Ray worker keeps one context per audit: another audit into the same folder,
-    in the same Ray session, must not find this one's transform and data)."""
-    loaded: AuditPieces | None = field(default=None, repr=False)
-    """The pieces once made (the caller passes its own; dropped when pickled: a worker makes them)."""
-    _auditor: tuple[str, SubjectAudit] | None = field(default=None, repr=False)
-    _judge: str | None = field(default=None, repr=False)
+    key: tuple | None = None
+    audit: SubjectAudit | None = None
+    judge: str | None = None
     """The SHA-256 of the judge the auditor reads reconstructions with."""
 
-    def cache_id(self) -> str:
-        return f"audit:{self.run}"
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "loaded": None, "_auditor": None, "_judge": None}
-
-    @property
-    def pieces(self) -> AuditPieces:
-        if self.loaded is None:
-            self.loaded = self.prepare()
-        return self.loaded
-
-    def subject(self, name: str) -> AuditSubject:
-        return next(s for s in self.pieces.subjects if s.name == name)
-
-    def auditor(self, name: str, judge: dict | None) -> SubjectAudit:
-        """The auditor of subject ``name`` (kept for its next attack: the knowledge its parties
-        observed is shared by their attacks; one subject at a time, to bound memory), reading
-        reconstructions with the ``judge`` record's model when one is given."""
-        if self._auditor is None or self._auditor[0] != name:
-            self._auditor, self._judge = None, None  # free the previous subject's views first
-            subject = self.subject(name)
-            prepared = self.pieces.prepared
-            audit = prepared.subject(name, subject.make(), traffic=subject.traffic)
-            audit.available(gradients=needs_gradients(prepared.config.attacks))
-            self._auditor = (name, audit)
-        audit = self._auditor[1]
-        if judge is not None and self._judge != judge["result"]["sha256"]:
-            model = load_model(self.cache / judge["result"]["model"], device=audit.device)[0]
+    def of(self, host: AuditHost, stage: Stage, inputs: Mapping[str, dict]) -> SubjectAudit:
+        """The auditor of ``stage``'s subject, reading reconstructions with its ``judge`` input's model."""
+        subject = host.subject_for(stage, inputs)
+        planned = stage.settings.get("subject")
+        if planned is not None and subject.fingerprint != planned:  # a worker process built it itself
+            raise ObfauditError(
+                f"{subject.name}: the transform this process built differs from the one planned (its outputs "
+                "on the probe images differ): it draws at random outside the seed of its factory (at import, "
+                "say); seed it, or run with --executor serial"
+            )
+        key = (stage.about.get("dataset"), subject.name)
+        if self.key != key:
+            self.key, self.audit, self.judge = None, None, None  # free the previous subject's views first
+            prepared = host.prepared_for(stage, inputs)
+            audit = prepared.subject(subject.name, subject.make(), traffic=subject.traffic)
+            audit.available(gradients=needs_gradients(subject.attacks or prepared.config.attacks))
+            self.key, self.audit = key, audit
+        audit = self.audit
+        judge = inputs.get("judge")
+        if judge is not None and self.judge != judge["result"]["sha256"]:
+            model = load_model(host.cache / judge["result"]["model"], device=audit.device)[0]
             audit.set_judge(model)
-            self._judge = judge["result"]["sha256"]
+            self.judge = judge["result"]["sha256"]
         return audit
 
 
-def _judge_ok(ctx: AuditContext, record: dict) -> bool:
+def model_ok(ctx: AuditHost, record: dict) -> bool:
+    """The model a stage saved (``result.model``, under ``ctx.cache``) loads and is the one its record made
+    (the same SHA-256): a stage kept from an earlier run whose model is gone or changed is run again."""
     try:
         _, info = load_model(ctx.cache / record["result"]["model"])
         return info["sha256"] == record["result"]["sha256"]
@@ -131,9 +137,9 @@ def _judge_ok(ctx: AuditContext, record: dict) -> bool:
         return False
 
 
-def run_audit_judge(ctx: AuditContext, stage: Stage, inputs: Mapping[str, dict]) -> dict:
-    """Train the attribute judge on the clean training images; keep it in the stage's store."""
-    prepared = ctx.pieces.prepared
+def run_audit_judge(ctx: AuditHost, stage: Stage, inputs: Mapping[str, dict]) -> dict:
+    """Train the attribute judge on the clean training images; keep its weights under ``ctx.cache``."""
+    prepared = ctx.prepared_for(stage, inputs)
     judge = prepared.train_judge()
     test = prepared.test
     read = predict(judge, test.x, device=prepared.config.device).argmax(1).cpu()
@@ -157,17 +163,10 @@ def run_audit_judge(ctx: AuditContext, stage: Stage, inputs: Mapping[str, dict])
     }
 
 
-def run_audit_attack(ctx: AuditContext, stage: Stage, inputs: Mapping[str, dict]) -> dict:
+def run_audit_attack(ctx: AuditHost, stage: Stage, inputs: Mapping[str, dict]) -> dict:
     """One attack on one subject; the subject under audit keeps its outputs for the figures."""
     subject, attack = stage.about["subject"], stage.about["attack"]
-    planned, here = stage.settings.get("subject"), ctx.subject(subject).fingerprint
-    if planned is not None and here != planned:  # a worker process built the transform itself
-        raise ObfauditError(
-            f"{subject}: the transform this process built differs from the one planned (its outputs on the "
-            "probe images differ): it draws at random outside the seed of its factory (at import, say); "
-            "seed it, or run with --executor serial"
-        )
-    auditor = ctx.auditor(subject, inputs.get("judge"))
+    auditor = ctx.auditors.of(ctx, stage, inputs)
     record = auditor.run(attack)
     out: dict = {
         "subject": subject,
@@ -175,6 +174,8 @@ def run_audit_attack(ctx: AuditContext, stage: Stage, inputs: Mapping[str, dict]
         "record": record.to_dict() if record else None,
         "skipped": auditor.result.skipped.get(attack),
     }
+    if auditor.config.attribute in auditor.test.labels:  # what its scores are read against
+        out["baselines"] = baselines(auditor.test, auditor.config.attribute).to_dict()
     if record is not None and stage.about.get("main"):
         arts = auditor.result.artifacts
         keep = {
@@ -187,13 +188,78 @@ def run_audit_attack(ctx: AuditContext, stage: Stage, inputs: Mapping[str, dict]
     return out
 
 
+def judge_stage(name: str, settings: dict, about: dict, resources: Resources, store: Path | None) -> Stage:
+    """The stage of the attribute judge of reconstructions (``about``: what the result rows say of it)."""
+    return Stage(
+        name,
+        run_audit_judge,
+        settings=settings,
+        about={"kind": "judge", **about},
+        outputs=("model", "sha256"),
+        valid=model_ok,
+        resources=resources,
+        store=store,
+    )
+
+
+def subject_stages(
+    subject: AuditSubject,
+    attacks: Sequence[str],
+    judge: str | None,
+    stage: Callable[[str, dict[str, str]], Stage],
+) -> list[Stage]:
+    """The stages of the attacks on one subject, in order: ``stage(attack, inputs)`` makes each (its name,
+    key and rows); an image attack reads the ``judge`` stage's model, and an attack that starts from another
+    one's network comes after it (on the same worker, see :class:`~obfaudit.attacks.Attack`)."""
+    named: dict[str, str] = {}
+    stages = []
+    for attack in subject.attacks or attacks:
+        cls = attack_class(attack)
+        if subject.learned_only and cls.uses_transform():
+            continue
+        inputs = {"judge": judge} if judge is not None and cls.output is Output.IMAGE else {}
+        if cls.starts_from in named:
+            inputs["start"] = named[cls.starts_from]
+        stages.append(stage(attack, inputs))
+        named[attack] = stages[-1].name
+    return stages
+
+
+def attack_stage(
+    name: str, attack: str, settings: dict, inputs: dict[str, str], about: dict, resources: Resources, **kw
+) -> Stage:
+    """The stage of one attack on one subject (``about``: its ``subject``, ``main`` when it is the one under
+    audit, the result row's ``id`` and what the rows say of it; ``kw``: the stage's ``store``)."""
+    kind = Kind.ATTACK if about.get("main") else Kind.CONTROL
+    return Stage(
+        name,
+        run_audit_attack,
+        settings=settings,
+        inputs=inputs,
+        about={"kind": str(kind), "attack": attack, **about},
+        outputs=("subject", "attack", "record"),
+        valid=artifacts_ok,
+        resources=resources,
+        cost=attack_class(attack).cost,
+        **kw,
+    )
+
+
 def _safe(name: str) -> str:
     return safe_name(name, "subject")
 
 
-def plan_audit(pieces: AuditPieces, *, cache: Path, gpu: bool = False) -> list[Stage]:
+def plan_audit(
+    prepared: PreparedAudit,
+    subjects: Sequence[AuditSubject],
+    dataset: str | None,
+    *,
+    cache: Path,
+    gpu: bool = False,
+) -> list[Stage]:
     """The stages of an audit: the judge (when an image attack runs), then every attack on the
-    subject under audit, then on each control. Controls and the judge go to ``cache``.
+    subject under audit (the first of ``subjects``), then on each control, on ``dataset``. Controls and the
+    judge go to ``cache``.
 
     Each attack stage's key holds what its scores depend on and little else (the test split
     and the seeds always; the training split for the server's attacks; the proxies and their
@@ -203,26 +269,20 @@ def plan_audit(pieces: AuditPieces, *, cache: Path, gpu: bool = False) -> list[S
     stages hold its name too (its records carry it); the shared ones hold obfaudit's version,
     so an upgrade never reuses what an older release computed.
     """
-    prepared = pieces.prepared
     keys = _Keys.of(prepared)
     resources = Resources(cpus=1, gpus=1 if gpu else 0)
+    rows = {"dataset": dataset, "attribute": prepared.attribute}
     stages: list[Stage] = []
-    judge: dict[str, str] = {}
+    judge = None
     if prepared.needs_judge and prepared.train is not None:
-        stages.append(_judge_stage(prepared, keys, resources, cache))
-        judge = {"judge": stages[-1].name}
-    for i, subject in enumerate(pieces.subjects):
-        named: dict[str, str] = {}  # this subject's stages by attack
-        for attack in prepared.config.attacks:
-            cls = attack_class(attack)
-            if subject.learned_only and cls.uses_transform():
-                continue
-            inputs = dict(judge) if cls.output is Output.IMAGE else {}
-            if cls.starts_from in named:  # after the attack whose network it starts from (see Attack)
-                inputs["start"] = named[cls.starts_from]
-            stage = _attack_stage(subject, attack, keys, inputs, resources, main=i == 0, cache=cache)
-            named[attack] = stage.name
-            stages.append(stage)
+        stages.append(_judge_stage(prepared, keys, resources, cache, rows))
+        judge = stages[-1].name
+    for i, subject in enumerate(subjects):
+
+        def stage(attack: str, inputs: dict[str, str], subject=subject, main=i == 0) -> Stage:
+            return _attack_stage(subject, attack, keys, inputs, resources, main=main, cache=cache, rows=rows)
+
+        stages += subject_stages(subject, prepared.config.attacks, judge, stage)
     return stages
 
 
@@ -262,7 +322,9 @@ class _Keys:
         )
 
 
-def _judge_stage(prepared: PreparedAudit, keys: _Keys, resources: Resources, cache: Path) -> Stage:
+def _judge_stage(
+    prepared: PreparedAudit, keys: _Keys, resources: Resources, cache: Path, rows: dict
+) -> Stage:
     """The attribute judge of reconstructions, trained on the clean training split, kept in the cache."""
     settings = {
         "train": keys.train,
@@ -272,16 +334,7 @@ def _judge_stage(prepared: PreparedAudit, keys: _Keys, resources: Resources, cac
         **keys.nets,
         "obfaudit": __version__,
     }
-    return Stage(
-        f"judge-{settings_hash(settings)[:12]}",
-        run_audit_judge,
-        settings=settings,
-        about={"kind": "judge", "attribute": prepared.attribute},
-        outputs=("model", "sha256"),
-        valid=_judge_ok,
-        resources=resources,
-        store=cache,
-    )
+    return judge_stage(f"judge-{settings_hash(settings)[:12]}", settings, rows, resources, cache)
 
 
 def _attack_stage(
@@ -293,6 +346,7 @@ def _attack_stage(
     *,
     main: bool,
     cache: Path,
+    rows: dict,
 ) -> Stage:
     """One attack on one subject; a control's stage lives in the shared cache under a key of what its
     scores depend on (so another audit of the same data reuses it)."""
@@ -318,23 +372,8 @@ def _attack_stage(
         if shared
         else f"attack-{_safe(attack)}"
     )
-    return Stage(
-        name,
-        run_audit_attack,
-        settings=own,
-        inputs=inputs,
-        about={
-            "kind": "attack" if main else "control",
-            "subject": subject.name,
-            "attack": attack,
-            "main": main,
-        },
-        outputs=("subject", "attack"),
-        valid=artifacts_ok,
-        resources=resources,
-        cost=cls.cost,
-        store=cache if shared else None,
-    )
+    about = {"subject": subject.name, "main": main, "id": f"{subject.name}/{attack}", **rows}
+    return attack_stage(name, attack, own, inputs, about, resources, store=cache if shared else None)
 
 
 def collect_audit(
@@ -357,9 +396,13 @@ def collect_audit(
 
 
 __all__ = [
-    "AuditContext",
-    "AuditPieces",
+    "AuditHost",
     "AuditSubject",
+    "Auditors",
+    "attack_stage",
     "collect_audit",
+    "judge_stage",
+    "model_ok",
     "plan_audit",
+    "subject_stages",
 ]

@@ -15,7 +15,7 @@ from obfaudit.audit.known_pairs import (
     knowledge_rows,
     known_pairs_list,
 )
-from obfaudit.audit.preparation import task_data
+from obfaudit.audit.resolve import task_data
 from obfaudit.audit.run import run_audit
 from obfaudit.audit.split import SplitReport
 from obfaudit.errors import ObfauditError

@@ -9,7 +9,7 @@ from obfaudit.commands._base import Command, Interface, OnProgress, Progress, Re
 from obfaudit.commands._options import add, attack_names
 from obfaudit.errors import ObfauditError
 from obfaudit.experiments.executors import executor_names
-from obfaudit.experiments.presets import PRESETS, RunSettings, get_preset
+from obfaudit.study.presets import PRESETS, RunSettings, get_preset
 
 
 @dataclass
@@ -42,7 +42,7 @@ def reproduce(
     settings: RunSettings, *, progress_bars: bool = False, on_progress: OnProgress = quiet
 ) -> Reproduction:
     """Run (or resume) every stage of the preset into the run directory, then rebuild its report."""
-    from obfaudit.experiments.reproduce import reproduce as run
+    from obfaudit.study.reproduce import reproduce as run
 
     preset = get_preset(settings.preset)
     if (preset.full_mnist or preset.scaling) and settings.data_root is None:

@@ -10,7 +10,7 @@ from obfaudit._io import read_json, write_json
 from obfaudit.attacks.metrics import chance_level, compromise_threshold
 from obfaudit.data import COLOUR, COLOUR_NAMES
 from obfaudit.records import read_records, write_csv
-from obfaudit.report.collect import collect_experiments
+from obfaudit.report.collect import baselines_by_dataset, collect_experiments
 from obfaudit.report.findings import findings
 from obfaudit.report.selection import make_figures
 
@@ -22,12 +22,7 @@ DATASET = "colored-mnist"
 def study_of(records: dict) -> tuple[str, str, int]:
     """The dataset whose ObfNets the study's figures and findings show, its attribute and the number of
     values: Colored-MNIST's colour when the run has it, else the first controls' baselines (shapes' hue)."""
-    found = [
-        (rec["about"]["dataset"], rec["result"]["baselines"])
-        for rec in records.values()
-        if (rec.get("about") or {}).get("kind") == "controls"
-        and isinstance((rec.get("result") or {}).get("baselines"), dict)
-    ]
+    found = list(baselines_by_dataset(records).items())
     if not found or any(ds == DATASET for ds, _ in found):
         return DATASET, ATTRIBUTE, K_ATTRIBUTE
     ds, b = sorted(found)[0]

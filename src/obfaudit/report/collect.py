@@ -1,4 +1,5 @@
-"""Typed experiment rows from a run's stage records (their ``about`` says what each is)."""
+"""Typed experiment rows from a run's stage records (their ``about`` says what each is): the one row
+collector of the study's reproduction and of an audit."""
 
 from __future__ import annotations
 
@@ -48,25 +49,24 @@ def _rows(name: str, rec: dict) -> list[Experiment]:
                 id=name,
                 kind=kind,
                 **typed,
-                metrics={k: v for k, v in res.items() if k not in ("model", "fit")},
+                metrics={k: v for k, v in res.items() if k not in ("model", "fit", "network")},
                 fit=res.get("fit") or {},
                 settings=settings,
                 model=res.get("model"),
                 seconds=rec.get("seconds"),
             )
         )
-    elif kind in ("audit", "controls"):
-        for r in res["records"]:
-            ar = AttackRecord.from_dict(r)
-            control = kind == "controls"
+    elif kind in (Kind.ATTACK, Kind.CONTROL):  # one attack on one subject (obfaudit.audit.plan)
+        if res["record"] is not None:  # None: skipped, and why
+            ar = AttackRecord.from_dict(res["record"])
             rows.append(
                 Experiment.from_attack(
                     ar,
-                    id=f"{name}/{ar.subject}/{ar.attack}" if control else f"{name}/{ar.attack}",
-                    kind=Kind.CONTROL if control else Kind.ATTACK,
+                    id=about.get("id") or f"{ar.subject}/{ar.attack}",
+                    kind=Kind(kind),
                     **typed,
                     settings=settings,
-                    artifacts=None if control else res.get("artifacts"),
+                    artifacts=res.get("artifacts"),
                 )
             )
     elif kind == "cost":
@@ -99,6 +99,35 @@ def _rows(name: str, rec: dict) -> list[Experiment]:
                 )
             )
     return rows
+
+
+def attack_records(records: dict[str, dict]) -> Iterable[tuple[dict, dict]]:
+    """(about, result) of each attack stage's record (one attack on one subject)."""
+    for rec in records.values():
+        about = rec.get("about") or {}
+        if about.get("kind") in (Kind.ATTACK, Kind.CONTROL) and isinstance(rec.get("result"), dict):
+            yield about, rec["result"]
+
+
+def baselines_by_dataset(records: dict[str, dict]) -> dict[str, dict]:
+    """{dataset: chance, majority and compromise line of its attribute}, from the attack records."""
+    return {
+        about["dataset"]: res["baselines"]
+        for about, res in attack_records(records)
+        if about.get("dataset") and isinstance(res.get("baselines"), dict)
+    }
+
+
+def skipped_attacks(records: dict[str, dict]) -> dict[str, set[str]]:
+    """{"attack: why it did not run": the subjects it did not run on} of the attack records."""
+    out: dict[str, set[str]] = {}
+    for about, res in attack_records(records):
+        if res.get("skipped"):
+            where = str(about.get("id") or about.get("subject")).rpartition("/")[0] or str(
+                about.get("subject")
+            )
+            out.setdefault(f"{res['attack']}: {res['skipped']}", set()).add(where)
+    return out
 
 
 def calibrated_verdict(on: Iterable[Experiment], exps: Iterable[Experiment], dataset: str) -> Verdict | None:

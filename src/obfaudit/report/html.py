@@ -13,8 +13,10 @@ from obfaudit.records import Experiment, Kind
 from obfaudit.report.collect import (
     attacks_by_subject,
     attacks_present,
+    baselines_by_dataset,
     calibrated_verdict,
     compare,
+    skipped_attacks,
     worst_case,
 )
 from obfaudit.report.findings import Finding, beyond_study, beyond_summary
@@ -261,11 +263,7 @@ def _figures(run_dir: Path, figs: dict) -> list[dict]:
 def not_run(results: dict, records: dict) -> list[dict]:
     """Parts of the study the plan left out, then attacks skipped for unmet needs."""
     rows = [{"part": n["part"], "reason": n["reason"]} for n in results.get("not_run", [])]
-    skipped: dict[str, set[str]] = {}
-    for name, rec in records.items():
-        for attack, why in (rec["result"].get("skipped") or {}).items():
-            skipped.setdefault(f"{attack}: {why}", set()).add(name)
-    for what, stages in sorted(skipped.items()):
+    for what, stages in sorted(skipped_attacks(records).items()):
         attack, why = what.split(": ", 1)
         rows.append({"part": f"attack {attack} on {', '.join(sorted(stages))}", "reason": why})
     return rows
@@ -316,11 +314,7 @@ def write_report(
             for e in exps
             if e.kind is Kind.JUDGE
         ],
-        "baselines": {
-            rec["about"].get("dataset"): rec["result"]["baselines"]
-            for n, rec in records.items()
-            if n in stages and isinstance(rec["result"].get("baselines"), dict) and rec.get("about")
-        },
+        "baselines": baselines_by_dataset({n: r for n, r in records.items() if n in stages}),
     }
     page = _environment().get_template("report.html.j2").render(**context)
     path = run_dir / "report.html"

@@ -1,6 +1,6 @@
 """``obfaudit reproduce``: plan the preset's stages, run them (resumable), build the report.
 
-The plan is in :mod:`.plan`, the executors and stage cache in :mod:`.stages`; results,
+The plan is in :mod:`.plan`, the executors and stage cache in :mod:`obfaudit.experiments.stages`; results,
 figures and report.html are rebuilt by :mod:`obfaudit.report` from the stored records,
 never by retraining.
 """
@@ -17,11 +17,11 @@ import torch
 
 from obfaudit._io import RunLock, check_output_dir, resolve_device, write_json
 from obfaudit._version import __version__
-from obfaudit.experiments.context import RunContext, RunSettings, data_description
 from obfaudit.experiments.executors import closing_executor, make_executor
-from obfaudit.experiments.plan import plan
-from obfaudit.experiments.presets import Preset, get_preset
 from obfaudit.experiments.stages import StageEvent, StageState
+from obfaudit.study.context import RunContext, RunSettings, data_description
+from obfaudit.study.plan import plan
+from obfaudit.study.presets import Preset, get_preset
 
 Log = Callable[[str], None]
 

@@ -10,16 +10,21 @@ from obfaudit.audit.job import AuditJob
 from obfaudit.errors import ObfauditError
 
 if TYPE_CHECKING:
-    from obfaudit.audit.plan import AuditPieces
+    from obfaudit.attacks.prepare import PreparedAudit
+    from obfaudit.audit.plan import AuditSubject
 
 
 @dataclass
-class PreparedJob:
-    """An audit job resolved: the pieces to plan, and what the results say about where they came from."""
+class ResolvedJob:
+    """An audit job resolved: what its plan attacks, on what, and what the results say about where it
+    came from."""
 
-    pieces: AuditPieces
+    prepared: PreparedAudit
+    """The data, proxies, InfNet and attack settings (:mod:`obfaudit.attacks.prepare`)."""
+    subjects: list[AuditSubject]
+    """What the plan attacks, in order: the transform under audit, then its controls."""
     subject: Any
-    """The loaded transform (:class:`obfaudit.transforms.LoadedTransform`)."""
+    """The loaded transform under audit (:class:`obfaudit.transforms.LoadedTransform`)."""
     split_seed: int
     dataset: str
     traffic: dict | None = None
@@ -236,12 +241,11 @@ def _subjects(job: AuditJob, subject: Any, data: _Data, device: str, attacks: tu
     return subjects + ([shaped] if shaped is not None else [])
 
 
-def prepare(job: AuditJob) -> PreparedJob:
+def resolve(job: AuditJob) -> ResolvedJob:
     """Load the data (or the capture), the transform, the proxies and the InfNet; choose the attacks;
     list the subjects (the transform, then its controls)."""
     from obfaudit._io import resolve_device
     from obfaudit.attacks import attack_class
-    from obfaudit.audit.plan import AuditPieces
     from obfaudit.experiments.steps import check_model_fits
     from obfaudit.models import Role, load_model
 
@@ -262,8 +266,9 @@ def prepare(job: AuditJob) -> PreparedJob:
     subjects = _subjects(job, subject, data, device, attacks)
     # a subject that sends just what its same-shape control sends calibrates itself: the control is not run
     own = next((s.about for s in subjects if s.about and s.about.get("the_subject")), None)
-    return PreparedJob(
-        AuditPieces(prepared, [s for s in subjects if s.about is not own or own is None]),
+    return ResolvedJob(
+        prepared,
+        [s for s in subjects if s.about is not own or own is None],
         subject,
         data.split_seed,
         data.dataset,
@@ -316,11 +321,6 @@ def _same_shape_control(subject, images, test, device: str):
 SCREEN_LEAVES_OUT = "left out of a screen (--budget quick): it costs minutes; --budget standard runs it"
 
 
-def pieces_of(job: AuditJob) -> AuditPieces:
-    """The pieces of ``job`` (what a Ray worker makes for itself)."""
-    return prepare(job).pieces
-
-
 def inversions_left_out(
     not_run: dict[str, str], left_out: dict[str, str], *, gradients: bool, parties
 ) -> dict[str, str]:
@@ -344,4 +344,4 @@ def inversions_left_out(
     return out
 
 
-__all__ = ["SCREEN_LEAVES_OUT", "PreparedJob", "inversions_left_out", "prepare"]
+__all__ = ["SCREEN_LEAVES_OUT", "ResolvedJob", "inversions_left_out", "resolve"]
