@@ -76,6 +76,24 @@ def test_stages_run_in_worker_processes_after_their_inputs_and_resume(tmp_path):
     assert kept["sum"]["result"] == records["sum"]["result"]
 
 
+def test_each_worker_takes_up_its_own_subject(tmp_path):
+    """Two subjects' attacks, two workers: each subject's stages stay on one worker (split, its data would be
+    observed twice) rather than the first two stages, both of one subject, going out side by side."""
+    plan = [
+        Stage(
+            f"{subject}-{i}",
+            slow,
+            settings={"seconds": 0.4, "i": i, "s": subject},
+            about={"subject": subject},
+        )
+        for subject in ("a", "b")
+        for i in range(2)
+    ]
+    records = PoolExecutor(workers=2, threads=1).run(plan, Ctx(tmp_path))
+    pid = {name: r["result"]["pid"] for name, r in records.items()}
+    assert pid["a-0"] == pid["a-1"] and pid["b-0"] == pid["b-1"] and pid["a-0"] != pid["b-0"], pid
+
+
 def test_a_stage_that_refuses_is_one_line_and_the_finished_ones_stay(tmp_path):
     plan = _plan(last=refuse)
     with pytest.raises(ObfauditError, match="this stage refuses its input"):

@@ -21,7 +21,8 @@ resumes under any executor.
 
 A stage goes preferably to the worker that last ran a stage of the same subject (an audit's
 auditor keeps what its parties observed, e.g. the transformed training split, for the subject's
-next attack), then by the longest chain of stages after it.
+next attack); an idle worker takes up another subject before one a busy worker holds; then the
+longest chain of stages after it goes first.
 """
 
 from __future__ import annotations
@@ -55,6 +56,14 @@ from obfaudit.experiments.stages import (
 )
 
 log = logging.getLogger("obfaudit.pool")
+
+
+def subject_of(stage: Stage) -> tuple | None:
+    """Which subject a stage attacks (its ``about``'s dataset and subject: a reproduction audits an
+    ``identity`` on each of its datasets), or None."""
+    subject = stage.about.get("subject")
+    return None if subject is None else (stage.about.get("dataset"), subject)
+
 
 #: At most this many workers by default: each holds its own copy of the run's data.
 MAX_WORKERS = 4
@@ -92,7 +101,7 @@ class _Worker:
     process: subprocess.Popen
     conn: Connection
     subject: Any = None
-    """The subject of the last stage it ran (``stage.about["subject"]``)."""
+    """The subject of the last stage it ran (:func:`subject_of`)."""
     holds: set[str] = field(default_factory=set)
     """The stages it ran since it took up that subject: what they trained it may still hold."""
     stage: Stage | None = None
@@ -277,9 +286,19 @@ class _Pool:
             if kept:
                 continue
             # a stage whose worker of choice is idle now goes first (it holds the trained network the
-            # stage starts from: elsewhere it would be trained again), then the longest chains
-            order = sorted(ready, key=lambda s: (min(self._fit(w, s) for w in idle) > 0, -chain[s.name]))
-            for stage in order[: len(idle)]:
+            # stage starts from: elsewhere it would be trained again), then those of a subject no busy
+            # worker holds (a subject's attacks split across workers observe its data twice: the proxies
+            # its adversary transforms cost seconds), then the longest chains
+            held = {w.subject for w in self.workers if w.stage is not None}
+            order = sorted(
+                ready,
+                key=lambda s: (
+                    min(self._fit(w, s) for w in idle) > 0,
+                    subject_of(s) is not None and subject_of(s) in held,
+                    -chain[s.name],
+                ),
+            )
+            for stage in order[:1]:  # one at a time: the next choice sees which subjects are held
                 w = min(idle, key=lambda w: self._fit(w, stage))
                 idle.remove(w)
                 del waiting[stage.name]
@@ -293,7 +312,7 @@ class _Pool:
                         f"({_ended(w.process)}); rerun to resume, or with --executor serial"
                     ) from None
                 w.contexts.add(run)
-                subject = stage.about.get("subject")
+                subject = subject_of(stage)
                 if subject != w.subject:
                     w.holds.clear()
                 w.stage, w.subject, w.started = stage, subject, time.perf_counter()
@@ -316,7 +335,7 @@ class _Pool:
         the same subject (whose trained network the stage starts from), it holds the stage's subject,
         or neither. A preference: when the worker of choice is busy, the stage goes elsewhere (and the
         network it starts from is trained again there)."""
-        subject = stage.about.get("subject")
+        subject = subject_of(stage)
         if subject is None or subject != w.subject:
             return 2
         return 0 if any(d in w.holds for d in stage.deps) else 1
