@@ -243,6 +243,7 @@ def assemble(
         raise ObfauditError(f"no attack could run on {subject.name}, so there is no verdict ({why})")
     calibration = _calibration(main, results, own=ready.own_shape is not None)  # before the screen
     screened = _screen(job, main) if job.spent.screen else None
+    exps = _screened_rows(exps, screened or [])
     verdicts = {n: r.verdict for n, r in results.items()}
     verdicts[subject.name] = calibrated_verdict(main.records, calibration)
     main.skipped = {**main.skipped, **ready.not_run}  # unable to run in it, or left out of the audit (why)
@@ -398,6 +399,21 @@ def _screen(job: AuditJob, main: AuditResult) -> list[str]:
     for r in changed:
         r.verdict = Verdict.INCONCLUSIVE
     return [r.attack for r in changed]
+
+
+def _screened_rows(exps: list[Experiment], screened: list[str]) -> list[Experiment]:
+    """The rows of the subject's attacks a screen changed, changed as their records are."""
+    from dataclasses import replace
+
+    from obfaudit.records import Kind
+    from obfaudit.threat import Verdict
+
+    return [
+        replace(e, verdict=Verdict.INCONCLUSIVE)
+        if e.kind is Kind.ATTACK and e.attack in screened and e.verdict is Verdict.NOT_COMPROMISED
+        else e
+        for e in exps
+    ]
 
 
 def _test_fingerprint(test, attribute: str) -> str:

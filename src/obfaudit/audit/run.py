@@ -14,15 +14,20 @@ from typing import TYPE_CHECKING
 from obfaudit._io import OutputPath, check_outputs
 from obfaudit.audit.document import AuditReport, assemble
 from obfaudit.audit.job import AuditJob
-from obfaudit.audit.plan import Auditors
 from obfaudit.audit.resolve import ResolvedJob, resolve
 from obfaudit.experiments.stages import StageState
 from obfaudit.results import OnProgress, Progress, duration, quiet
 
 if TYPE_CHECKING:
     from obfaudit.attacks.prepare import PreparedAudit
-    from obfaudit.audit.plan import AuditSubject
+    from obfaudit.audit.plan import Auditors, AuditSubject
     from obfaudit.experiments.stages import Stage, StageEvent
+
+
+def _auditors() -> Auditors:
+    from obfaudit.audit.plan import Auditors  # (torch: not imported for the command line's --help)
+
+    return Auditors()
 
 
 @dataclass(kw_only=True)
@@ -40,13 +45,13 @@ class AuditContext:
     in the same Ray session, must not find this one's transform and data)."""
     loaded: ResolvedJob | None = field(default=None, repr=False)
     """The job once resolved (the caller passes its own; dropped when pickled: a worker resolves it)."""
-    auditors: Auditors = field(default_factory=Auditors, repr=False)
+    auditors: Auditors = field(default_factory=_auditors, repr=False)
 
     def cache_id(self) -> str:
         return f"audit:{self.run}"
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "loaded": None, "auditors": Auditors()}
+        return {**self.__dict__, "loaded": None, "auditors": _auditors()}
 
     @property
     def resolved(self) -> ResolvedJob:
