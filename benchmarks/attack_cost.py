@@ -8,14 +8,16 @@ preset, and to compare attacks on the same ObfNets.
     python benchmarks/attack_cost.py runs/default --subjects mlp-b64 cnn-b128 \
         --attacks inversion decoder linprobe knnprobe [--save records.json]
 
-The attacks on one ObfNet run in one audit, as in a reproduction (the decoder is trained
-once for ``decoder`` and ``inversion-decoder``); the seconds are each record's own.
+The attacks on one ObfNet run one after the other on one auditor, as a reproduction's worker runs a
+subject's attack stages (the decoder is trained once for ``decoder`` and ``inversion-decoder``);
+the seconds are each record's own.
 ``--save`` writes the records as experiments that ``compare_attacks.py`` merges with a run.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -47,8 +49,10 @@ def main() -> None:
     ctx = RunContext(settings=RunSettings(preset=args.preset), preset=preset, out=args.run)
     infnet, _ = load_model(args.run / "models" / f"infnet-cnn-{args.dataset}.safetensors", role="infnet")
     prepared = ctx.prepared(args.dataset, tuple(args.attacks), infnet=infnet)  # the preset's audit
-    judge_path = args.run / "models" / f"judge-colour-{args.dataset}.safetensors"
-    judge = load_model(judge_path)[0] if judge_path.exists() else None
+    judge_record = args.run / "stages" / f"judge-{args.dataset}.json"  # where the run kept its judge
+    judge = None
+    if judge_record.exists():
+        judge = load_model(args.run / json.loads(judge_record.read_text())["result"]["model"])[0]
     print("| ObfNet | attack | party | seconds | F_a [95% CI] | SSIM [95% CI] |")
     print("|---|---|---|---|---|---|")
     total, saved = 0.0, []

@@ -349,3 +349,32 @@ def test_a_probe_too_large_to_copy_reads_what_the_copying_probe_reads(monkeypatc
     assert not isinstance(probe.model.steps[0][1], probes.StandardPCA)
     assert (preds[0] == y[:200]).float().mean() > 0.95
     assert (preds[0] == preds[10**12]).float().mean() > 0.97
+
+
+class _Noisy(torch.nn.Module):
+    """A random transform: each pass adds fresh noise (as the noise defence does)."""
+
+    def forward(self, x):
+        return x + 0.3 * torch.randn_like(x)
+
+
+def test_a_random_transform_scores_the_same_whichever_attacks_ran_before(small_data):
+    """An attack's draws (here a noisy transform's, in each pass of the inversion) start from its seed: in a
+    process that ran other attacks first (a worker, a resumed run) it scores what it scores alone."""
+    from obfaudit.attacks import SubjectAudit
+
+    train, test, _ = small_data
+    cfg = AuditConfig(
+        attacks=("colornet", "inversion"), train=TrainConfig(epochs=1, patience=None, val_fraction=0)
+    )
+
+    def auditor():
+        return SubjectAudit(
+            "noisy", _Noisy(), train=train.subset(slice(0, 300)), test=test.subset(slice(0, 40)), config=cfg
+        )
+
+    first = auditor()
+    assert first.run("colornet") is not None
+    after = first.run("inversion")
+    alone = auditor().run("inversion")
+    assert after.metrics == alone.metrics

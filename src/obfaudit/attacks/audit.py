@@ -252,6 +252,9 @@ class SubjectAudit:
         done = []
         for r in runs:
             attack = cls(replace(config, seed=config.seed + r) if r else config)
+            # what it draws from the global generator (a random transform's noise in an inversion's passes)
+            # starts from its seed: the same whichever attacks ran before it in this process
+            torch.manual_seed(attack.config.seed)
             try:
                 fit = attack.fit(self._knowledge[cls.party])
             except NotApplicable as e:

@@ -73,8 +73,9 @@ class AuditSubject:
 
 
 class AuditHost(Protocol):
-    """What the audit's stage functions ask of the run that planned them: an audit (:class:`AuditContext`)
-    or the study's reproduction (its ObfNets come from earlier stages, its data from the preset)."""
+    """What the audit's stage functions ask of the run that planned them: an audit
+    (:class:`obfaudit.audit.run.AuditContext`) or the study's reproduction (its ObfNets come from
+    earlier stages, its data from the preset)."""
 
     out: Path
     """The run directory (the subject's figure arrays go to its ``artifacts/``)."""
@@ -101,6 +102,10 @@ class Auditors:
     judge: str | None = None
     """The SHA-256 of the judge the auditor reads reconstructions with."""
 
+    def clear(self) -> None:
+        """Let the auditor go (a stage that trains something else frees its memory first)."""
+        self.key, self.audit, self.judge = None, None, None
+
     def of(self, host: AuditHost, stage: Stage, inputs: Mapping[str, dict]) -> SubjectAudit:
         """The auditor of ``stage``'s subject, reading reconstructions with its ``judge`` input's model."""
         subject = host.subject_for(stage, inputs)
@@ -111,9 +116,15 @@ class Auditors:
                 "on the probe images differ): it draws at random outside the seed of its factory (at import, "
                 "say); seed it, or run with --executor serial"
             )
-        key = (stage.about.get("dataset"), subject.name)
+        infnet = inputs.get("infnet")  # (a study's: the InfNet the reconstructions are scored with)
+        key = (
+            stage.about.get("dataset"),
+            subject.name,
+            subject.fingerprint,
+            infnet and infnet["result"]["sha256"],
+        )
         if self.key != key:
-            self.key, self.audit, self.judge = None, None, None  # free the previous subject's views first
+            self.clear()  # free the previous subject's views first
             prepared = host.prepared_for(stage, inputs)
             audit = prepared.subject(subject.name, subject.make(), traffic=subject.traffic)
             audit.available(gradients=needs_gradients(subject.attacks or prepared.config.attacks))
@@ -139,6 +150,7 @@ def model_ok(ctx: AuditHost, record: dict) -> bool:
 
 def run_audit_judge(ctx: AuditHost, stage: Stage, inputs: Mapping[str, dict]) -> dict:
     """Train the attribute judge on the clean training images; keep its weights under ``ctx.cache``."""
+    ctx.auditors.clear()
     prepared = ctx.prepared_for(stage, inputs)
     judge = prepared.train_judge()
     test = prepared.test

