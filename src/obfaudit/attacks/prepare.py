@@ -1,10 +1,11 @@
 """One audit, prepared in one place: the data and proxies, the attacks' settings, the
-baselines, the controls, the judge and the result rows.
+baselines, the controls and the judge (:class:`PreparedAudit`).
 
-``obfaudit audit`` (on data or on captured traffic) and the reproduction's audit and
-control stages all build their audits here, so an audit means the same thing wherever it
-runs: the same training budgets, the same control transforms drawn with the same seeds,
-the same baselines beside the scores.
+``obfaudit audit`` (on data or on captured traffic, :mod:`obfaudit.audit.resolve`) and the
+reproduction (:mod:`obfaudit.study.context`) both build their audits here, and both run them
+through the audit engine's stages (:mod:`obfaudit.audit.plan`), so an audit means the same thing
+wherever it runs: the same training budgets, the same control transforms drawn with the same
+seeds, the same baselines beside the scores.
 """
 
 from __future__ import annotations
