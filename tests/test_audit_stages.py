@@ -204,7 +204,7 @@ def one_number(x):
 def test_gradients_are_detected_truthfully_and_what_did_not_run_is_said(tmp_path):
     """A transform under no_grad is not offered to gradient attacks; every registered attack left out
     is listed with its reason; the judge's accuracy on clean images is recorded."""
-    from obfaudit.attacks.audit import differentiable
+    from obfaudit.attacks.auditor import differentiable
     from obfaudit.transforms import CheckedTransform, NullTransform
 
     x = torch.rand(2, 3, 8, 8)

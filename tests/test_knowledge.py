@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from obfaudit.attacks.audit import known_pairs
+from obfaudit.attacks.auditor import known_pairs
 from obfaudit.audit.known_pairs import known_pairs_list
 from obfaudit.data import load_colored_mnist
 from obfaudit.errors import ObfauditError

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from obfaudit.attacks.audit import AuditConfig, audit_transform
+from obfaudit.attacks.auditor import AuditConfig, audit_transform
 from obfaudit.attacks.metrics import image_quality
 from obfaudit.attacks.reference import is_affine, least_squares, upsampled
 from obfaudit.data import load_dataset

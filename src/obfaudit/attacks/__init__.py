@@ -7,7 +7,7 @@ Add an attack by writing one module with an :class:`Attack` subclass decorated w
 # the built-in attacks, each registering itself
 from obfaudit.attacks import attribute, decoder, embedding, inversion, known_pairs, probes  # noqa: F401, I001
 from obfaudit.attacks import reconstruct, reference  # noqa: F401, I001
-from obfaudit.attacks.audit import STUDY_ATTACKS, AuditConfig, AuditResult, SubjectAudit, audit_transform
+from obfaudit.attacks.auditor import STUDY_ATTACKS, AuditConfig, AuditResult, SubjectAudit, audit_transform
 from obfaudit.attacks.base import NEEDS, Attack, AttackSettings, Output, Party
 from obfaudit.attacks.knowledge import AdversaryKnowledge, ServerKnowledge, ThirdPartyKnowledge
 from obfaudit.attacks.metrics import (

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from obfaudit._io import check_fits_in_memory, fingerprint, resolve_device
-from obfaudit.attacks.audit import (
+from obfaudit.attacks.auditor import (
     AuditConfig,
     AuditResult,
     SubjectAudit,

@@ -127,7 +127,7 @@ class ReferenceInverse(Attack):
     )
 
     def fit(self, knowledge: AdversaryKnowledge) -> dict:
-        from obfaudit.attacks.audit import differentiable
+        from obfaudit.attacks.auditor import differentiable
 
         expect(knowledge, self.party, self.name)
         self._transform, self._shape = knowledge.transform, tuple(knowledge.input_shape)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from obfaudit.attacks.audit import STUDY_ATTACKS
+from obfaudit.attacks.auditor import STUDY_ATTACKS
 from obfaudit.data import COLOUR
 from obfaudit.records import Experiment, Kind
 from obfaudit.report.collect import attack_series, attacks_by_subject, compare, strongest_by
