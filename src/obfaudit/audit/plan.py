@@ -215,19 +215,21 @@ def judge_stage(name: str, settings: dict, about: dict, resources: Resources, st
 
 
 def subject_stages(
-    subject: AuditSubject,
     attacks: Sequence[str],
     judge: str | None,
     stage: Callable[[str, dict[str, str]], Stage],
+    *,
+    learned_only: bool = False,
 ) -> list[Stage]:
-    """The stages of the attacks on one subject, in order: ``stage(attack, inputs)`` makes each (its name,
+    """The stages of ``attacks`` on one subject, in order: ``stage(attack, inputs)`` makes each (its name,
     key and rows); an image attack reads the ``judge`` stage's model, and an attack that starts from another
-    one's network comes after it (on the same worker, see :class:`~obfaudit.attacks.Attack`)."""
+    one's network comes after it (on the same worker, see :class:`~obfaudit.attacks.Attack`).
+    ``learned_only``: only those that learn from what is sent (see :class:`AuditSubject`)."""
     named: dict[str, str] = {}
     stages = []
-    for attack in subject.attacks or attacks:
+    for attack in attacks:
         cls = attack_class(attack)
-        if subject.learned_only and cls.uses_transform():
+        if learned_only and cls.uses_transform():
             continue
         inputs = {"judge": judge} if judge is not None and cls.output is Output.IMAGE else {}
         if cls.starts_from in named:
@@ -294,7 +296,8 @@ def plan_audit(
         def stage(attack: str, inputs: dict[str, str], subject=subject, main=i == 0) -> Stage:
             return _attack_stage(subject, attack, keys, inputs, resources, main=main, cache=cache, rows=rows)
 
-        stages += subject_stages(subject, prepared.config.attacks, judge, stage)
+        attacks = subject.attacks or prepared.config.attacks
+        stages += subject_stages(attacks, judge, stage, learned_only=subject.learned_only)
     return stages
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from obfaudit._io import safe_name
 from obfaudit.attacks import Output, attack_class
 from obfaudit.attacks.prepare import audit_config, config_settings
-from obfaudit.audit.plan import AuditSubject, attack_stage, judge_stage, model_ok, subject_stages
+from obfaudit.audit.plan import attack_stage, judge_stage, model_ok, subject_stages
 from obfaudit.data import COLOUR, dataset_spec
 from obfaudit.defences import DEFENCES, defence_from_dict, get_defence
 from obfaudit.errors import ObfauditError
@@ -321,7 +321,6 @@ class _Sweep:
         suffix = subject_suffix(defence)
         chosen = attacks_for(self.ds, self.attacks, self.preset, (arch, n))
         name, row = f"obfnet-{arch}-b{n}{suffix}", f"audit-{self.ds}-{arch}-b{n}{suffix}"
-        subject = AuditSubject(name, _planned, obfnet.name, attacks=chosen)
         about = {"subject": name, "main": True, "attacks": chosen, "attribute": attribute_of(self.ds)}
         guard = {"defence": defence} if defence else {}
 
@@ -335,7 +334,7 @@ class _Sweep:
                 self.gpu,
             )
 
-        return subject_stages(subject, chosen, judge.name if judge else None, stage)
+        return subject_stages(chosen, judge.name if judge else None, stage)
 
     def _controls(self) -> list[tuple[str, list | None]]:
         """The controls: identity, null and, where the preset asks, one random-weights control per
@@ -354,7 +353,6 @@ class _Sweep:
             for a in attacks_for(self.ds, self.attacks, self.preset, None)
             if attack_class(a).output is not Output.EMBEDDING
         )
-        subject = AuditSubject(name, _planned, f"control:{name}", attacks=chosen)
         about = {"subject": name, "main": False, "attacks": chosen, "dataset": self.ds}
 
         def stage(attack: str, inputs: dict[str, str]) -> Stage:
@@ -373,11 +371,7 @@ class _Sweep:
                 self.gpu,
             )
 
-        return subject_stages(subject, chosen, judge.name if judge else None, stage)
-
-
-def _planned():
-    raise AssertionError("a planned subject is made by the run's context (RunContext.subject_for)")
+        return subject_stages(chosen, judge.name if judge else None, stage)
 
 
 __all__ = ["NotRun", "attacks_for", "plan", "sweep"]
